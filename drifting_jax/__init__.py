@@ -1,0 +1,26 @@
+"""drifting_jax: drift fields, kernel losses and one-step drifting generators in JAX.
+
+The core (kernels → kde → fields → losses, calculus) is pure functions of arrays; see
+DESIGN.md and the papers "Drifting Fields are not Conservative" (Franz et al.) and
+"Generative Drifting is Secretly Score Matching" (Secretly-SM).
+"""
+
+from drifting_jax import kernels
+from drifting_jax.calculus import asymmetry, curl, curl_indices, jacobian, line_integral_potential
+from drifting_jax.deng import deng_drift_loss
+from drifting_jax.fields import (deng_field, doubly_stochastic_field, drift_field, mmd_field,
+                                 multiscale, sub_field)
+from drifting_jax.kde import log_kde
+from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
+                                  rational_quadratic)
+from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "kernels", "RadialKernel", "gaussian", "laplacian", "rational_quadratic", "radial",
+    "pairwise_sqdist", "log_kde", "sub_field", "drift_field", "mmd_field", "deng_field",
+    "doubly_stochastic_field", "multiscale", "drift_loss", "log_kde_loss", "mmd_loss",
+    "kde_link_loss", "deng_drift_loss", "jacobian", "curl", "curl_indices", "asymmetry",
+    "line_integral_potential",
+]

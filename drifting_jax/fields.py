@@ -1,0 +1,238 @@
+"""Drift fields ``V_{p,q}(x)``: normalized, sharp-normalized, unnormalized, MMD, Deng et al.
+
+All fields act on one drift problem, ``x [N, D]`` queries (generated samples) with positives
+``pos [M, D]`` (data) and negatives ``neg [K, D]`` (generated samples, often ``x`` itself,
+then pass ``exclude_self=True``). For several groups, ``jax.vmap`` over a leading axis.
+Kernel sums are weighted averages of displacements ``Σ_j w_ij (y_j − x_i)`` whose weights
+are formed in log domain (softmax / logsumexp), so far-away queries stay finite.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drifting_jax import _validation
+from drifting_jax.kernels import RadialKernel, gaussian, pairwise_sqdist
+
+Array = jax.Array
+NORMALIZATIONS = ("kde", "sharp", "none")
+
+
+def check_problem(x, pos, neg=None, *, exclude_self: bool = False) -> None:
+  """Validates a drift problem: ``x [N, D]``, ``pos [M, D]``, ``neg [K, D]`` (K = N if
+  ``exclude_self``). Raises ``ValueError`` naming the offending argument."""
+  _validation.check_points("x", x)
+  d = np.shape(x)[1]
+  _validation.check_points("pos", pos, dim=d)
+  if neg is not None:
+    _validation.check_points("neg", neg, dim=d)
+    if exclude_self:
+      _validation.check_self_excludable(x, neg)
+      if np.shape(neg)[0] < 2:
+        raise ValueError("`exclude_self=True` needs at least 2 negatives.")
+
+
+def _displacement(weights: Array, x: Array, y: Array) -> Array:
+  """``Σ_j w_ij (y_j − x_i)`` as one matrix product: ``[N, M], [N, D], [M, D] -> [N, D]``."""
+  return (jnp.matmul(weights, y, precision=jax.lax.Precision.HIGHEST)
+          - jnp.sum(weights, axis=1, keepdims=True) * x)
+
+
+def _mask_diagonal(logits: Array, exclude_self: bool) -> Array:
+  if not exclude_self:
+    return logits
+  n = logits.shape[0]
+  return jnp.where(jnp.eye(n, logits.shape[1], dtype=bool), -jnp.inf, logits)
+
+
+def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: str = "kde",
+              exclude_self: bool = False) -> Array:
+  """One sub-field of Eq. (3) of Franz et al., e.g. the attraction ``V_p^+``.
+
+  ``normalization="kde"``:   ``E[k(x,y)(y−x)] / E[k(x,y)]``        (Eq. (3), ``Z_p``),
+  ``normalization="sharp"``: ``E[k(x,y)(y−x)] / E[k#(x,y)]``       (Eq. (18), ``Z#_p``),
+  ``normalization="none"``:  ``E[k(x,y)(y−x)]``                    (Eq. (9)).
+
+  Args:
+    x: ``[N, D]`` queries.
+    samples: ``[M, D]`` samples of the distribution.
+    kernel: the radial kernel ``k``.
+    normalization: one of ``"kde"``, ``"sharp"``, ``"none"``.
+    exclude_self: drop ``j = i`` (``samples`` is ``x``); expectations then average ``M − 1``.
+
+  Returns:
+    ``[N, D]`` field values.
+  """
+  _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  d2 = pairwise_sqdist(x, samples)
+  log_k = _mask_diagonal(kernel.log_k(d2), exclude_self)
+  if normalization == "kde":
+    weights = jax.nn.softmax(log_k, axis=1)
+  elif normalization == "sharp":
+    log_z = jax.nn.logsumexp(_mask_diagonal(kernel.log_sharp(d2), exclude_self), axis=1)
+    weights = jnp.exp(log_k - log_z[:, None])
+  else:
+    count = samples.shape[0] - (1 if exclude_self else 0)
+    weights = jnp.exp(log_k) / count
+  return _displacement(weights, x, samples)
+
+
+def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
+                normalization: str = "kde", exclude_self: bool = False) -> Array:
+  """The drift field ``V_{p,q} = V_p^+ − V_q^-``.
+
+  ``"kde"`` is the normalized ("naive") field of Eq. (3) of Franz et al. (Alg. 2);
+  ``"sharp"`` the sharp-normalized field of Eqs. (18)–(19), ``= ∇ log(p_KDE[k#]/q_KDE[k#])``;
+  ``"none"`` the unnormalized field of Eq. (9), ``= −∇ₓ L^MMD[k#]`` (Prop. 7).
+
+  Args:
+    x: ``[N, D]`` generated samples (queries).
+    pos: ``[M, D]`` data samples.
+    neg: ``[K, D]`` negatives (generated samples).
+    kernel: the radial kernel.
+    normalization: ``"kde"``, ``"sharp"`` or ``"none"``.
+    exclude_self: mask ``x_i`` out of its own negatives (``neg`` is ``x``; K = N).
+
+  Returns:
+    ``[N, D]`` drift vectors.
+  """
+  check_problem(x, pos, neg, exclude_self=exclude_self)
+  _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  v_pos = sub_field(x, pos, kernel=kernel, normalization=normalization)
+  v_neg = sub_field(x, neg, kernel=kernel, normalization=normalization,
+                    exclude_self=exclude_self)
+  return v_pos - v_neg
+
+
+def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
+              exclude_self: bool = False) -> Array:
+  """The MMD-induced field ``−∇ₓ L^MMD[k](x) = E_p[k♭(x,y)(y−x)] − E_q[k♭(x,y)(y−x)]``.
+
+  Eq. (8) of Franz et al. (written there with ``2φ' = −k♭``; the sign here is the one that
+  makes the field the negative gradient of the MMD potential of Eq. (7)). With the sharp
+  kernel in place of ``k`` it is the unnormalized field of Eq. (9) (Prop. 7).
+  Coincident pairs contribute zero (their displacement is zero; for kernels with a singular
+  flat, e.g. the Laplacian, this is the subgradient choice).
+
+  Args:
+    x: ``[N, D]`` queries.
+    pos: ``[M, D]`` data samples.
+    neg: ``[K, D]`` negatives.
+    kernel: the radial kernel ``k`` of the MMD.
+    exclude_self: mask ``x_i`` out of its own negatives (K = N).
+
+  Returns:
+    ``[N, D]`` field values.
+  """
+  check_problem(x, pos, neg, exclude_self=exclude_self)
+
+  def flat_term(y, mask):
+    d2 = pairwise_sqdist(x, y)
+    positive = d2 > 0
+    # k♭ may be +inf at d2 = 0; evaluate it on a safe argument and drop those pairs.
+    log_flat = jnp.where(positive, kernel.log_flat(jnp.where(positive, d2, 1.0)), -jnp.inf)
+    log_flat = _mask_diagonal(log_flat, mask)
+    count = y.shape[0] - (1 if mask else 0)
+    return _displacement(jnp.exp(log_flat) / count, x, y)
+
+  return flat_term(pos, False) - flat_term(neg, exclude_self)
+
+
+def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
+               exclude_self: bool = False, column_normalize: bool = False) -> Array:
+  """The joint-softmax drift of Deng et al. (Franz et al. App. D, Alg. 2 of Deng et al.).
+
+  Logits ``log k`` to ``[pos ‖ neg]`` are normalized together over the targets (a row
+  softmax); with ``column_normalize`` the affinity is ``sqrt(row_softmax · column_softmax)``
+  (column = over the queries), as in Deng et al.'s code. Then
+  ``W_pos = A_pos · Σ_k A_neg``, ``W_neg = A_neg · Σ_j A_pos`` and
+  ``V = W_pos @ pos − W_neg @ neg``. Without column normalization and with ``M = K`` this is
+  Eq. (26) of Franz et al., ``E_{p,q}[k⁺k⁻(y⁺ − y⁻)] / (Z_p + Z_q)²`` (Corollary 18).
+
+  Args:
+    x: ``[N, D]`` generated samples.
+    pos: ``[M, D]`` data samples.
+    neg: ``[K, D]`` negatives.
+    kernel: the radial kernel (Deng et al. use the Laplacian, ``exp(−‖x−y‖/τ)``).
+    exclude_self: mask ``x_i`` out of its own negatives (K = N).
+    column_normalize: also normalize over the queries (doubly-stochastic affinity).
+
+  Returns:
+    ``[N, D]`` drift vectors.
+  """
+  check_problem(x, pos, neg, exclude_self=exclude_self)
+  m = pos.shape[0]
+  logits = jnp.concatenate(
+      [kernel.log_k(pairwise_sqdist(x, pos)),
+       _mask_diagonal(kernel.log_k(pairwise_sqdist(x, neg)), exclude_self)], axis=1)
+  affinity = jax.nn.softmax(logits, axis=1)
+  if column_normalize:
+    affinity = jnp.sqrt(affinity * jax.nn.softmax(logits, axis=0))
+  a_pos, a_neg = affinity[:, :m], affinity[:, m:]
+  w_pos = a_pos * jnp.sum(a_neg, axis=1, keepdims=True)
+  w_neg = a_neg * jnp.sum(a_pos, axis=1, keepdims=True)
+  # Σ W_pos = Σ W_neg per row, so W_pos@pos − W_neg@neg = Σ W_pos(y⁺−x) − Σ W_neg(y⁻−x).
+  return _displacement(w_pos, x, pos) - _displacement(w_neg, x, neg)
+
+
+def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
+                            exclude_self: bool = True) -> Array:
+  """Gaussian doubly-stochastic drift, Secretly-SM App. G.3.1, Eq. (40) and Algorithm 1.
+
+  Gaussian logits ``−‖x−y‖²/2σ²`` over ``[pos ‖ neg]``, affinity
+  ``sqrt(softmax_row · softmax_col)``, attraction/repulsion coefficients as in
+  :func:`deng_field` (which this calls with the Gaussian kernel and column normalization).
+
+  Args:
+    x: ``[N, D]`` generated samples.
+    pos: ``[M, D]`` data samples.
+    neg: ``[K, D]`` negatives (``x`` itself by default, hence ``exclude_self=True``).
+    bandwidth: σ > 0, possibly traced (annealing schedules, Secretly-SM §6.2).
+    exclude_self: mask self-interactions (K = N).
+
+  Returns:
+    ``[N, D]`` drift vectors.
+  """
+  return deng_field(x, pos, neg, kernel=gaussian(bandwidth), exclude_self=exclude_self,
+                    column_normalize=True)
+
+
+def multiscale(field_fn: Callable[..., Array], bandwidths: Sequence[float], *,
+               normalize: bool = False, eps: float = 1e-8) -> Callable[..., Array]:
+  """Sums a field over several bandwidths, ``V = Σ_σ V_σ`` (Deng et al.'s multi-temperature).
+
+  Args:
+    field_fn: ``field_fn(x, pos, neg, bandwidth) -> [N, D]``, e.g.
+      ``lambda x, p, n, s: drift_field(x, p, n, kernel=gaussian(s))``.
+    bandwidths: the bandwidths σ (non-empty, positive).
+    normalize: divide each ``V_σ`` by its RMS ``sqrt(max(mean(V_σ²), eps))`` before summing,
+      as Deng et al. do so that every scale contributes equally.
+    eps: floor of the mean square in the normalization.
+
+  Returns:
+    ``fn(x, pos, neg) -> [N, D]``.
+  """
+  bandwidths = tuple(bandwidths)
+  if not bandwidths:
+    raise ValueError("`bandwidths` must be a non-empty sequence.")
+  for s in bandwidths:
+    _validation.check_positive("bandwidths", s)
+
+  def fn(x, pos, neg):
+    total = 0.0
+    for s in bandwidths:
+      v = field_fn(x, pos, neg, s)
+      if normalize:
+        v = v / jnp.sqrt(jnp.maximum(jnp.mean(v * v), eps))
+      total = total + v
+    return total
+
+  return fn
+
+
+__all__ = ["sub_field", "drift_field", "mmd_field", "deng_field", "doubly_stochastic_field",
+           "multiscale", "check_problem"]

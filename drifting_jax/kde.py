@@ -1,0 +1,118 @@
+"""Log kernel density estimates (Def. 2 of Franz et al.), logsumexp-stable and streamable.
+
+``p_KDE[k](x) = Σ_j w_j k(x, y_j) / Σ_j w_j`` (Eq. (4), a Monte-Carlo estimate of
+``E_{y∼p}[k(x, y)]``), evaluated in log domain. With ``exclude_self`` the query ``x_i`` is
+dropped from its own estimate (the leave-one-out KDE of Alg. 1, normalized by ``N − 1``).
+With ``chunk_size`` the samples are streamed in blocks with an online logsumexp, so memory
+stays ``O(N · chunk_size)`` while the result equals the one-shot computation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from drifting_jax import _validation
+from drifting_jax.kernels import RadialKernel, pairwise_sqdist
+
+Array = jax.Array
+
+
+def _masked_log_kernel(kernel, which, x, y, log_w, row_ids, col_ids, exclude_self):
+  """``[N, C]`` of ``log k(x_i, y_j) + log w_j``, with ``-inf`` where excluded."""
+  logits = kernel.log(pairwise_sqdist(x, y), which) + log_w[None, :]
+  if exclude_self:
+    logits = jnp.where(row_ids[:, None] == col_ids[None, :], -jnp.inf, logits)
+  return logits
+
+
+def _streamed_logsumexp(kernel, which, x, samples, log_w, exclude_self, chunk_size):
+  """Online logsumexp over sample chunks: returns ``[N]`` = logsumexp_j(log k + log w)."""
+  n, m = x.shape[0], samples.shape[0]
+  num_chunks = -(-m // chunk_size)
+  pad = num_chunks * chunk_size - m
+  samples = jnp.pad(samples, ((0, pad), (0, 0)))
+  log_w = jnp.pad(log_w, (0, pad), constant_values=-jnp.inf)  # padding carries no mass
+  col_ids = jnp.arange(num_chunks * chunk_size)
+  chunks = (samples.reshape(num_chunks, chunk_size, -1), log_w.reshape(num_chunks, chunk_size),
+            col_ids.reshape(num_chunks, chunk_size))
+  row_ids = jnp.arange(n)
+
+  def body(carry, chunk):
+    run_max, run_sum = carry
+    y, lw, cid = chunk
+    logits = _masked_log_kernel(kernel, which, x, y, lw, row_ids, cid, exclude_self)
+    new_max = jnp.maximum(run_max, jnp.max(logits, axis=1))
+    # Shift by a finite value: while everything seen so far is -inf, exp(-inf - (-inf)) is NaN.
+    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+    run_sum = run_sum * jnp.exp(run_max - shift) + jnp.sum(jnp.exp(logits - shift[:, None]), 1)
+    return (new_max, run_sum), None
+
+  init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), x.dtype))
+  (run_max, run_sum), _ = jax.lax.scan(body, init, chunks)
+  shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+  return jnp.log(run_sum) + shift
+
+
+def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
+            weights: Array | None = None, exclude_self: bool = False,
+            chunk_size: int | None = None) -> Array:
+  """Log kernel density estimate ``log p_KDE[k](x)`` (Def. 2 / Eq. (4) of Franz et al.).
+
+  Args:
+    x: ``[N, D]`` query points.
+    samples: ``[M, D]`` samples ``y_j`` of the distribution.
+    kernel: a :class:`~drifting_jax.kernels.RadialKernel`.
+    which: ``"k"`` for the kernel itself, ``"sharp"`` for ``k#`` (the normalizer ``Z#`` of
+      Eq. (17)), ``"flat"`` for ``k♭``.
+    weights: optional ``[M]`` nonnegative sample weights (normalized internally).
+    exclude_self: drop ``j = i`` (requires ``M = N`` and ``samples`` to be ``x``-like) and
+      normalize by the remaining weight (``N − 1`` for uniform weights), as in Alg. 1.
+    chunk_size: stream the samples in blocks of this size (online logsumexp); memory
+      ``O(N · chunk_size)``. ``None`` computes the ``[N, M]`` matrix at once.
+
+  Returns:
+    ``[N]`` values of ``log p_KDE(x_i)``.
+  """
+  _validation.check_points("x", x)
+  _validation.check_points("samples", samples, dim=np.shape(x)[1])
+  _validation.check_choice("which", which, ("k", "sharp", "flat"))
+  m = np.shape(samples)[0]
+  if exclude_self:
+    _validation.check_self_excludable(x, samples, "samples")
+    if m < 2:
+      raise ValueError("`exclude_self=True` needs at least 2 samples.")
+  if weights is None:
+    log_w = jnp.zeros((m,), jnp.result_type(x, samples))
+  else:
+    if np.shape(weights) != (m,):
+      raise ValueError(f"`weights` must have shape [{m}] (one per sample), got "
+                       f"{np.shape(weights)}.")
+    _validation.check_finite("weights", weights)
+    if _validation.is_concrete(weights) and np.any(np.asarray(weights) < 0):
+      raise ValueError("`weights` must be nonnegative.")
+    log_w = jnp.log(jnp.asarray(weights, jnp.result_type(x, samples)))
+  if chunk_size is not None and (int(chunk_size) < 1):
+    raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
+
+  x = jnp.asarray(x)
+  samples = jnp.asarray(samples)
+  if chunk_size is None or chunk_size >= m:
+    ids = jnp.arange(x.shape[0])
+    logits = _masked_log_kernel(kernel, which, x, samples, log_w, ids, jnp.arange(m),
+                                exclude_self)
+    lse = jax.nn.logsumexp(logits, axis=1)
+  else:
+    lse = _streamed_logsumexp(kernel, which, x, samples, log_w, exclude_self, int(chunk_size))
+
+  log_total = jax.nn.logsumexp(log_w)
+  if exclude_self:
+    # Leave-one-out normalization: Σ_{j≠i} w_j = Σ_j w_j − w_i (N − 1 for uniform weights).
+    log_norm = log_total + jnp.log1p(-jnp.exp(log_w - log_total))
+  else:
+    log_norm = log_total
+  return lse - log_norm
+
+
+__all__ = ["log_kde"]

@@ -1,0 +1,38 @@
+"""Shared test fixtures: float64 context, random point clouds, the shared data folder."""
+
+import contextlib
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+
+@contextlib.contextmanager
+def x64():
+  """float64 for identity tests (``jax.enable_x64`` or the older experimental form)."""
+  if hasattr(jax, "enable_x64"):
+    with jax.enable_x64(True):
+      yield
+  else:  # pragma: no cover - older jax
+    from jax.experimental import enable_x64
+    with enable_x64():
+      yield
+
+
+@pytest.fixture
+def float64():
+  with x64():
+    yield
+
+
+def cloud(seed, n, d, shift=0.0, scale=1.0, dtype=np.float64):
+  """``[n, d]`` Gaussian point cloud as a numpy array."""
+  rng = np.random.default_rng(seed)
+  return (shift + scale * rng.standard_normal((n, d))).astype(dtype)
+
+
+SHARED_MNIST = pathlib.Path(os.environ.get(
+    "DRIFTING_JAX_MNIST", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" /
+    "mnist"))

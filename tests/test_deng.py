@@ -1,0 +1,93 @@
+"""Deng et al.'s drift loss: against a step-by-step float64 numpy transcription of the
+computation in DESIGN.md, and its gradient structure."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import drifting_jax as dj
+
+
+def _softmax(a, axis):
+  a = a - a.max(axis=axis, keepdims=True)
+  e = np.exp(a)
+  return e / e.sum(axis=axis, keepdims=True)
+
+
+def reference(gen, pos, neg, wg, wp, wn, temps):
+  """DESIGN.md, steps 1-5, one explicit numpy line per step (float64)."""
+  b, cg, s = gen.shape
+  targets = np.concatenate([gen, neg, pos], 1)
+  wt = np.concatenate([wg, wn, wp], 1)
+  sq = ((gen[:, :, None, :] - targets[:, None, :, :]) ** 2).sum(-1)
+  dist = np.sqrt(np.maximum(sq, 1e-8))
+  scale = (dist * wt[:, None, :]).mean() / wt.mean()
+  s_in = max(scale / np.sqrt(s), 1e-3)
+  g_s, t_s = gen / s_in, targets / s_in
+  dn = dist / max(scale, 1e-3)
+  for i in range(cg):
+    dn[:, i, i] += 100.0
+  force = np.zeros_like(g_s)
+  info = {"scale": scale}
+  split = cg + neg.shape[1]
+  for r in temps:
+    logits = -dn / r
+    a = np.sqrt(np.maximum(_softmax(logits, -1) * _softmax(logits, -2), 1e-6)) * wt[:, None]
+    a_neg, a_pos = a[..., :split], a[..., split:]
+    coef = np.concatenate([-a_neg * a_pos.sum(-1, keepdims=True),
+                           a_pos * a_neg.sum(-1, keepdims=True)], -1)
+    f_r = np.einsum("bit,bts->bis", coef, t_s) - coef.sum(-1)[..., None] * g_s
+    info[f"loss_{r}"] = (f_r**2).mean()
+    force += f_r / np.sqrt(max((f_r**2).mean(), 1e-8))
+  goal = g_s + force
+  return ((g_s - goal) ** 2).mean(axis=(1, 2)), info, force, s_in
+
+
+@pytest.mark.parametrize("with_neg", [False, True])
+def test_matches_reference_number_for_number(with_neg):
+  rng = np.random.default_rng(0)
+  b, cg, cp, cn, s = 3, 8, 6, 4, 5
+  gen = rng.normal(size=(b, cg, s))
+  pos = rng.normal(size=(b, cp, s)) + 0.5
+  neg = rng.normal(size=(b, cn, s)) if with_neg else np.zeros((b, 0, s))
+  wg, wp = rng.uniform(0.5, 1.5, (b, cg)), rng.uniform(0.5, 1.5, (b, cp))
+  wn = rng.uniform(0.5, 1.5, (b, neg.shape[1]))
+  temps = (0.02, 0.05, 0.2)
+  ref_loss, ref_info, _, _ = reference(gen, pos, neg, wg, wp, wn, temps)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  loss, info = dj.deng_drift_loss(f32(gen), f32(pos), f32(neg) if with_neg else None,
+                                  weight_gen=f32(wg), weight_pos=f32(wp),
+                                  weight_neg=f32(wn) if with_neg else None, temperatures=temps)
+  assert loss.dtype == jnp.float32 and loss.shape == (b,)
+  np.testing.assert_allclose(loss, ref_loss, rtol=2e-4)
+  for key, val in ref_info.items():
+    np.testing.assert_allclose(info[key], val, rtol=2e-4, err_msg=key)
+
+
+def test_gradient_is_minus_force_direction():
+  """∂loss/∂gen = −2 force / (s_in · C_g · S) per group (the stop-gradient structure)."""
+  rng = np.random.default_rng(1)
+  gen = rng.normal(size=(2, 6, 4))
+  pos = rng.normal(size=(2, 7, 4))
+  _, _, force, s_in = reference(gen, pos, np.zeros((2, 0, 4)), np.ones((2, 6)), np.ones((2, 7)),
+                                np.ones((2, 0)), (0.05, 0.2))
+  grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, jnp.asarray(pos, jnp.float32),
+                                                       temperatures=(0.05, 0.2))[0]))(
+                                                           jnp.asarray(gen, jnp.float32))
+  np.testing.assert_allclose(grad, -2 * force / (s_in * 6 * 4), rtol=1e-3, atol=1e-6)
+
+
+def test_jit_and_bad_input():
+  gen = jnp.ones((2, 4, 3)) + jnp.arange(12.0).reshape(1, 4, 3) / 10
+  pos = jnp.zeros((2, 5, 3))
+  np.testing.assert_allclose(jax.jit(lambda g, p: dj.deng_drift_loss(g, p)[0])(gen, pos),
+                             dj.deng_drift_loss(gen, pos)[0], rtol=1e-5)
+  with pytest.raises(ValueError, match="gen"):
+    dj.deng_drift_loss(gen[0], pos)
+  with pytest.raises(ValueError, match="pos"):
+    dj.deng_drift_loss(gen, jnp.zeros((2, 5, 4)))
+  with pytest.raises(ValueError, match="weight_pos"):
+    dj.deng_drift_loss(gen, pos, weight_pos=jnp.ones((2, 4)))
+  with pytest.raises(ValueError, match="temperatures"):
+    dj.deng_drift_loss(gen, pos, temperatures=(0.0,))
