@@ -5,7 +5,7 @@ DESIGN.md and the papers "Drifting Fields are not Conservative" (Franz et al.) a
 "Generative Drifting is Secretly Score Matching" (Secretly-SM).
 """
 
-from drifting_jax import kernels
+from drifting_jax import kernels, normalization, schedules, spectral
 from drifting_jax.calculus import asymmetry, curl, curl_indices, jacobian, line_integral_potential
 from drifting_jax.deng import deng_drift_loss
 from drifting_jax.fields import (deng_field, doubly_stochastic_field, drift_field, mmd_field,
@@ -14,6 +14,11 @@ from drifting_jax.kde import log_kde
 from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
                                   rational_quadratic)
 from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
+from drifting_jax.normalization import KernelWidthState, knn_mean_distance
+from drifting_jax.schedules import get_schedule
+from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gaussian_decay_rate,
+                                   laplace_decay_rate, optimal_mode, simulate_modes,
+                                   spectral_error)
 
 __version__ = "0.1.0"
 
@@ -22,5 +27,7 @@ __all__ = [
     "pairwise_sqdist", "log_kde", "sub_field", "drift_field", "mmd_field", "deng_field",
     "doubly_stochastic_field", "multiscale", "drift_loss", "log_kde_loss", "mmd_loss",
     "kde_link_loss", "deng_drift_loss", "jacobian", "curl", "curl_indices", "asymmetry",
-    "line_integral_potential",
+    "line_integral_potential", "schedules", "get_schedule", "spectral", "gaussian_decay_rate",
+    "laplace_decay_rate", "optimal_mode", "fixed_convergence_time", "convergence_time",
+    "simulate_modes", "spectral_error", "normalization", "KernelWidthState", "knn_mean_distance",
 ]
