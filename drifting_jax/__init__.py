@@ -16,6 +16,7 @@ from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sq
 from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
 from drifting_jax.normalization import KernelWidthState, knn_mean_distance
 from drifting_jax.schedules import get_schedule
+from drifting_jax.sinkhorn import SinkhornDriftInfo, sinkhorn_drift, sinkhorn_loss
 from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gaussian_decay_rate,
                                    laplace_decay_rate, optimal_mode, simulate_modes,
                                    spectral_error)
@@ -30,4 +31,5 @@ __all__ = [
     "line_integral_potential", "schedules", "get_schedule", "spectral", "gaussian_decay_rate",
     "laplace_decay_rate", "optimal_mode", "fixed_convergence_time", "convergence_time",
     "simulate_modes", "spectral_error", "normalization", "KernelWidthState", "knn_mean_distance",
+    "sinkhorn_drift", "sinkhorn_loss", "SinkhornDriftInfo",
 ]
