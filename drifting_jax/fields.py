@@ -169,9 +169,13 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   logits = jnp.concatenate(
       [kernel.log_k(pairwise_sqdist(x, pos)),
        _mask_diagonal(kernel.log_k(pairwise_sqdist(x, neg)), exclude_self)], axis=1)
-  affinity = jax.nn.softmax(logits, axis=1)
   if column_normalize:
-    affinity = jnp.sqrt(affinity * jax.nn.softmax(logits, axis=0))
+    # sqrt(row · col) in log domain: same values, and no infinite sqrt' at zero affinities
+    # (masked diagonal, underflow), so gradients through the field stay finite.
+    affinity = jnp.exp(0.5 * (jax.nn.log_softmax(logits, axis=1)
+                              + jax.nn.log_softmax(logits, axis=0)))
+  else:
+    affinity = jax.nn.softmax(logits, axis=1)
   a_pos, a_neg = affinity[:, :m], affinity[:, m:]
   w_pos = a_pos * jnp.sum(a_neg, axis=1, keepdims=True)
   w_neg = a_neg * jnp.sum(a_pos, axis=1, keepdims=True)

@@ -1,0 +1,57 @@
+"""Toy-data training: config, state and step, checkpoints, loop, evaluation."""
+
+from drifting_jax.training.checkpoint import make_manager, resolve_checkpoint
+from drifting_jax.training.config import (
+    ToyConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    validate_config,
+)
+from drifting_jax.training.evaluation import evaluate, generate, sample_data, save_scatter
+from drifting_jax.training.loop import (
+    Run,
+    TrainResult,
+    build,
+    build_objective,
+    finalize,
+    load_run,
+    train,
+)
+from drifting_jax.training.state import (
+    TrainState,
+    init_state,
+    make_model,
+    make_optimizer,
+    make_train_step,
+    split_run_key,
+)
+
+__all__ = [
+    "Run",
+    "ToyConfig",
+    "TrainResult",
+    "TrainState",
+    "apply_overrides",
+    "build",
+    "build_objective",
+    "config_from_dict",
+    "config_to_dict",
+    "evaluate",
+    "finalize",
+    "generate",
+    "init_state",
+    "load_config",
+    "load_run",
+    "make_manager",
+    "make_model",
+    "make_optimizer",
+    "make_train_step",
+    "resolve_checkpoint",
+    "sample_data",
+    "save_scatter",
+    "split_run_key",
+    "train",
+    "validate_config",
+]

@@ -1,0 +1,249 @@
+"""Configuration of toy-data training runs (a plain dataclass).
+
+A config file (``experiments/configs/toy_*.py``) defines ``get_config() -> ToyConfig``.
+Every field can be overridden from the command line with ``--set key=value``; dictionary
+fields accept either a whole literal (``--set objective_kwargs="{'alpha': 0.01}"``) or a
+dotted key (``--set objective_kwargs.alpha=0.01``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+import typing
+from typing import Any
+
+__all__ = [
+    "ToyConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "validate_config",
+]
+
+
+@dataclasses.dataclass
+class ToyConfig:
+  """Hyperparameters of a toy drifting run (defaults: the CLI's default run).
+
+  Attributes:
+    dataset: toy distribution name (:func:`drifting_jax.data.toy.get`).
+    dataset_kwargs: keyword arguments of the sampler (e.g. ``{"noise": 0.05}``).
+    objective: objective name from DESIGN.md's table (:mod:`drifting_jax.objectives`).
+    bandwidth: kernel bandwidth ``sigma``/temperature ``tau`` (> 0), in data units.
+    schedule: optional bandwidth schedule name (:func:`drifting_jax.schedules.get_schedule`);
+      when set, the bandwidth at step ``t`` is ``schedule(t)`` instead of ``bandwidth``.
+    schedule_kwargs: hyperparameters of ``schedule``.
+    stop_gradient: train on the frozen-field loss (True) or the coupled ``||V||^2``.
+    objective_kwargs: extra keyword arguments of the objective (e.g. Sinkhorn ``alpha``).
+    noise_dim: generator input dimension.
+    hidden: MLP hidden width.
+    depth: number of hidden layers.
+    activation: MLP nonlinearity (``silu``, ``relu``, ``gelu``, ``tanh``).
+    learning_rate: Adam learning rate.
+    grad_clip: optional global-norm gradient clipping (``None`` = off).
+    batch_size: generated samples per step ``N`` (>= 2: self-interaction is masked).
+    data_batch_size: data samples per step ``M`` (``None`` = ``batch_size``).
+    num_steps: total optimizer steps (a resumed run continues up to this step).
+    seed: run seed (model init, noise and data streams).
+    log_every: JSONL log interval in steps.
+    checkpoint_every: checkpoint interval in steps (the last step is always saved).
+    max_to_keep: checkpoints kept on disk.
+    eval_every: interval of in-training sliced-Wasserstein logging (0 = off).
+    eval_num_samples: samples per side for the final metrics.
+    eval_num_projections: random projections of the sliced Wasserstein distance.
+    eval_mmd_bandwidth: Gaussian bandwidth of the MMD metric.
+    eval_seed: seed of the evaluation data / noise / projections.
+    progress: show a tqdm progress bar.
+  """
+
+  dataset: str = "checkerboard"
+  dataset_kwargs: dict = dataclasses.field(default_factory=dict)
+  objective: str = "naive-laplace"
+  bandwidth: float = 0.05
+  schedule: str | None = None
+  schedule_kwargs: dict = dataclasses.field(default_factory=dict)
+  stop_gradient: bool = True
+  objective_kwargs: dict = dataclasses.field(default_factory=dict)
+  noise_dim: int = 32
+  hidden: int = 256
+  depth: int = 3
+  activation: str = "silu"
+  learning_rate: float = 1e-3
+  grad_clip: float | None = None
+  batch_size: int = 2048
+  data_batch_size: int | None = None
+  num_steps: int = 2000
+  seed: int = 0
+  log_every: int = 50
+  checkpoint_every: int = 500
+  max_to_keep: int = 2
+  eval_every: int = 0
+  eval_num_samples: int = 5000
+  eval_num_projections: int = 200
+  eval_mmd_bandwidth: float = 0.1
+  eval_seed: int = 1234
+  progress: bool = True
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ToyConfig)}
+
+
+def validate_config(cfg: ToyConfig) -> ToyConfig:
+  """Checks field values; raises ``ValueError`` naming the offending field.
+
+  Name checks (dataset, objective, schedule) happen where they are resolved
+  (:func:`drifting_jax.training.loop.build`); this covers the numeric fields.
+  """
+
+  def positive(name, integer=False, allow_none=False):
+    v = getattr(cfg, name)
+    if v is None and allow_none:
+      return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    if integer:
+      ok = ok and isinstance(v, int)
+    if not ok:
+      kind = "a positive int" if integer else "a positive number"
+      raise ValueError(f"`{name}` must be {kind}, got {v!r}")
+
+  for name in ("bandwidth", "learning_rate", "eval_mmd_bandwidth"):
+    positive(name)
+  positive("grad_clip", allow_none=True)
+  for name in ("noise_dim", "hidden", "depth", "log_every", "checkpoint_every",
+               "max_to_keep", "eval_num_samples", "eval_num_projections"):
+    positive(name, integer=True)
+  for name in ("batch_size", "data_batch_size"):
+    v = getattr(cfg, name)
+    if v is None and name == "data_batch_size":
+      continue
+    if not isinstance(v, int) or isinstance(v, bool) or v < 2:
+      raise ValueError(f"`{name}` must be an int >= 2, got {v!r}")
+  for name in ("num_steps", "eval_every"):
+    v = getattr(cfg, name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+      raise ValueError(f"`{name}` must be an int >= 0, got {v!r}")
+  for name in ("dataset_kwargs", "schedule_kwargs", "objective_kwargs"):
+    if not isinstance(getattr(cfg, name), dict):
+      raise ValueError(f"`{name}` must be a dict, got {getattr(cfg, name)!r}")
+  return cfg
+
+
+def config_to_dict(cfg: ToyConfig) -> dict[str, Any]:
+  """JSON-serializable dict of ``cfg``."""
+  return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict[str, Any]) -> ToyConfig:
+  """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError``."""
+  unknown = sorted(set(d) - set(_FIELDS))
+  if unknown:
+    raise ValueError(f"unknown config field(s) {unknown}; known: {sorted(_FIELDS)}")
+  return ToyConfig(**d)
+
+
+def load_config(path: str | os.PathLike | None = None) -> ToyConfig:
+  """Loads ``get_config()`` from a Python config file, or a ``config.json``.
+
+  Args:
+    path: ``.py`` file defining ``get_config()``, a ``.json`` dump, or ``None`` for the
+      defaults (identical to ``experiments/configs/toy_default.py``).
+  """
+  if path is None:
+    return ToyConfig()
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"`config` file not found: {path!r}")
+  if path.endswith(".json"):
+    with open(path) as f:
+      return config_from_dict(json.load(f))
+  spec = importlib.util.spec_from_file_location("_drifting_jax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"`config` file {path!r} must define get_config()")
+  cfg = module.get_config()
+  if not isinstance(cfg, ToyConfig):
+    raise ValueError(f"`config` get_config() must return a ToyConfig, got {type(cfg)}")
+  return cfg
+
+
+def _parse_literal(text: str) -> Any:
+  low = text.strip().lower()
+  if low in ("none", "null"):
+    return None
+  if low in ("true", "false"):
+    return low == "true"
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _coerce(name: str, text: str) -> Any:
+  """Parses ``text`` into the annotated type of field ``name``."""
+  hint = typing.get_type_hints(ToyConfig)[name]
+  args = typing.get_args(hint)
+  optional = type(None) in args
+  base = next(a for a in args if a is not type(None)) if args else hint
+  value = _parse_literal(text)
+  if value is None:
+    if optional:
+      return None
+    raise ValueError(f"`{name}` cannot be None")
+  if base is str:
+    return str(text)
+  if base is bool:
+    if not isinstance(value, bool):
+      raise ValueError(f"`{name}` expects true/false, got {text!r}")
+    return value
+  if base is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      if isinstance(value, float) and value.is_integer():
+        return int(value)
+      raise ValueError(f"`{name}` expects an int, got {text!r}")
+    return value
+  if base is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ValueError(f"`{name}` expects a number, got {text!r}")
+    return float(value)
+  if base is dict:
+    if not isinstance(value, dict):
+      raise ValueError(f"`{name}` expects a dict literal, got {text!r}")
+    return value
+  return value
+
+
+def apply_overrides(cfg: ToyConfig, overrides: list[str] | None) -> ToyConfig:
+  """Returns a copy of ``cfg`` with ``key=value`` overrides applied.
+
+  Args:
+    cfg: base config.
+    overrides: strings ``"field=value"`` or ``"dict_field.key=value"``; values are
+      parsed as Python literals and coerced to the field's type.
+
+  Raises:
+    ValueError: malformed override, unknown field, or a value of the wrong type.
+  """
+  cfg = dataclasses.replace(cfg, **{
+      k: dict(v) for k, v in dataclasses.asdict(cfg).items() if isinstance(v, dict)})
+  for item in overrides or ():
+    if "=" not in item:
+      raise ValueError(f"`--set` expects key=value, got {item!r}")
+    key, text = item.split("=", 1)
+    key = key.strip().replace("-", "_")
+    field, _, sub = key.partition(".")
+    if field not in _FIELDS:
+      raise ValueError(f"unknown config field {field!r} in `--set {item}`")
+    if sub:
+      target = getattr(cfg, field)
+      if not isinstance(target, dict):
+        raise ValueError(f"`{field}` is not a dict; cannot set {key!r}")
+      target[sub] = _parse_literal(text)
+    else:
+      setattr(cfg, field, _coerce(field, text))
+  return cfg

@@ -1,0 +1,277 @@
+"""The toy training loop: resume, step, log, checkpoint, guard against NaN, evaluate.
+
+A run directory ``workdir`` ends up holding::
+
+    config.json      the resolved ToyConfig
+    checkpoints/     orbax checkpoints (params, opt_state, step, rng); resumed from latest
+    metrics.jsonl    one JSON record every ``log_every`` steps
+    samples.png      generated vs data scatter at the end
+    metrics.json     final sliced Wasserstein / MMD (see training.evaluation)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from drifting_jax import schedules
+from drifting_jax.data import toy
+from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
+from drifting_jax.objectives import Objective, make_objective, parse_objective
+from drifting_jax.training import checkpoint as ckpt
+from drifting_jax.training.config import (
+    ToyConfig,
+    config_from_dict,
+    config_to_dict,
+    validate_config,
+)
+from drifting_jax.training.evaluation import evaluate, generate, sample_data, save_scatter
+from drifting_jax.training.state import (
+    TrainState,
+    init_state,
+    make_model,
+    make_optimizer,
+    make_train_step,
+    split_run_key,
+)
+
+__all__ = ["Run", "TrainResult", "build", "build_objective", "load_run", "train"]
+
+
+@dataclasses.dataclass
+class Run:
+  """The pieces of a run built from a config (no training state)."""
+
+  cfg: ToyConfig
+  model: Any
+  optimizer: Any
+  objective: Objective
+  sample_batch: Callable[[jax.Array], jax.Array]  # key -> [M, 2] data batch
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What :func:`train` returns: the final state and the final metrics."""
+
+  state: TrainState
+  metrics: dict[str, float]
+  workdir: str
+
+
+def build_objective(cfg: ToyConfig) -> Objective:
+  """The objective named by ``cfg`` (with its optional bandwidth schedule)."""
+  parse_objective(cfg.objective)
+  schedule = None
+  if cfg.schedule is not None:
+    schedule = schedules.get_schedule(cfg.schedule, **cfg.schedule_kwargs)
+  return make_objective(cfg.objective, bandwidth=cfg.bandwidth, schedule=schedule,
+                        stop_gradient=cfg.stop_gradient, **cfg.objective_kwargs)
+
+
+def build(cfg: ToyConfig, *, objective: Objective | None = None) -> Run:
+  """Validates ``cfg`` and builds model, optimizer, objective and data sampler.
+
+  Raises:
+    ValueError: naming the offending config field.
+  """
+  validate_config(cfg)
+  sampler = toy.get(cfg.dataset)
+  m = cfg.data_batch_size or cfg.batch_size
+  try:
+    sampler(jax.random.PRNGKey(0), 2, **cfg.dataset_kwargs)
+  except TypeError as e:
+    raise ValueError(f"bad `dataset_kwargs` for {cfg.dataset!r}: {e}") from None
+  return Run(
+      cfg=cfg,
+      model=make_model(cfg),
+      optimizer=make_optimizer(cfg),
+      objective=build_objective(cfg) if objective is None else objective,
+      sample_batch=jax.jit(lambda key: sampler(key, m, **cfg.dataset_kwargs)),
+  )
+
+
+# Config fields that do not change the compiled step (runs differing only in these reuse it).
+_NOT_IN_STEP = ("dataset", "dataset_kwargs", "data_batch_size", "num_steps", "seed",
+                "log_every", "checkpoint_every", "max_to_keep", "eval_every",
+                "eval_num_samples", "eval_num_projections", "eval_mmd_bandwidth", "eval_seed",
+                "progress")
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_train_step(key: str):
+  """The jitted step for a config (keyed by its step-relevant fields, as JSON)."""
+  cfg = config_from_dict({**config_to_dict(ToyConfig()), **json.loads(key)})
+  run = build(cfg)
+  return make_train_step(run.model, run.optimizer, run.objective,
+                         batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+
+
+def _check_resume_config(workdir: str, cfg: ToyConfig) -> None:
+  """Warns when a resumed run's config differs from the saved one (``num_steps`` aside)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  new = config_to_dict(cfg)
+  changed = sorted(k for k in new if k not in ("num_steps", "progress") and old.get(k) != new[k])
+  if changed:
+    tqdm.write(f"warning: resuming {workdir} with changed config fields {changed}")
+
+
+def train(
+    cfg: ToyConfig,
+    workdir: str | os.PathLike,
+    *,
+    objective: Objective | None = None,
+) -> TrainResult:
+  """Trains (or resumes) a toy generator in ``workdir`` up to ``cfg.num_steps``.
+
+  Args:
+    cfg: run configuration.
+    workdir: run directory (created; an existing checkpoint is resumed).
+    objective: optional objective override ``fn(x, pos, step) -> (loss, metrics)``
+      (default: the one named by ``cfg``).
+
+  Returns:
+    The final state and metrics (also written to ``workdir``).
+
+  Raises:
+    ValueError: invalid config.
+    FloatingPointError: a non-finite loss or gradient; training stops, the bad update is
+      discarded and the checkpoints written so far are kept.
+  """
+  run = build(cfg, objective=objective)
+  workdir = os.path.abspath(os.fspath(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  manager = ckpt.make_manager(os.path.join(workdir, ckpt.CHECKPOINT_DIR),
+                              max_to_keep=cfg.max_to_keep)
+  state = init_state(cfg, run.model, run.optimizer)
+  restored = ckpt.restore(manager, state)
+  if restored is not None:
+    _check_resume_config(workdir, cfg)
+    state = restored
+  _write_json(os.path.join(workdir, "config.json"), config_to_dict(cfg))
+
+  if objective is None:
+    step_fn = _cached_train_step(json.dumps(
+        {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_IN_STEP},
+        sort_keys=True))
+  else:
+    step_fn = make_train_step(run.model, run.optimizer, run.objective,
+                              batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
+  noise_rng, data_rng = split_run_key(state.rng)
+  eval_key = jax.random.PRNGKey(cfg.eval_seed)
+  start = int(state.step)
+  pbar = tqdm(total=cfg.num_steps, initial=start, disable=not cfg.progress, unit="step",
+              dynamic_ncols=True)
+  try:
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log:
+      t_last, s_last = time.perf_counter(), start
+      for step in range(start, cfg.num_steps):
+        batch = run.sample_batch(jax.random.fold_in(data_rng, step))
+        new_state, metrics = step_fn(state, batch, noise_rng)
+        values = {k: float(v) for k, v in metrics.items()}
+        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+          manager.wait_until_finished()
+          good = manager.latest_step()
+          raise FloatingPointError(
+              f"non-finite loss ({values['loss']}) or grad_norm "
+              f"({values['grad_norm']}) at step {step}; training stopped. "
+              f"Last good checkpoint: "
+              f"{'none' if good is None else f'step {good}'} in {manager.directory}")
+        state = new_state
+        done = step + 1
+        pbar.update(1)
+        if done % 10 == 0 or done == cfg.num_steps:
+          pbar.set_postfix(loss=f"{values['loss']:.3e}",
+                           drift=f"{values.get('drift_norm', math.nan):.2e}")
+        if done % cfg.log_every == 0 or done == cfg.num_steps:
+          now = time.perf_counter()
+          record = {"step": done, **values,
+                    "steps_per_sec": (done - s_last) / max(now - t_last, 1e-9)}
+          if cfg.eval_every and done % cfg.eval_every == 0:
+            record["sliced_wasserstein"] = _quick_sw(cfg, state.params, eval_key)
+          log.write(json.dumps(record) + "\n")
+          log.flush()
+          t_last, s_last = time.perf_counter(), done
+        elif cfg.eval_every and done % cfg.eval_every == 0:
+          log.write(json.dumps({"step": done, "sliced_wasserstein":
+                                _quick_sw(cfg, state.params, eval_key)}) + "\n")
+        if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+          ckpt.save(manager, state)
+  finally:
+    pbar.close()
+    manager.wait_until_finished()
+    manager.close()
+
+  return TrainResult(state=state, metrics=finalize(cfg, state.params, workdir),
+                     workdir=workdir)
+
+
+def _quick_sw(cfg: ToyConfig, params: Any, key: jax.Array, num: int = 2048) -> float:
+  """In-training sliced Wasserstein on ``num`` samples (fixed noise, data, projections)."""
+  k_gen, k_data, k_proj = jax.random.split(key, 3)
+  gen = generate(cfg, params, k_gen, num)
+  data = sample_data(cfg, k_data, num)
+  return float(sliced_wasserstein(gen, data, key=k_proj,
+                                  num_projections=cfg.eval_num_projections))
+
+
+def finalize(cfg: ToyConfig, params: Any, workdir: str) -> dict[str, float]:
+  """Writes ``samples.png`` and ``metrics.json`` for ``params``; returns the metrics."""
+  key = jax.random.PRNGKey(cfg.eval_seed)
+  k_gen, k_data = jax.random.split(key)
+  gen = np.asarray(generate(cfg, params, k_gen, cfg.eval_num_samples))
+  metrics = evaluate(cfg, params, samples=gen)
+  data = np.asarray(sample_data(cfg, k_data, cfg.eval_num_samples))
+  title = (f"{cfg.objective} on {cfg.dataset} (bandwidth {cfg.bandwidth:g}) - "
+           f"SW {metrics['sliced_wasserstein']:.4f}")
+  save_scatter(os.path.join(workdir, "samples.png"), gen, data, title=title)
+  _write_json(os.path.join(workdir, "metrics.json"), metrics)
+  return metrics
+
+
+def load_run(path: str | os.PathLike) -> tuple[ToyConfig, TrainState]:
+  """Loads a run's config and checkpointed state.
+
+  Args:
+    path: a run directory, its ``checkpoints`` directory, or one ``checkpoints/<step>``.
+
+  Returns:
+    ``(cfg, state)`` restored at the given (default: latest) step.
+
+  Raises:
+    ValueError: no ``config.json`` or no checkpoint found.
+  """
+  ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
+  cfg_path = os.path.join(run_dir, "config.json")
+  if not os.path.isfile(cfg_path):
+    raise ValueError(f"`workdir` {run_dir!r} has no config.json")
+  with open(cfg_path) as f:
+    cfg = config_from_dict(json.load(f))
+  run = build(cfg)
+  manager = ckpt.make_manager(ckpt_dir, max_to_keep=cfg.max_to_keep)
+  try:
+    state = ckpt.restore(manager, init_state(cfg, run.model, run.optimizer), step)
+  finally:
+    manager.close()
+  if state is None:
+    raise ValueError(f"`checkpoint` directory {ckpt_dir!r} holds no checkpoint")
+  return cfg, state

@@ -1,0 +1,125 @@
+"""Objectives by name: finiteness, wiring to fields/losses, coupled loss, bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import cloud
+from drifting_jax import fields, kernels, losses
+from drifting_jax.objectives import make_objective, objective_names, parse_objective
+
+X = jnp.asarray(cloud(0, 24, 2, dtype=np.float32))
+POS = jnp.asarray(cloud(1, 20, 2, shift=0.5, scale=0.5, dtype=np.float32))
+
+
+def _value_and_grad(fn, x=X, pos=POS, step=3):
+  vg = jax.value_and_grad(lambda y, p, t: fn(y, p, t), has_aux=True)
+  return jax.jit(vg)(x, pos, jnp.asarray(step))
+
+
+def test_table_names_are_covered():
+  names = objective_names()
+  for name in ("naive-laplace", "drifting-laplace", "gauss#", "laplace#", "mmd-gauss",
+               "gauss-ds", "gauss-annealed", "sinkhorn", "sharp-rq"):
+    assert name in names
+  assert parse_objective("laplace#") == ("logkde", "laplace")
+  assert parse_objective("naive-rq") == ("naive", "rq")
+
+
+@pytest.mark.parametrize("name", objective_names())
+def test_every_objective_finite_loss_and_grad(name):
+  kw = {"max_iterations": 200} if name == "sinkhorn" else {}
+  fn = make_objective(name, bandwidth=0.4, **kw)
+  (loss, metrics), grad = _value_and_grad(fn)
+  assert loss.shape == () and np.isfinite(loss)
+  assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).sum()) > 0
+  assert {"loss", "drift_norm", "bandwidth"} <= set(metrics)
+  assert np.isfinite(metrics["drift_norm"]) and float(metrics["drift_norm"]) > 0
+
+
+@pytest.mark.parametrize("name", ["naive-laplace", "sharp-gauss", "laplace#", "mmd-rq"])
+def test_coupled_loss_value_and_gradient(name):
+  frozen = make_objective(name, bandwidth=0.4)
+  coupled = make_objective(name, bandwidth=0.4, stop_gradient=False)
+  (loss_c, m_c), g_c = _value_and_grad(coupled)
+  (_, m_f), g_f = _value_and_grad(frozen)
+  assert np.all(np.isfinite(g_c))
+  # Coupled loss is mean ||V||^2 of the same field the frozen objective reports.
+  np.testing.assert_allclose(m_c["drift_norm"], m_f["drift_norm"], rtol=1e-5)
+  assert float(loss_c) >= float(m_c["drift_norm"]) ** 2 * (1 - 1e-5)  # Jensen
+  assert not np.allclose(g_c, g_f, atol=1e-6)  # gradients flow through V
+
+
+@pytest.mark.parametrize("name", ["drifting-laplace", "gauss-ds"])
+def test_coupled_doubly_stochastic_grad_finite(name):
+  (_, _), g = _value_and_grad(make_objective(name, bandwidth=0.4, stop_gradient=False))
+  assert np.all(np.isfinite(g))
+
+
+def test_stop_gradient_drift_loss_gradient_is_minus_two_v_over_n():
+  sigma = 0.4
+  (loss, metrics), grad = _value_and_grad(make_objective("naive-laplace", bandwidth=sigma))
+  v = fields.drift_field(X, POS, X, kernel=kernels.laplacian(sigma), exclude_self=True)
+  n = X.shape[0]
+  np.testing.assert_allclose(grad, -2.0 * v / n, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(loss, jnp.mean(jnp.sum(v * v, -1)), rtol=1e-5)
+  np.testing.assert_allclose(metrics["drift_norm"], jnp.mean(jnp.linalg.norm(v, axis=-1)),
+                             rtol=1e-5)
+
+
+def test_naive_gauss_equals_gauss_sharp_up_to_sigma_squared():
+  """Franz et al.: Gauss# is equivalent to Naive-Gauss (k# = sigma^2 k, Prop. 8)."""
+  sigma = 0.5
+  _, g_naive = _value_and_grad(make_objective("naive-gauss", bandwidth=sigma))
+  _, g_sharp = _value_and_grad(make_objective("gauss#", bandwidth=sigma))
+  np.testing.assert_allclose(g_naive, 2.0 * sigma**2 * g_sharp, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,loss_fn", [
+    ("laplace#", losses.log_kde_loss), ("mmd-gauss", losses.mmd_loss)])
+def test_loss_objective_drift_norm_is_minus_n_grad_potential(name, loss_fn):
+  sigma = 0.4
+  kern = kernels.get(parse_objective(name)[1], sigma)
+  (loss, metrics), _ = _value_and_grad(make_objective(name, bandwidth=sigma))
+  grad_x = jax.jit(jax.grad(lambda y: loss_fn(y, POS, y, kernel=kern, exclude_self=True)))(X)
+  v = -X.shape[0] * grad_x  # per-sample potential gradient (neg stop-gradiented)
+  np.testing.assert_allclose(metrics["drift_norm"], jnp.mean(jnp.linalg.norm(v, axis=-1)),
+                             rtol=1e-4)
+  np.testing.assert_allclose(loss, loss_fn(X, POS, X, kernel=kern), rtol=1e-5)
+
+
+def test_annealed_schedule_and_custom_schedule():
+  fn = jax.jit(make_objective("gauss-annealed", bandwidth=0.05, sigma0=1.0, rate=0.01))
+  for step in (0, 100, 1000):
+    _, m = fn(X, POS, step)
+    np.testing.assert_allclose(m["bandwidth"], max(math.exp(-0.01 * step), 0.05), rtol=1e-5)
+  fn = jax.jit(make_objective("naive-gauss", bandwidth=1.0, schedule=lambda t: 0.1 + 0 * t))
+  _, m = fn(X, POS, 7)
+  np.testing.assert_allclose(m["bandwidth"], 0.1, rtol=1e-6)
+
+
+def test_official_deng_loss():
+  fn = make_objective("drifting-laplace", bandwidth=0.05, official=True,
+                      temperatures=(0.02, 0.05, 0.2))
+  (loss, m), grad = _value_and_grad(fn)
+  assert np.isfinite(loss) and np.all(np.isfinite(grad)) and "feature_scale" in m
+  with pytest.raises(ValueError, match="Laplacian"):
+    make_objective("drifting-gauss", bandwidth=0.05, official=True)
+  with pytest.raises(ValueError, match="stop_gradient"):
+    make_objective("drifting-laplace", bandwidth=0.05, official=True, stop_gradient=False)
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match="objective"):
+    make_objective("naive-cauchy", bandwidth=0.1)
+  for bad in (0.0, -0.1, float("nan"), "wide"):
+    with pytest.raises(ValueError, match="bandwidth"):
+      make_objective("naive-gauss", bandwidth=bad)
+  with pytest.raises(ValueError, match="unknown option"):
+    make_objective("naive-gauss", bandwidth=0.1, alpha=0.3)
+  fn = make_objective("naive-gauss", bandwidth=0.1)
+  with pytest.raises(ValueError, match="at least 2"):
+    fn(X[:1], POS, 0)

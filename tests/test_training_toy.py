@@ -1,0 +1,116 @@
+"""Toy training loop: learning signal, exact resume, NaN guard, config handling."""
+
+import glob
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from drifting_jax.training import (
+    ToyConfig,
+    apply_overrides,
+    build,
+    evaluate,
+    init_state,
+    load_config,
+    load_run,
+    train,
+)
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
+
+
+def tiny(**kw):
+  base = dict(num_steps=20, batch_size=128, hidden=64, log_every=5, checkpoint_every=10,
+              eval_num_samples=512, eval_num_projections=50, progress=False)
+  base.update(kw)
+  return ToyConfig(**base)
+
+
+def test_training_decreases_sliced_wasserstein(tmp_path):
+  cfg = tiny(num_steps=60, learning_rate=3e-3, checkpoint_every=60, bandwidth=0.1)
+  run = build(cfg)
+  init = init_state(cfg, run.model, run.optimizer)
+  sw0 = evaluate(cfg, init.params)["sliced_wasserstein"]
+  result = train(cfg, tmp_path)
+  assert result.metrics["sliced_wasserstein"] < 0.7 * sw0, (sw0, result.metrics)
+  for name in ("config.json", "metrics.json", "metrics.jsonl", "samples.png"):
+    assert os.path.isfile(tmp_path / name)
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in records] == list(range(5, 61, 5))
+  assert {"loss", "grad_norm", "drift_norm", "bandwidth", "steps_per_sec"} <= set(records[0])
+  saved = json.load(open(tmp_path / "metrics.json"))
+  assert saved["sliced_wasserstein"] == pytest.approx(result.metrics["sliced_wasserstein"])
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+  full = train(tiny(), tmp_path / "full")
+  train(tiny(num_steps=10), tmp_path / "split")
+  assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == ["10"]
+  resumed = train(tiny(), tmp_path / "split")
+  assert int(resumed.state.step) == 20
+  jax.tree.map(np.testing.assert_array_equal, full.state.params, resumed.state.params)
+  jax.tree.map(np.testing.assert_array_equal, full.state.opt_state, resumed.state.opt_state)
+  cfg, state = load_run(tmp_path / "split")
+  assert cfg == tiny() and int(state.step) == 20
+  jax.tree.map(np.testing.assert_array_equal, full.state.params, state.params)
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+  cfg = tiny(checkpoint_every=5)
+  run = build(cfg)
+
+  def objective(x, pos, step):
+    loss, metrics = run.objective(x, pos, step)
+    loss = jnp.where(step >= 7, jnp.nan, loss)
+    return loss, dict(metrics, loss=loss)
+
+  with pytest.raises(FloatingPointError, match=r"step 7.*step 5"):
+    train(cfg, tmp_path, objective=objective)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
+  _, state = load_run(tmp_path)
+  assert int(state.step) == 5
+  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("override,field", [
+    ("batch_size=1", "batch_size"), ("data_batch_size=1", "data_batch_size"),
+    ("bandwidth=0", "bandwidth"), ("bandwidth=-0.5", "bandwidth"),
+    ("learning_rate=0", "learning_rate"), ("dataset=moons", "dataset"),
+    ("objective=naive-cauchy", "objective"), ("num_steps=-1", "num_steps"),
+    ("schedule=sawtooth", "name"),
+])
+def test_bad_config_raises_naming_field(override, field):
+  cfg = apply_overrides(tiny(), [override])
+  with pytest.raises(ValueError, match=field):
+    build(cfg)
+
+
+def test_apply_overrides():
+  cfg = apply_overrides(ToyConfig(), [
+      "bandwidth=0.2", "stop_gradient=false", "num_steps=10", "grad_clip=1",
+      "objective_kwargs.alpha=0.01", "dataset_kwargs={'noise': 0.05}", "schedule=none",
+      "objective=sinkhorn"])
+  assert cfg.bandwidth == 0.2 and cfg.stop_gradient is False and cfg.num_steps == 10
+  assert cfg.grad_clip == 1.0 and cfg.objective_kwargs == {"alpha": 0.01}
+  assert cfg.dataset_kwargs == {"noise": 0.05} and cfg.schedule is None
+  assert cfg.objective == "sinkhorn"
+  assert ToyConfig().objective_kwargs == {}  # defaults untouched
+  with pytest.raises(ValueError, match="unknown config field"):
+    apply_overrides(cfg, ["bandwith=0.1"])
+  with pytest.raises(ValueError, match="num_steps"):
+    apply_overrides(cfg, ["num_steps=ten"])
+  with pytest.raises(ValueError, match="key=value"):
+    apply_overrides(cfg, ["num_steps"])
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIG_DIR, "toy_*.py"))))
+def test_config_files_build(path):
+  cfg = load_config(path)
+  run = build(cfg)
+  assert callable(run.objective)
+  if os.path.basename(path) == "toy_default.py":
+    assert cfg == ToyConfig()
