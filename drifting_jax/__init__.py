@@ -14,7 +14,9 @@ from drifting_jax.kde import log_kde
 from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
                                   rational_quadratic)
 from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
+from drifting_jax.metrics import sliced_wasserstein
 from drifting_jax.normalization import KernelWidthState, knn_mean_distance
+from drifting_jax.objectives import make_objective, objective_names
 from drifting_jax.schedules import get_schedule
 from drifting_jax.sinkhorn import SinkhornDriftInfo, sinkhorn_drift, sinkhorn_loss
 from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gaussian_decay_rate,
@@ -22,6 +24,17 @@ from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gau
                                    spectral_error)
 
 __version__ = "0.1.0"
+
+_LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli")
+
+
+def __getattr__(name):
+  """Subpackages with heavier imports (Flax models, orbax training) load on first access."""
+  if name in _LAZY_SUBPACKAGES:
+    import importlib
+    return importlib.import_module(f"drifting_jax.{name}")
+  raise AttributeError(f"module 'drifting_jax' has no attribute {name!r}")
+
 
 __all__ = [
     "kernels", "RadialKernel", "gaussian", "laplacian", "rational_quadratic", "radial",
@@ -31,5 +44,6 @@ __all__ = [
     "line_integral_potential", "schedules", "get_schedule", "spectral", "gaussian_decay_rate",
     "laplace_decay_rate", "optimal_mode", "fixed_convergence_time", "convergence_time",
     "simulate_modes", "spectral_error", "normalization", "KernelWidthState", "knn_mean_distance",
-    "sinkhorn_drift", "sinkhorn_loss", "SinkhornDriftInfo",
+    "sinkhorn_drift", "sinkhorn_loss", "SinkhornDriftInfo", "make_objective", "objective_names",
+    "sliced_wasserstein", "data", "models", "training", "metrics", "objectives",
 ]
