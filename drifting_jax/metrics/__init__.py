@@ -1,10 +1,27 @@
-"""Sample-quality metrics: sliced Wasserstein and Gaussian-kernel MMD."""
+"""Sample-quality metrics: sliced Wasserstein, MMD, Fréchet distance, precision/recall, and
+the feature extractors behind FID (a project-trained classifier; InceptionV3 from user weights).
+"""
 
+from drifting_jax.metrics import features
+from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, ClassifierCNN, InceptionV3,
+                                           classifier_accuracy, classifier_features,
+                                           classifier_fid, inception_features,
+                                           load_classifier, load_inception_params,
+                                           save_classifier, train_classifier)
+from drifting_jax.metrics.frechet import (frechet_distance, frechet_distance_from_features,
+                                          gaussian_stats)
 from drifting_jax.metrics.mmd import mmd
+from drifting_jax.metrics.precision_recall import (PrecisionRecall, knn_radii,
+                                                   manifold_membership, precision_recall)
 from drifting_jax.metrics.sliced_wasserstein import (
     random_directions,
     sliced_wasserstein,
     wasserstein_1d,
 )
 
-__all__ = ["mmd", "random_directions", "sliced_wasserstein", "wasserstein_1d"]
+__all__ = ["mmd", "random_directions", "sliced_wasserstein", "wasserstein_1d",
+           "frechet_distance", "frechet_distance_from_features", "gaussian_stats",
+           "PrecisionRecall", "knn_radii", "manifold_membership", "precision_recall",
+           "features", "CLASSIFIER_FID_NAME", "ClassifierCNN", "InceptionV3",
+           "classifier_accuracy", "classifier_features", "classifier_fid", "inception_features",
+           "load_classifier", "load_inception_params", "save_classifier", "train_classifier"]
