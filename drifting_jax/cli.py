@@ -1,4 +1,9 @@
-"""The ``drifting-jax`` command line: ``train``, ``sample`` and ``eval`` for toy generators.
+"""The ``drifting-jax`` command line: ``train``, ``sample`` and ``eval``.
+
+Toy generators (``ToyConfig``) and class-conditional image generators (``ImageConfig``,
+``task="images"``, :func:`drifting_jax.training.image_loop.train_images`) share ``train`` and
+``sample``; the kind is read from the config (``get_config()``'s return value, or a run's
+``config.json``). ``eval`` covers toy runs.
 
 Examples::
 
@@ -7,6 +12,8 @@ Examples::
     drifting-jax train --set objective=gauss-annealed --set num_steps=500
     drifting-jax sample --workdir runs/sr --num 5000 --out samples.npz
     drifting-jax eval --workdir runs/sr --num-samples 5000
+    drifting-jax train --config experiments/configs/mnist_small_cpu.py --workdir runs/mnist
+    drifting-jax sample --workdir runs/mnist --num 64 --class 3 --out threes.png
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-__all__ = ["build_parser", "cmd_eval", "cmd_sample", "cmd_train", "main"]
+__all__ = ["build_parser", "cmd_eval", "cmd_sample", "cmd_train", "default_workdir", "main"]
 
 DEFAULT_WORKDIR = os.path.join("runs", "toy_default")
 
@@ -31,12 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
       prog="drifting-jax", description="Train, sample and evaluate toy drifting generators.")
   sub = parser.add_subparsers(dest="command", required=True)
 
-  p = sub.add_parser("train", help="train (or resume) a toy generator")
+  p = sub.add_parser("train", help="train (or resume) a toy or image generator")
   p.add_argument("--config", default=None,
-                 help="config file defining get_config() (default: toy_default settings)")
-  p.add_argument("--workdir", default=DEFAULT_WORKDIR,
-                 help=f"run directory (default: {DEFAULT_WORKDIR}); resumes if it holds "
-                      "checkpoints")
+                 help="config file defining get_config() (default: toy_default settings); "
+                      "an ImageConfig (task='images') trains an image generator")
+  p.add_argument("--workdir", default=None,
+                 help=f"run directory (default: {DEFAULT_WORKDIR}, or runs/<config name> for "
+                      "image configs); resumes if it holds checkpoints")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field (repeatable), e.g. --set bandwidth=0.1")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -46,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
   src.add_argument("--workdir", help="run directory (latest checkpoint)")
   src.add_argument("--checkpoint", help="checkpoints directory or one checkpoints/<step>")
   p.add_argument("--num", type=int, default=5000, help="number of samples")
-  p.add_argument("--out", required=True, help="output .png (scatter vs data) or .npz")
+  p.add_argument("--out", required=True,
+                 help="output .png (scatter vs data) or .npz; image runs write a .png grid "
+                      "and an .npz next to it")
   p.add_argument("--seed", type=int, default=0, help="sampling seed")
+  p.add_argument("--class", dest="class_id", type=int, default=None,
+                 help="image runs: class to generate (default: classes in turn)")
+  p.add_argument("--cfg-scale", type=float, default=None,
+                 help="image runs: CFG scale (default: the run's sample_cfg_scale)")
 
   p = sub.add_parser("eval", help="sliced Wasserstein / MMD of a trained generator")
   src = p.add_mutually_exclusive_group(required=True)
@@ -63,20 +77,73 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def cmd_train(config: str | None, workdir: str, overrides: Sequence[str],
+def _image_config(config: str | None):
+  """The ImageConfig of a config file / ``config.json`` with ``task="images"``, else None."""
+  if config is None or not os.path.isfile(config):
+    return None
+  if config.endswith(".json"):
+    with open(config) as f:
+      d = json.load(f)
+    if not isinstance(d, dict) or d.get("task") != "images":
+      return None
+  else:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_drifting_jax_cli_config", config)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config) or getattr(get_config(), "task", None) != "images":
+      return None
+  from drifting_jax.training.image_loop import load_image_config
+  return load_image_config(config)
+
+
+def _is_image_run(source: str) -> bool:
+  """True when a run / checkpoint path belongs to an image run (its config.json)."""
+  from drifting_jax.training import resolve_checkpoint
+
+  run_dir = resolve_checkpoint(source)[2]
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.isfile(path):
+    return False
+  with open(path) as f:
+    return json.load(f).get("task") == "images"
+
+
+def default_workdir(config: str | None) -> str:
+  """``runs/<config name>`` for image configs, else ``runs/toy_default``."""
+  if _image_config(config) is None:
+    return DEFAULT_WORKDIR
+  return os.path.join("runs", os.path.splitext(os.path.basename(config))[0])
+
+
+def cmd_train(config: str | None, workdir: str | None, overrides: Sequence[str],
               progress: bool = True) -> dict:
   """``drifting-jax train``: loads/overrides the config, trains, returns final metrics."""
+  image_cfg = _image_config(config)
+  if image_cfg is not None:
+    from drifting_jax.training.image_loop import train_images
+
+    overrides = list(overrides) + ([] if progress else ["progress=false"])
+    return train_images(image_cfg, workdir or default_workdir(config), overrides=overrides)
+
   from drifting_jax.training import apply_overrides, load_config, train
 
   cfg = apply_overrides(load_config(config), list(overrides))
   if not progress:
     cfg.progress = False
-  result = train(cfg, workdir)
+  result = train(cfg, workdir or DEFAULT_WORKDIR)
   return result.metrics
 
 
-def cmd_sample(source: str, *, num: int, out: str, seed: int = 0) -> str:
-  """``drifting-jax sample``: writes ``num`` samples to ``out`` (.npz or .png)."""
+def cmd_sample(source: str, *, num: int, out: str, seed: int = 0, class_id: int | None = None,
+               cfg_scale: float | None = None) -> str:
+  """``drifting-jax sample``: writes ``num`` samples to ``out`` (.npz or .png).
+
+  For image runs a PNG grid and an ``.npz`` (samples, labels, iteration) are written side by
+  side (``out`` may name either); ``class_id`` / ``cfg_scale`` select the class and the CFG
+  scale (:func:`drifting_jax.training.image_loop.sample_images`).
+  """
   from drifting_jax.training import generate, load_run, sample_data, save_scatter
 
   if num < 1:
@@ -84,6 +151,15 @@ def cmd_sample(source: str, *, num: int, out: str, seed: int = 0) -> str:
   ext = os.path.splitext(out)[1].lower()
   if ext not in (".npz", ".png"):
     raise ValueError(f"`out` must end in .npz or .png, got {out!r}")
+  if _is_image_run(source):
+    from drifting_jax.training.image_loop import sample_images
+
+    png = os.path.splitext(out)[0] + ".png"
+    sample_images(source, num=num, class_id=class_id, out_path=png, cfg_scale=cfg_scale,
+                  seed=seed)
+    return out
+  if class_id is not None or cfg_scale is not None:
+    raise ValueError("`--class` / `--cfg-scale` apply to image runs only")
   cfg, state = load_run(source)
   k_gen, k_data = jax.random.split(jax.random.PRNGKey(seed))
   samples = np.asarray(generate(cfg, state.params, k_gen, num))
@@ -103,6 +179,9 @@ def cmd_eval(source: str, *, num_samples: int | None = None,
   """``drifting-jax eval``: computes metrics, writes them as JSON, returns them."""
   from drifting_jax.training import evaluate, load_run, resolve_checkpoint
 
+  if _is_image_run(source):
+    raise ValueError("`eval` covers toy runs; for image runs use `sample` and the metrics "
+                     "package (FID, precision/recall) on the samples")
   cfg, state = load_run(source)
   metrics = evaluate(cfg, state.params, num_samples=num_samples,
                      num_projections=num_projections, seed=seed)
@@ -118,13 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``drifting-jax`` console script; returns the exit status."""
   args = build_parser().parse_args(argv)
   if args.command == "train":
-    metrics = cmd_train(args.config, args.workdir, args.overrides,
-                        progress=not args.no_progress)
+    workdir = args.workdir or default_workdir(args.config)
+    metrics = cmd_train(args.config, workdir, args.overrides, progress=not args.no_progress)
     print(json.dumps(metrics, indent=2, sort_keys=True))
-    print(f"run written to {os.path.abspath(args.workdir)}")
+    print(f"run written to {os.path.abspath(workdir)}")
   elif args.command == "sample":
     path = cmd_sample(args.workdir or args.checkpoint, num=args.num, out=args.out,
-                      seed=args.seed)
+                      seed=args.seed, class_id=args.class_id, cfg_scale=args.cfg_scale)
     print(f"wrote {args.num} samples to {path}")
   else:
     metrics = cmd_eval(args.workdir or args.checkpoint, num_samples=args.num_samples,
