@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-__all__ = ["build_parser", "cmd_eval", "cmd_sample", "cmd_train", "default_workdir", "main"]
+__all__ = ["build_parser", "cmd_describe", "cmd_eval", "cmd_sample", "cmd_train", "default_workdir", "main"]
 
 DEFAULT_WORKDIR = os.path.join("runs", "toy_default")
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field (repeatable), e.g. --set bandwidth=0.1")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  p.add_argument("--describe", action="store_true",
+                 help="print the generator's parameter counts for this config and exit")
 
   p = sub.add_parser("sample", help="draw samples from a trained generator")
   src = p.add_mutually_exclusive_group(required=True)
@@ -136,6 +138,32 @@ def cmd_train(config: str | None, workdir: str | None, overrides: Sequence[str],
   return result.metrics
 
 
+def cmd_describe(config: str | None, overrides: Sequence[str]) -> str:
+  """``drifting-jax train --describe``: the configured generator's parameter table."""
+  image_cfg = _image_config(config)
+  if image_cfg is not None:
+    from drifting_jax.models import presets
+    from drifting_jax.training.image_loop import apply_image_overrides
+
+    image_cfg = apply_image_overrides(image_cfg, list(overrides))
+    return presets.describe(presets.get_model(image_cfg.model, **image_cfg.model_overrides))
+
+  from drifting_jax.training import apply_overrides, load_config, make_model
+  from drifting_jax.models.presets import count_params
+  from drifting_jax.models.mlp import sample_noise
+
+  cfg = apply_overrides(load_config(config), list(overrides))
+  model = make_model(cfg)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          sample_noise(jax.random.PRNGKey(0), 2, cfg.noise_dim))
+  lines = [f"toy MLP generator: noise {cfg.noise_dim} -> 2, {cfg.depth} x {cfg.hidden} "
+           f"({cfg.activation})"]
+  for name, sub in shapes["params"].items():
+    lines.append(f"  {name:<22}{count_params(sub):,}")
+  lines.append(f"  {'total':<22}{count_params(shapes['params']):,}")
+  return "\n".join(lines)
+
+
 def cmd_sample(source: str, *, num: int, out: str, seed: int = 0, class_id: int | None = None,
                cfg_scale: float | None = None) -> str:
   """``drifting-jax sample``: writes ``num`` samples to ``out`` (.npz or .png).
@@ -196,7 +224,9 @@ def cmd_eval(source: str, *, num_samples: int | None = None,
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``drifting-jax`` console script; returns the exit status."""
   args = build_parser().parse_args(argv)
-  if args.command == "train":
+  if args.command == "train" and args.describe:
+    print(cmd_describe(args.config, args.overrides))
+  elif args.command == "train":
     workdir = args.workdir or default_workdir(args.config)
     metrics = cmd_train(args.config, workdir, args.overrides, progress=not args.no_progress)
     print(json.dumps(metrics, indent=2, sort_keys=True))

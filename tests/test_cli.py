@@ -87,3 +87,16 @@ def test_console_script_help():
     pytest.skip("console script not installed")
   out = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, timeout=120)
   assert out.returncode == 0 and "--workdir" in out.stdout
+
+
+def test_train_describe_prints_parameter_counts(capsys):
+  """``--describe`` prints the generator's parameter table (toy MLP: closed-form count)."""
+  assert cli.main(["train", "--describe", "--set", "hidden=16", "--set", "depth=2",
+                   "--set", "noise_dim=4"]) == 0
+  out = capsys.readouterr().out
+  # 4*16+16 + 16*16+16 + 16*2+2 = 80 + 272 + 34
+  assert "total" in out and "386" in out
+  config = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
+                        "mnist_dit_s2.py")
+  assert cli.main(["train", "--describe", "--config", config]) == 0
+  assert "32,473,732" in capsys.readouterr().out
