@@ -1,4 +1,5 @@
-"""Toy-data training: config, state and step, checkpoints, loop, evaluation."""
+"""Training: toy-data runs (config, state, loop, checkpoints, evaluation) and class-conditional
+image runs (``images``, ``image_loop``, ``parallel``, ``features``)."""
 
 from drifting_jax.training.checkpoint import make_manager, resolve_checkpoint
 from drifting_jax.training.config import (
@@ -9,6 +10,9 @@ from drifting_jax.training.config import (
     load_config,
     validate_config,
 )
+from drifting_jax.training.image_loop import load_image_run, sample_images, train_images
+from drifting_jax.training.images import ImageConfig, make_image_objective
+from drifting_jax.training.parallel import make_mesh, maybe_initialize_distributed
 from drifting_jax.training.evaluation import evaluate, generate, sample_data, save_scatter
 from drifting_jax.training.loop import (
     Run,
@@ -29,6 +33,13 @@ from drifting_jax.training.state import (
 )
 
 __all__ = [
+    "ImageConfig",
+    "load_image_run",
+    "make_image_objective",
+    "make_mesh",
+    "maybe_initialize_distributed",
+    "sample_images",
+    "train_images",
     "Run",
     "ToyConfig",
     "TrainResult",
