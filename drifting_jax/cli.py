@@ -2,8 +2,8 @@
 
 Toy generators (``ToyConfig``) and class-conditional image generators (``ImageConfig``,
 ``task="images"``, :func:`drifting_jax.training.image_loop.train_images`) share ``train`` and
-``sample``; the kind is read from the config (``get_config()``'s return value, or a run's
-``config.json``). ``eval`` covers toy runs.
+``sample`` and ``eval``; the kind is read from the config (``get_config()``'s return value, or
+a run's ``config.json``).
 
 Examples::
 
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--cfg-scale", type=float, default=None,
                  help="image runs: CFG scale (default: the run's sample_cfg_scale)")
 
-  p = sub.add_parser("eval", help="sliced Wasserstein / MMD of a trained generator")
+  p = sub.add_parser("eval", help="toy: sliced Wasserstein / MMD; images: FID (classifier "
+                                   "features), precision, recall, F1")
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="run directory (latest checkpoint)")
   src.add_argument("--checkpoint", help="checkpoints directory or one checkpoints/<step>")
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=None, help="evaluation seed")
   p.add_argument("--out", default=None,
                  help="metrics JSON path (default: <run dir>/eval_metrics.json)")
+  p.add_argument("--classifier", default=None,
+                 help="image runs: feature-classifier weights (default: the project's MNIST "
+                      "classifier, experiments/results/mnist_classifier.npz)")
   return parser
 
 
@@ -203,13 +207,19 @@ def cmd_sample(source: str, *, num: int, out: str, seed: int = 0, class_id: int 
 
 def cmd_eval(source: str, *, num_samples: int | None = None,
              num_projections: int | None = None, seed: int | None = None,
-             out: str | None = None) -> dict:
-  """``drifting-jax eval``: computes metrics, writes them as JSON, returns them."""
+             out: str | None = None, classifier: str | None = None) -> dict:
+  """``drifting-jax eval``: computes metrics, writes them as JSON, returns them.
+
+  Toy runs: sliced Wasserstein and MMD. Image runs: FID (classifier features), precision,
+  recall and F1 (:func:`drifting_jax.training.image_eval.evaluate_image_run`).
+  """
   from drifting_jax.training import evaluate, load_run, resolve_checkpoint
 
   if _is_image_run(source):
-    raise ValueError("`eval` covers toy runs; for image runs use `sample` and the metrics "
-                     "package (FID, precision/recall) on the samples")
+    from drifting_jax.training.image_eval import evaluate_image_run
+
+    return evaluate_image_run(source, num_samples=num_samples or 10_000,
+                              classifier=classifier, seed=seed or 0, out=out)
   cfg, state = load_run(source)
   metrics = evaluate(cfg, state.params, num_samples=num_samples,
                      num_projections=num_projections, seed=seed)
@@ -237,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.num} samples to {path}")
   else:
     metrics = cmd_eval(args.workdir or args.checkpoint, num_samples=args.num_samples,
-                       num_projections=args.num_projections, seed=args.seed, out=args.out)
+                       num_projections=args.num_projections, seed=args.seed, out=args.out,
+                       classifier=args.classifier)
     print(json.dumps(metrics, indent=2, sort_keys=True))
   return 0
 
