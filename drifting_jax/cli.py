@@ -234,6 +234,10 @@ def cmd_eval(source: str, *, num_samples: int | None = None,
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``drifting-jax`` console script; returns the exit status."""
   args = build_parser().parse_args(argv)
+  if args.command == "train" and not args.describe:
+    from drifting_jax.training.parallel import maybe_initialize_distributed
+
+    maybe_initialize_distributed()  # multi-host runs: DRIFTING_JAX_COORDINATOR etc.; else no-op
   if args.command == "train" and args.describe:
     print(cmd_describe(args.config, args.overrides))
   elif args.command == "train":
