@@ -21,7 +21,6 @@ the estimate with independent samples (5 seeds) for N = 1k … 50k and fits the 
 
 from __future__ import annotations
 
-import math
 import pathlib
 import sys
 

@@ -3,10 +3,28 @@
 import contextlib
 import os
 import pathlib
+import sys
 
 import jax
 import numpy as np
 import pytest
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the experiment scripts are imported as `experiments.<name>`
+  sys.path.insert(0, str(ROOT))
+
+
+def numbers(obj):
+  """Every int/float leaf of a JSON-like structure (bools excluded)."""
+  if isinstance(obj, dict):
+    for v in obj.values():
+      yield from numbers(v)
+  elif isinstance(obj, list):
+    for v in obj:
+      yield from numbers(v)
+  elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+    yield obj
 
 
 @contextlib.contextmanager

@@ -8,15 +8,12 @@ JSON and PNG exist, that the numbers are finite, and the qualitative results of 
 import json
 import math
 import pathlib
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
 
 from experiments import curl_maps, field_tails_1d, score_identity  # noqa: E402
+from conftest import numbers  # noqa: E402
 
 
 def _load(out_dir: pathlib.Path, name: str) -> dict:
@@ -30,20 +27,9 @@ def _load(out_dir: pathlib.Path, name: str) -> dict:
   return data
 
 
-def _numbers(obj):
-  if isinstance(obj, dict):
-    for v in obj.values():
-      yield from _numbers(v)
-  elif isinstance(obj, list):
-    for v in obj:
-      yield from _numbers(v)
-  elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-    yield obj
-
-
 def _all_finite(obj) -> bool:
   # save_json writes non-finite floats as strings such as "nan"; none may appear in results.
-  return all(math.isfinite(v) for v in _numbers(obj)) and "nan" not in json.dumps(obj).lower()
+  return all(math.isfinite(v) for v in numbers(obj)) and "nan" not in json.dumps(obj).lower()
 
 
 def test_curl_maps_quick(tmp_path):

@@ -6,27 +6,12 @@ folder and checks the JSON structure, that every number is finite, and that the 
 
 import json
 import math
-import pathlib
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
 
 from experiments import toy_objectives  # noqa: E402
-
-
-def _numbers(obj):
-  if isinstance(obj, dict):
-    for v in obj.values():
-      yield from _numbers(v)
-  elif isinstance(obj, list):
-    for v in obj:
-      yield from _numbers(v)
-  elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-    yield obj
+from conftest import numbers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +48,8 @@ def test_quick_run_writes_table(quick_dir):
     floor = data["floor"][ds]
     assert len(floor["sliced_wasserstein"]) == len(seeds)
     assert 0 < floor["sliced_wasserstein_mean"] < 0.2
-  numbers = list(_numbers(data))
-  assert numbers and all(math.isfinite(x) for x in numbers)
+  values = list(numbers(data))
+  assert values and all(math.isfinite(x) for x in values)
   assert "| `gauss#` |" in data["markdown_table"]
   assert "noise floor" in data["markdown_table"]
   for name in ("toy_objectives.png", "toy_objectives_samples.png"):

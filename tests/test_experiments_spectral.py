@@ -7,27 +7,11 @@ fastest at k = 20. Also checks two closed forms the script relies on.
 
 import json
 import math
-import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
-
 from experiments import spectral_convergence  # noqa: E402
-
-
-def _numbers(obj):
-  if isinstance(obj, dict):
-    for v in obj.values():
-      yield from _numbers(v)
-  elif isinstance(obj, list):
-    for v in obj:
-      yield from _numbers(v)
-  elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-    yield obj
+from conftest import numbers  # noqa: E402
 
 
 def test_first_crossing_log_linear():
@@ -49,7 +33,7 @@ def test_spectral_convergence_quick(tmp_path):
   assert data["wall_time_s"] > 0
   res = data["results"]
   # save_json writes non-finite floats as strings ("inf", "nan"); none may appear.
-  assert all(math.isfinite(v) for v in _numbers(res))
+  assert all(math.isfinite(v) for v in numbers(res))
   assert '"inf"' not in json.dumps(res) and '"nan"' not in json.dumps(res).lower()
 
   assert math.isclose(res["k_star_sigma0.3"], math.sqrt(2) / 0.3, rel_tol=1e-12)

@@ -8,28 +8,13 @@ finite; plus closed-form checks of the helpers (log-log Pearson r, PCA direction
 
 import json
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-  sys.path.insert(0, str(ROOT))
 
 from experiments import sinkhorn_vs_laplace, stop_gradient  # noqa: E402
-
-
-def _numbers(obj):
-  if isinstance(obj, dict):
-    for v in obj.values():
-      yield from _numbers(v)
-  elif isinstance(obj, list):
-    for v in obj:
-      yield from _numbers(v)
-  elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-    yield obj
+from conftest import numbers  # noqa: E402
 
 
 def _finite(x):
@@ -108,4 +93,4 @@ def test_sinkhorn_vs_laplace_quick(tmp_path):
     assert set(run["snapshot_mean_drift_norm"]) == {
         str(s) for s in data["settings"]["snapshot_steps"]}
   assert _finite(data["ours"]["sw_floor"])
-  assert all(_finite(v) for v in _numbers(data["ours"]))
+  assert all(_finite(v) for v in numbers(data["ours"]))

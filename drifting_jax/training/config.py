@@ -22,6 +22,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "run_config_file",
     "validate_config",
 ]
 
@@ -161,14 +162,21 @@ def load_config(path: str | os.PathLike | None = None) -> ToyConfig:
   if path.endswith(".json"):
     with open(path) as f:
       return config_from_dict(json.load(f))
+  return run_config_file(path, ToyConfig)
+
+
+def run_config_file(path: str, config_type: type) -> Any:
+  """Executes a Python config file and returns its ``get_config()``, checked to be a
+  ``config_type`` (``ToyConfig`` or ``ImageConfig``)."""
   spec = importlib.util.spec_from_file_location("_drifting_jax_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise ValueError(f"`config` file {path!r} must define get_config()")
   cfg = module.get_config()
-  if not isinstance(cfg, ToyConfig):
-    raise ValueError(f"`config` get_config() must return a ToyConfig, got {type(cfg)}")
+  if not isinstance(cfg, config_type):
+    raise ValueError(f"`config` get_config() must return a {config_type.__name__}, got "
+                     f"{type(cfg)}")
   return cfg
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from drifting_jax.models import presets
 from drifting_jax.models.dit import image_shape
 from drifting_jax.training import parallel
 from drifting_jax.training.checkpoint import resolve_checkpoint
+from drifting_jax.training.config import run_config_file
 from drifting_jax.training.features import FeatureExtractor, make_feature_extractor
 from drifting_jax.training.images import (ImageBatch, ImageConfig, ImageTrainState,
                                           init_image_state, make_group_loss,
@@ -64,15 +64,7 @@ def load_image_config(path: str | os.PathLike) -> ImageConfig:
   if path.endswith(".json"):
     with open(path) as f:
       return ImageConfig(**json.load(f))
-  spec = importlib.util.spec_from_file_location("_drifting_jax_image_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"`config` file {path!r} must define get_config()")
-  cfg = module.get_config()
-  if not isinstance(cfg, ImageConfig):
-    raise ValueError(f"`config` get_config() must return an ImageConfig, got {type(cfg)}")
-  return cfg
+  return run_config_file(path, ImageConfig)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ImageConfig)}
