@@ -182,3 +182,21 @@ def test_traced_bandwidth_in_fields():
   f = jax.jit(lambda s: dj.doubly_stochastic_field(x, pos, x, bandwidth=s))
   np.testing.assert_allclose(f(0.5), dj.doubly_stochastic_field(x, pos, x, bandwidth=0.5),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_joint_softmax_field_vanishes_when_data_are_far():
+  """By Eq. (26), V̄ ≈ E_p[k(y⁺ − x)] / Z_q ∝ Z_p/Z_q when Z_p ≪ Z_q: Deng's joint
+  normalization loses the attraction to far data, the naive field (Eq. 3) does not."""
+  with x64():
+    x = jnp.asarray(cloud(20, 16, 3, scale=0.1))
+    pos = jnp.asarray(cloud(21, 16, 3, shift=3.0, scale=0.1))
+    kern = dj.gaussian(0.3)
+    v_deng = dj.deng_field(x, pos, x, kernel=kern, exclude_self=True)
+    v_naive = dj.drift_field(x, pos, x, kernel=kern, exclude_self=True)
+    zp = jnp.exp(dj.log_kde(x, pos, kernel=kern))
+    zq = jnp.exp(dj.log_kde(x, x, kernel=kern, exclude_self=True))
+    assert float(jnp.max(zp / zq)) < 1e-50
+    # naive attraction points at the data with norm ≈ the distance (≈ 3√3)
+    assert float(jnp.min(jnp.linalg.norm(v_naive, axis=1))) > 4.0
+    ratio = jnp.linalg.norm(v_deng, axis=1) / jnp.linalg.norm(v_naive, axis=1)
+    assert float(jnp.max(ratio)) < 1e-40
