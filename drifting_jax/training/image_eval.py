@@ -68,14 +68,15 @@ def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
   run, _, iteration = load_image_run(source)
   run_dir = resolve_checkpoint(source)[2]
 
+  # Embed the real split first: a classifier that does not fit the images fails here,
+  # before the (expensive) sampling.
+  real_images = _held_out(run.cfg.dataset).images[:num_samples]
+  f_real = classifier_features(params, real_images)
+
   png = os.path.join(run_dir, "eval_samples.png")
   sample_images(source, num=num_samples, out_path=png, seed=seed)
   with np.load(os.path.splitext(png)[0] + ".npz") as data:
     fake, fake_labels = data["samples"], data["labels"]
-  real = _held_out(run.cfg.dataset)
-  real_images = real.images[:num_samples]
-
-  f_real = classifier_features(params, real_images)
   f_fake = classifier_features(params, fake)
   pr = precision_recall(f_real, f_fake, k=k)
   metrics = {
