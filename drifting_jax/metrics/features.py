@@ -1,11 +1,11 @@
-"""Feature extractors for Fréchet distance and precision/recall: a small CNN classifier and
-InceptionV3 (pool3) with user-supplied weights.
+"""The project's MNIST classifier as a fast feature extractor for sweeps ("FID (classifier
+features)"), and the shared batching helper of the extractors.
 
 **Two FIDs, not comparable.** The *standard* FID (Heusel et al. 2017) is the Fréchet distance
 of 2048-d pool3 features of the TF-FID InceptionV3 on 299x299 RGB images; published numbers
-(e.g. ImageNet FIDs in Deng et al. and Secretly-SM) use those weights. This library does
-not ship them: :func:`load_inception_params` reads a file the user converts once (key layout
-below). For MNIST-scale experiments we instead report **"FID (classifier features)"**
+(Franz et al., Deng et al., Secretly-SM) use it: :mod:`drifting_jax.metrics.inception`
+(weights converted once by the user). As a fast proxy for sweeps we also report
+**"FID (classifier features)"**
 (:data:`CLASSIFIER_FID_NAME`): the same Fréchet distance on the penultimate-layer features
 of a small CNN trained on the dataset's labels (:class:`ClassifierCNN`). Its scale depends
 on that network and its training run; it is **not** comparable to Inception FID, nor to
@@ -36,10 +36,8 @@ from flax import traverse_util
 from drifting_jax.metrics.frechet import frechet_distance_from_features
 
 __all__ = [
-    "CLASSIFIER_FID_NAME", "ClassifierCNN", "InceptionV3", "classifier_accuracy",
-    "classifier_features", "classifier_fid", "inception_features",
-    "inception_variable_shapes", "inception_variables_from_state_dict", "load_classifier", "load_inception_params",
-    "save_classifier", "train_classifier",
+    "CLASSIFIER_FID_NAME", "ClassifierCNN", "classifier_accuracy", "classifier_features",
+    "classifier_fid", "load_classifier", "save_classifier", "train_classifier",
 ]
 
 CLASSIFIER_FID_NAME = "FID (classifier features)"
@@ -55,14 +53,18 @@ def _check_images(name: str, images) -> None:
     raise ValueError(f"`{name}` contains NaN or inf values.")
 
 
-def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _batched(fn, x: np.ndarray, batch_size: int, *, progress: bool = False) -> np.ndarray:
   """Applies a jitted ``fn`` to ``x`` in fixed-size batches (last one padded) -> numpy."""
   if int(batch_size) < 1:
     raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
   n = x.shape[0]
   b = min(int(batch_size), n)
   out = []
-  for i in range(0, n, b):
+  starts = range(0, n, b)
+  if progress:
+    from tqdm.auto import tqdm
+    starts = tqdm(starts, desc="features", unit="batch")
+  for i in starts:
     chunk = x[i:i + b]
     pad = b - chunk.shape[0]
     if pad:
@@ -281,269 +283,3 @@ def load_classifier(path: str | os.PathLike) -> Params:
     params = traverse_util.unflatten_dict({k: np.asarray(data[k]) for k in data.files}, sep="/")
   _model_from_params(params)
   return params
-
-
-# ============================================================================ InceptionV3
-
-
-class _BasicConv(nn.Module):
-  """``Conv (no bias) -> BatchNorm (eps 1e-3, running stats) -> ReLU`` (torchvision's
-  ``BasicConv2d``); ``pad`` is the symmetric (H, W) zero padding."""
-
-  features: int
-  kernel: tuple[int, int]
-  strides: int = 1
-  pad: tuple[int, int] = (0, 0)
-
-  @nn.compact
-  def __call__(self, x):
-    x = nn.Conv(self.features, self.kernel, strides=self.strides, use_bias=False,
-                padding=((self.pad[0],) * 2, (self.pad[1],) * 2), name="conv")(x)
-    x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
-    return nn.relu(x)
-
-
-def _avg3(x):  # TF average pooling: padded zeros are not counted (FIDInception* patch)
-  return nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
-
-
-def _max3s2(x):
-  return nn.max_pool(x, (3, 3), (2, 2))
-
-
-class _InceptionA(nn.Module):
-  pool_features: int
-
-  @nn.compact
-  def __call__(self, x):
-    b1 = _BasicConv(64, (1, 1), name="branch1x1")(x)
-    b5 = _BasicConv(48, (1, 1), name="branch5x5_1")(x)
-    b5 = _BasicConv(64, (5, 5), pad=(2, 2), name="branch5x5_2")(b5)
-    b3 = _BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
-    b3 = _BasicConv(96, (3, 3), pad=(1, 1), name="branch3x3dbl_2")(b3)
-    b3 = _BasicConv(96, (3, 3), pad=(1, 1), name="branch3x3dbl_3")(b3)
-    bp = _BasicConv(self.pool_features, (1, 1), name="branch_pool")(_avg3(x))
-    return jnp.concatenate([b1, b5, b3, bp], axis=-1)
-
-
-class _InceptionB(nn.Module):
-  @nn.compact
-  def __call__(self, x):
-    b3 = _BasicConv(384, (3, 3), strides=2, name="branch3x3")(x)
-    bd = _BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
-    bd = _BasicConv(96, (3, 3), pad=(1, 1), name="branch3x3dbl_2")(bd)
-    bd = _BasicConv(96, (3, 3), strides=2, name="branch3x3dbl_3")(bd)
-    return jnp.concatenate([b3, bd, _max3s2(x)], axis=-1)
-
-
-class _InceptionC(nn.Module):
-  c7: int
-
-  @nn.compact
-  def __call__(self, x):
-    c7 = self.c7
-    b1 = _BasicConv(192, (1, 1), name="branch1x1")(x)
-    b7 = _BasicConv(c7, (1, 1), name="branch7x7_1")(x)
-    b7 = _BasicConv(c7, (1, 7), pad=(0, 3), name="branch7x7_2")(b7)
-    b7 = _BasicConv(192, (7, 1), pad=(3, 0), name="branch7x7_3")(b7)
-    bd = _BasicConv(c7, (1, 1), name="branch7x7dbl_1")(x)
-    bd = _BasicConv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_2")(bd)
-    bd = _BasicConv(c7, (1, 7), pad=(0, 3), name="branch7x7dbl_3")(bd)
-    bd = _BasicConv(c7, (7, 1), pad=(3, 0), name="branch7x7dbl_4")(bd)
-    bd = _BasicConv(192, (1, 7), pad=(0, 3), name="branch7x7dbl_5")(bd)
-    bp = _BasicConv(192, (1, 1), name="branch_pool")(_avg3(x))
-    return jnp.concatenate([b1, b7, bd, bp], axis=-1)
-
-
-class _InceptionD(nn.Module):
-  @nn.compact
-  def __call__(self, x):
-    b3 = _BasicConv(192, (1, 1), name="branch3x3_1")(x)
-    b3 = _BasicConv(320, (3, 3), strides=2, name="branch3x3_2")(b3)
-    b7 = _BasicConv(192, (1, 1), name="branch7x7x3_1")(x)
-    b7 = _BasicConv(192, (1, 7), pad=(0, 3), name="branch7x7x3_2")(b7)
-    b7 = _BasicConv(192, (7, 1), pad=(3, 0), name="branch7x7x3_3")(b7)
-    b7 = _BasicConv(192, (3, 3), strides=2, name="branch7x7x3_4")(b7)
-    return jnp.concatenate([b3, b7, _max3s2(x)], axis=-1)
-
-
-class _InceptionE(nn.Module):
-  max_pool: bool  # Mixed_7c of the FID network max-pools its pool branch (FIDInceptionE_2)
-
-  @nn.compact
-  def __call__(self, x):
-    b1 = _BasicConv(320, (1, 1), name="branch1x1")(x)
-    b3 = _BasicConv(384, (1, 1), name="branch3x3_1")(x)
-    b3 = jnp.concatenate([_BasicConv(384, (1, 3), pad=(0, 1), name="branch3x3_2a")(b3),
-                          _BasicConv(384, (3, 1), pad=(1, 0), name="branch3x3_2b")(b3)], -1)
-    bd = _BasicConv(448, (1, 1), name="branch3x3dbl_1")(x)
-    bd = _BasicConv(384, (3, 3), pad=(1, 1), name="branch3x3dbl_2")(bd)
-    bd = jnp.concatenate([_BasicConv(384, (1, 3), pad=(0, 1), name="branch3x3dbl_3a")(bd),
-                          _BasicConv(384, (3, 1), pad=(1, 0), name="branch3x3dbl_3b")(bd)], -1)
-    pooled = (nn.max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1))) if self.max_pool
-              else _avg3(x))
-    bp = _BasicConv(192, (1, 1), name="branch_pool")(pooled)
-    return jnp.concatenate([b1, b3, bd, bp], axis=-1)
-
-
-class InceptionV3(nn.Module):
-  """The FID InceptionV3 up to pool3 (pytorch-fid's ``fid_inception_v3``), in Flax.
-
-  ``images [N, H, W, C]`` in ``[-1, 1]`` (``C`` = 1 is repeated to RGB, ``C`` = 3 used as
-  is) are bilinearly resized to 299x299 (half-pixel centres, no antialiasing: PyTorch's
-  ``F.interpolate(..., mode="bilinear", align_corners=False)`` as in pytorch-fid), then
-  go through ``Conv2d_1a_3x3 ... Mixed_7c`` and a global average pool: ``[N, 2048]``.
-  Submodule names equal the PyTorch attribute names, so weights map one-to-one
-  (:func:`inception_variables_from_state_dict`). pytorch-fid's ``[0, 1] -> [-1, 1]``
-  input scaling is already our pixel convention. TF-FID resizes slightly differently, so
-  scores match pytorch-fid's rather than TF's to within its documented small difference.
-
-  Attributes:
-    resize: resize inputs to 299x299 (set False only for inputs already 299x299).
-  """
-
-  resize: bool = True
-
-  @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
-    x = images.astype(jnp.float32)
-    if x.shape[-1] == 1:
-      x = jnp.repeat(x, 3, axis=-1)
-    if self.resize:
-      x = jax.image.resize(x, (x.shape[0], 299, 299, 3), "bilinear", antialias=False)
-    x = _BasicConv(32, (3, 3), strides=2, name="Conv2d_1a_3x3")(x)
-    x = _BasicConv(32, (3, 3), name="Conv2d_2a_3x3")(x)
-    x = _BasicConv(64, (3, 3), pad=(1, 1), name="Conv2d_2b_3x3")(x)
-    x = _max3s2(x)
-    x = _BasicConv(80, (1, 1), name="Conv2d_3b_1x1")(x)
-    x = _BasicConv(192, (3, 3), name="Conv2d_4a_3x3")(x)
-    x = _max3s2(x)
-    x = _InceptionA(32, name="Mixed_5b")(x)
-    x = _InceptionA(64, name="Mixed_5c")(x)
-    x = _InceptionA(64, name="Mixed_5d")(x)
-    x = _InceptionB(name="Mixed_6a")(x)
-    for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
-      x = _InceptionC(c7, name=name)(x)
-    x = _InceptionD(name="Mixed_7a")(x)
-    x = _InceptionE(max_pool=False, name="Mixed_7b")(x)
-    x = _InceptionE(max_pool=True, name="Mixed_7c")(x)
-    return jnp.mean(x, axis=(1, 2))
-
-
-@functools.lru_cache(maxsize=1)
-def inception_variable_shapes() -> dict:
-  """``{"params": ..., "batch_stats": ...}`` of ``jax.ShapeDtypeStruct`` for :class:`InceptionV3`
-  (traced once with ``jax.eval_shape``, no FLOPs; the tree does not depend on image size)."""
-  return dict(jax.eval_shape(InceptionV3(resize=False).init, jax.random.PRNGKey(0),
-                             jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32)))
-
-
-# Flax leaf -> (PyTorch suffix, layout conversion).
-_TORCH_KEYS = {
-    ("params", "kernel"): ("weight", lambda w: np.transpose(w, (2, 3, 1, 0))),  # OIHW -> HWIO
-    ("params", "scale"): ("weight", lambda w: w),
-    ("params", "bias"): ("bias", lambda w: w),
-    ("batch_stats", "mean"): ("running_mean", lambda w: w),
-    ("batch_stats", "var"): ("running_var", lambda w: w),
-}
-
-
-def inception_variables_from_state_dict(state_dict: dict[str, Any]) -> dict:
-  """Converts a pytorch-fid InceptionV3 state dict (as numpy arrays) to Flax variables.
-
-  Expected keys are PyTorch's ``state_dict()`` names of ``pytorch_fid.inception.
-  fid_inception_v3()`` (the file ``pt_inception-2015-12-05-6726825d.pth``)::
-
-      <block>.conv.weight        [C_out, C_in, kh, kw]   e.g. "Conv2d_1a_3x3.conv.weight"
-      <block>.bn.weight          [C_out]                 BatchNorm gamma
-      <block>.bn.bias            [C_out]                 BatchNorm beta
-      <block>.bn.running_mean    [C_out]
-      <block>.bn.running_var     [C_out]
-
-  for every ``<block>`` in ``Conv2d_1a_3x3, Conv2d_2a_3x3, Conv2d_2b_3x3, Conv2d_3b_1x1,
-  Conv2d_4a_3x3`` and ``Mixed_5b.branch1x1``, ..., ``Mixed_7c.branch_pool`` (94 conv
-  blocks, 470 arrays, 21.8M parameters). Other keys (``fc.*``, ``*.num_batches_tracked``,
-  ``AuxLogits.*``) are ignored.
-
-  Args:
-    state_dict: mapping from those names to array-likes.
-
-  Returns:
-    ``{"params": ..., "batch_stats": ...}`` for :class:`InceptionV3`.
-
-  Raises:
-    ValueError: listing missing keys or arrays of the wrong shape.
-  """
-  flat = traverse_util.flatten_dict(inception_variable_shapes())
-  out, missing, bad = {}, [], []
-  for path, leaf in flat.items():
-    suffix, convert = _TORCH_KEYS[(path[0], path[-1])]
-    key = ".".join(path[1:-1] + (suffix,))
-    if key not in state_dict:
-      missing.append(key)
-      continue
-    value = convert(np.asarray(state_dict[key], np.float32))
-    if value.shape != leaf.shape:
-      bad.append(f"{key}: {np.shape(state_dict[key])}")
-      continue
-    out[path] = value
-  if missing or bad:
-    raise ValueError(f"`state_dict` is not a pytorch-fid InceptionV3: {len(missing)} missing "
-                     f"keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                     f"{len(bad)} wrong shapes {bad[:5]}.")
-  return traverse_util.unflatten_dict(out)
-
-
-def load_inception_params(path: str | os.PathLike) -> dict:
-  """Loads InceptionV3 weights from a ``.npz`` or a pickled ``dict`` of numpy arrays.
-
-  The file must hold the pytorch-fid state dict with the key layout documented in
-  :func:`inception_variables_from_state_dict`. To make one (needs torch, once)::
-
-      import numpy as np, torch
-      sd = torch.load("pt_inception-2015-12-05-6726825d.pth", map_location="cpu")
-      np.savez("pt_inception.npz", **{k: v.numpy() for k, v in sd.items()})
-
-  (the ``.pth`` is pytorch-fid's ``FID_WEIGHTS_URL``: the TF-FID graph weights ported to
-  PyTorch).
-
-  Args:
-    path: ``.npz`` file, or any other file name for a pickle.
-
-  Returns:
-    Flax variables for :class:`InceptionV3` / :func:`inception_features`.
-  """
-  path = pathlib.Path(path)
-  if path.suffix == ".npz":
-    with np.load(path) as data:
-      state = {k: data[k] for k in data.files}
-  else:
-    with open(path, "rb") as f:
-      state = pickle.load(f)
-    if not isinstance(state, dict):
-      raise ValueError(f"`path` {path} must hold a dict of arrays, got {type(state).__name__}.")
-  return inception_variables_from_state_dict(state)
-
-
-@jax.jit
-def _inception_apply(variables, images):
-  return InceptionV3().apply(variables, images)
-
-
-def inception_features(variables: dict, images, *, batch_size: int = 50) -> np.ndarray:
-  """pool3 features of :class:`InceptionV3` (standard FID features, ~6 GFLOP per image).
-
-  Args:
-    variables: from :func:`load_inception_params`.
-    images: ``[N, H, W, C]`` in ``[-1, 1]``, ``C`` in ``{1, 3}``; resized to 299x299.
-    batch_size: images per forward pass.
-
-  Returns:
-    ``[N, 2048]`` float32 features; feed two sets to
-    :func:`~drifting_jax.metrics.frechet.frechet_distance_from_features` for FID.
-  """
-  _check_images("images", images)
-  if np.shape(images)[-1] not in (1, 3):
-    raise ValueError(f"`images` must have 1 or 3 channels, got shape {np.shape(images)}.")
-  return _batched(lambda x: _inception_apply(variables, x), np.asarray(images, np.float32),
-                  batch_size)

@@ -17,6 +17,10 @@ DiT-S/2 of Franz et al. §5.1 for CPU experiments, not a paper architecture:
    (nearest 2× upsample -> 3×3 conv -> + per-channel projection of ``c`` -> SiLU), then a 3×3
    conv read-out to ``C`` channels. With ``num_upsamples = 0`` the read-out is a ``Dense``
    straight to ``H·W·C`` pixels (a pure MLP generator).
+
+Options for the MLP form: ``layer_norm`` (pre-LayerNorm before every dense layer and the
+read-out), ``residual`` (``z <- z + SiLU(Dense(LN(z)) + c)``) and ``out_activation="tanh"``
+(outputs bounded to the data range ``[-1, 1]``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class ConvGenerator(nn.Module):
     num_upsamples: 2× upsampling conv stages (0: pure MLP read-out).
     num_style_tokens, style_codebook_size: style embeddings as in Deng et al. App. A.2.
     cfg_embed: condition on the CFG strength α.
+    layer_norm: LayerNorm before every trunk layer and the read-out.
+    residual: residual trunk layers (``z + layer(z)``).
+    out_activation: ``"none"`` or ``"tanh"`` (bounded output, for data in ``[-1, 1]``).
     dtype, param_dtype: compute and parameter dtypes (output is always float32).
   """
 
@@ -59,6 +66,9 @@ class ConvGenerator(nn.Module):
   num_style_tokens: int = 0
   style_codebook_size: int = 64
   cfg_embed: bool = False
+  layer_norm: bool = False
+  residual: bool = False
+  out_activation: str = "none"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -73,6 +83,8 @@ class ConvGenerator(nn.Module):
         raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
     if self.depth < 0:
       raise ValueError(f"`depth` must be >= 0, got {self.depth}.")
+    if self.out_activation not in ("none", "tanh"):
+      raise ValueError(f"`out_activation` must be 'none' or 'tanh', got {self.out_activation!r}.")
 
   @nn.compact
   def __call__(self, noise, labels, *, cfg_scale=None, style=None):
@@ -98,13 +110,18 @@ class ConvGenerator(nn.Module):
     c = c.astype(self.dtype)
     z = nn.Dense(self.latent, name="noise_proj", **kw)(noise.reshape(b, h * w * ch))
     z = nn.silu(z + c)
+    norm = (lambda name, v: nn.LayerNorm(name=name, **kw)(v)) if self.layer_norm else (
+        lambda name, v: v)
     for i in range(self.depth):
-      z = nn.silu(nn.Dense(self.latent, name=f"dense_{i}", **kw)(z) + c)
+      u = nn.silu(nn.Dense(self.latent, name=f"dense_{i}", **kw)(norm(f"norm_{i}", z)) + c)
+      z = z + u if self.residual else u
+    z = norm("norm_out", z)
+    squash = jnp.tanh if self.out_activation == "tanh" else (lambda v: v)
 
     n = self.num_upsamples
     if n == 0:
       out = nn.Dense(h * w * ch, name="readout", **kw)(z).reshape(b, h, w, ch)
-      return out.astype(jnp.float32)
+      return squash(out.astype(jnp.float32))
     gh, gw, cc = h // 2 ** n, w // 2 ** n, self.conv_channels
     g = nn.Dense(gh * gw * cc, name="to_grid", **kw)(z).reshape(b, gh, gw, cc)
     for j in range(n):
@@ -112,5 +129,5 @@ class ConvGenerator(nn.Module):
       g = nn.Conv(cc, (3, 3), padding="SAME", name=f"conv_{j}", **kw)(g)
       g = nn.silu(g + nn.Dense(cc, name=f"cond_{j}", **kw)(c)[:, None, None, :])
     out = nn.Conv(ch, (3, 3), padding="SAME", name="readout", **kw)(g)
-    return out.astype(jnp.float32)
+    return squash(out.astype(jnp.float32))
 

@@ -9,6 +9,8 @@
 * ``dit_tiny`` — the ``dit_s2`` design scaled down for CPU: 28×28×1, patch 4, D=64, depth 2,
   4 heads, 4 registers, 32 style tokens. 0.17M. (``image_size=8, patch_size=2`` for digits.)
 * ``mnist_small_cpu`` — :class:`ConvGenerator` for 28×28×1 MNIST. 0.77M.
+* ``mnist_mlp_cpu`` — :class:`ConvGenerator` in its MLP form for 28×28×1 MNIST: 3 dense
+  layers of 1024 with LayerNorm, ``tanh`` output in the data range. 3.7M.
 * ``digits_small_cpu`` — :class:`ConvGenerator` for 8×8×1 (scikit-learn digits). 0.12M.
 
 Any attribute can be overridden: ``get_model("dit_tiny", image_size=8, patch_size=2)``,
@@ -55,6 +57,9 @@ PRESETS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "mnist_small_cpu": (ConvGenerator, dict(
         image_size=28, channels=1, num_classes=10, latent=256, depth=2, conv_channels=32,
         num_upsamples=2)),
+    "mnist_mlp_cpu": (ConvGenerator, dict(
+        image_size=28, channels=1, num_classes=10, latent=1024, depth=2, num_upsamples=0,
+        layer_norm=True, residual=False, out_activation="tanh")),
     "digits_small_cpu": (ConvGenerator, dict(
         image_size=8, channels=1, num_classes=10, latent=128, depth=2, conv_channels=32,
         num_upsamples=1)),

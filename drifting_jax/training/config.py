@@ -45,7 +45,11 @@ class ToyConfig:
     hidden: MLP hidden width.
     depth: number of hidden layers.
     activation: MLP nonlinearity (``silu``, ``relu``, ``gelu``, ``tanh``).
-    learning_rate: Adam learning rate.
+    learning_rate: Adam learning rate (the peak value with a schedule).
+    lr_schedule: ``"constant"`` or ``"cosine"`` (linear warm-up over ``warmup_steps``, then
+      cosine decay to ``final_lr_fraction · learning_rate`` at ``num_steps``).
+    warmup_steps: linear learning-rate warm-up steps (cosine schedule only).
+    final_lr_fraction: end value of the cosine decay relative to ``learning_rate``.
     grad_clip: optional global-norm gradient clipping (``None`` = off).
     batch_size: generated samples per step ``N`` (>= 2: self-interaction is masked).
     data_batch_size: data samples per step ``M`` (``None`` = ``batch_size``).
@@ -75,6 +79,9 @@ class ToyConfig:
   depth: int = 3
   activation: str = "silu"
   learning_rate: float = 1e-3
+  lr_schedule: str = "constant"
+  warmup_steps: int = 0
+  final_lr_fraction: float = 0.0
   grad_clip: float | None = None
   batch_size: int = 2048
   data_batch_size: int | None = None
@@ -124,7 +131,14 @@ def validate_config(cfg: ToyConfig) -> ToyConfig:
       continue
     if not isinstance(v, int) or isinstance(v, bool) or v < 2:
       raise ValueError(f"`{name}` must be an int >= 2, got {v!r}")
-  for name in ("num_steps", "eval_every"):
+  if cfg.lr_schedule not in ("constant", "cosine"):
+    raise ValueError(f"`lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+  v = cfg.final_lr_fraction
+  if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+    raise ValueError(f"`final_lr_fraction` must be a number in [0, 1], got {v!r}")
+  if cfg.lr_schedule == "constant" and cfg.warmup_steps:
+    raise ValueError("`warmup_steps` needs lr_schedule='cosine' (got 'constant')")
+  for name in ("num_steps", "eval_every", "warmup_steps"):
     v = getattr(cfg, name)
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
       raise ValueError(f"`{name}` must be an int >= 0, got {v!r}")

@@ -1,15 +1,24 @@
-"""Evaluation of a trained image generator: FID (classifier features), precision, recall, F1.
+"""Evaluation of a trained image generator: Inception FID and/or FID (classifier features),
+with precision, recall and F1 on the same features.
 
 ``evaluate_image_run`` samples a class-balanced set from a run's EMA generator, embeds it and
 the dataset's held-out split with a feature extractor, and reports the Fréchet distance of
 the two Gaussian fits plus the improved precision/recall of Kynkäänniemi et al. (k = 3).
-The default extractor is the project's MNIST classifier
-(``experiments/results/mnist_classifier.npz``, made by ``experiments/train_mnist_classifier.py``);
-its FID is named "FID (classifier features)" and is **not** comparable to Inception FID.
+Two extractors:
+
+* ``fid="inception"`` — the standard TF-FID InceptionV3 pool3 features
+  (:mod:`drifting_jax.metrics.inception`; weights converted once), what the papers report
+  (ADM's suite: FID and P/R on Inception features). Beside it, the real-vs-real value at the
+  same sample count (``n`` training images against the same ``n`` test images): FID-n is
+  biased upward for small ``n``, so a score means something only next to that floor. The
+  real features are cached (``$DRIFTING_JAX_CACHE``, default ``~/.cache/drifting_jax``).
+* ``fid="classifier"`` — "FID (classifier features)" on the project's MNIST classifier: a
+  fast proxy for sweeps, **not** comparable to any paper's FID.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -22,10 +31,83 @@ from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, classifier_accur
 from drifting_jax.metrics.frechet import frechet_distance_from_features
 from drifting_jax.metrics.precision_recall import precision_recall
 
-__all__ = ["DEFAULT_MNIST_CLASSIFIER", "evaluate_image_run"]
+__all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "evaluate_image_run",
+           "inception_scores", "real_inception_features"]
 
 DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[2] / "experiments" /
                             "results" / "mnist_classifier.npz")
+FID_KINDS = ("classifier", "inception", "both")
+CACHE_ENV_VAR = "DRIFTING_JAX_CACHE"
+
+
+def _cache_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get(CACHE_ENV_VAR) or
+                      pathlib.Path.home() / ".cache" / "drifting_jax") / "features"
+
+
+def _file_tag(path: pathlib.Path) -> str:
+  st = path.stat()
+  return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+
+
+def real_inception_features(dataset: str, split: str, n: int, variables, weights_path, *,
+                            progress: bool = False) -> np.ndarray:
+  """Inception features of the first ``n`` images of ``dataset``'s ``split`` (cached).
+
+  A cached file with at least ``n`` features of the same dataset, split and weights file is
+  reused (its first ``n`` rows are the same images).
+  """
+  from drifting_jax.metrics.inception import inception_features
+  tag = hashlib.sha1(f"{dataset}|{split}".encode()).hexdigest()[:10]
+  prefix = f"inception_{tag}_{split}_{_file_tag(pathlib.Path(weights_path))}_"
+  cache = _cache_dir()
+  if cache.is_dir():
+    for f in sorted(cache.glob(prefix + "*.npz")):
+      if int(f.stem[len(prefix):]) >= n:
+        with np.load(f) as data:
+          return data["features"][:n]
+  images = image_data.load_dataset(dataset, split=split).images[:n]
+  if images.shape[0] < n:
+    raise ValueError(f"`num_samples` {n} exceeds the {images.shape[0]} images of "
+                     f"{dataset}:{split}.")
+  feats = inception_features(variables, images, progress=progress)
+  cache.mkdir(parents=True, exist_ok=True)
+  tmp = cache / f"{prefix}{n}.tmp.npz"
+  np.savez(tmp, features=feats)
+  os.replace(tmp, cache / f"{prefix}{n}.npz")
+  return feats
+
+
+def inception_scores(fake: np.ndarray, *, dataset: str, n: int, weights=None, k: int = 3,
+                     progress: bool = False) -> dict:
+  """Inception FID / P / R / F1 of ``fake`` images against ``n`` test images, and the same
+  four numbers for ``n`` training images against those test images (the floor)."""
+  from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, default_inception_path,
+                                              inception_features, load_inception_params)
+  path = pathlib.Path(weights) if weights is not None else default_inception_path()
+  if path is None:
+    raise FileNotFoundError(
+        "No Inception weights: pass --inception-weights FILE (make it once with "
+        "`drifting-jax convert-inception --out FILE`) or set $DRIFTING_JAX_INCEPTION.")
+  variables = load_inception_params(path)
+  f_test = real_inception_features(dataset, "test", n, variables, path, progress=progress)
+  f_train = real_inception_features(dataset, "train", n, variables, path, progress=progress)
+  f_fake = inception_features(variables, fake[:n], progress=progress)
+  pr, pr0 = precision_recall(f_test, f_fake, k=k), precision_recall(f_test, f_train, k=k)
+  return {
+      "inception_metric_name": INCEPTION_FID_NAME,
+      "inception_fid": float(frechet_distance_from_features(f_test, f_fake)),
+      "inception_precision": float(pr.precision), "inception_recall": float(pr.recall),
+      "inception_f1": float(pr.f1),
+      "inception_fid_real_vs_real": float(frechet_distance_from_features(f_test, f_train)),
+      "inception_precision_real_vs_real": float(pr0.precision),
+      "inception_recall_real_vs_real": float(pr0.recall),
+      "inception_f1_real_vs_real": float(pr0.f1),
+      "inception_weights": str(path), "inception_num": int(f_fake.shape[0]),
+      "inception_note": (f"FID-{f_fake.shape[0]} against {dataset}:test; real-vs-real = "
+                         f"{dataset}:train vs the same test images. FID at n < 50k is biased "
+                         "upward relative to FID-50k."),
+  }
 
 
 def _held_out(dataset: str):
@@ -34,23 +116,30 @@ def _held_out(dataset: str):
 
 
 def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
-                       classifier: str | os.PathLike | None = None, k: int = 3, seed: int = 0,
-                       out: str | os.PathLike | None = None) -> dict:
-  """FID (classifier features), precision, recall and F1 of an image run.
+                       fid: str = "classifier", classifier: str | os.PathLike | None = None,
+                       inception_weights: str | os.PathLike | None = None, k: int = 3,
+                       seed: int = 0, out: str | os.PathLike | None = None,
+                       progress: bool = False) -> dict:
+  """FID, precision, recall and F1 of an image run on classifier and/or Inception features.
 
   Args:
     source: run directory (latest checkpoint) or one ``checkpoints/<iteration>``.
     num_samples: generated samples (classes in turn; also the number of real test images
-      used, capped by the split's size).
+      used, capped by the split's size for the classifier metric).
+    fid: one of :data:`FID_KINDS`.
     classifier: weights written by :func:`drifting_jax.metrics.features.save_classifier`;
       default: the project's MNIST classifier (only for MNIST-shaped runs).
+    inception_weights: converted TF-FID weights (default ``$DRIFTING_JAX_INCEPTION`` or the
+      cache file written by ``drifting-jax convert-inception``).
+    progress: progress bars for the Inception passes.
     k: neighbourhood size of precision/recall.
     seed: sampling seed.
     out: JSON path for the metrics (default ``<run dir>/eval_metrics.json``).
 
   Returns:
-    Dict with ``fid_classifier_features``, ``precision``, ``recall``, ``f1``,
-    ``classifier_accuracy_on_samples`` and the settings.
+    Dict with (classifier) ``fid_classifier_features``, ``precision``, ``recall``, ``f1``,
+    ``classifier_accuracy_on_samples``; (inception) the keys of :func:`inception_scores`;
+    and the settings.
 
   Raises:
     ValueError: non-positive ``num_samples``, a missing classifier file.
@@ -60,35 +149,51 @@ def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
 
   if not isinstance(num_samples, int) or num_samples <= k:
     raise ValueError(f"`num_samples` must be an int > k={k}, got {num_samples!r}.")
-  path = pathlib.Path(classifier) if classifier is not None else DEFAULT_MNIST_CLASSIFIER
-  if not path.is_file():
-    raise ValueError(f"`classifier` weights not found at {path}; train them with "
-                     "`python experiments/train_mnist_classifier.py` or pass --classifier.")
-  params = load_classifier(path)
+  if fid not in FID_KINDS:
+    raise ValueError(f"`fid` must be one of {FID_KINDS}, got {fid!r}.")
+  use_classifier, use_inception = fid in ("classifier", "both"), fid in ("inception", "both")
+  if use_inception and inception_weights is not None and not pathlib.Path(
+      inception_weights).is_file():
+    raise FileNotFoundError(f"`inception_weights` {inception_weights} not found; make them "
+                            "with `drifting-jax convert-inception --out FILE`.")
   run, _, iteration = load_image_run(source)
   run_dir = resolve_checkpoint(source)[2]
+  metrics = {"k": k, "iteration": int(iteration), "seed": seed}
 
-  # Embed the real split first: a classifier that does not fit the images fails here,
-  # before the (expensive) sampling.
-  real_images = _held_out(run.cfg.dataset).images[:num_samples]
-  f_real = classifier_features(params, real_images)
+  if use_classifier:
+    path = pathlib.Path(classifier) if classifier is not None else DEFAULT_MNIST_CLASSIFIER
+    if not path.is_file():
+      raise ValueError(f"`classifier` weights not found at {path}; train them with "
+                       "`python experiments/train_mnist_classifier.py` or pass --classifier.")
+    params = load_classifier(path)
+    # Embed the real split first: a classifier that does not fit the images fails here,
+    # before the (expensive) sampling.
+    real_images = _held_out(run.cfg.dataset).images[:num_samples]
+    f_real = classifier_features(params, real_images)
 
   png = os.path.join(run_dir, "eval_samples.png")
   sample_images(source, num=num_samples, out_path=png, seed=seed)
   with np.load(os.path.splitext(png)[0] + ".npz") as data:
     fake, fake_labels = data["samples"], data["labels"]
-  f_fake = classifier_features(params, fake)
-  pr = precision_recall(f_real, f_fake, k=k)
-  metrics = {
-      "metric_name": CLASSIFIER_FID_NAME,
-      "fid_classifier_features": float(frechet_distance_from_features(f_real, f_fake)),
-      "precision": float(pr.precision), "recall": float(pr.recall), "f1": float(pr.f1),
-      "classifier_accuracy_on_samples": classifier_accuracy(params, fake, fake_labels),
-      "k": k, "num_generated": int(fake.shape[0]), "num_real": int(real_images.shape[0]),
-      "real_split": f"{run.cfg.dataset}:test", "classifier": str(path),
-      "iteration": int(iteration), "seed": seed,
-      "note": "FID on the project's classifier features; not comparable to Inception FID.",
-  }
+  metrics["num_generated"] = int(fake.shape[0])
+  metrics["fraction_outside_data_range"] = float(np.mean(np.abs(fake) > 1.0))
+
+  if use_classifier:
+    f_fake = classifier_features(params, fake)
+    pr = precision_recall(f_real, f_fake, k=k)
+    metrics.update({
+        "metric_name": CLASSIFIER_FID_NAME,
+        "fid_classifier_features": float(frechet_distance_from_features(f_real, f_fake)),
+        "precision": float(pr.precision), "recall": float(pr.recall), "f1": float(pr.f1),
+        "classifier_accuracy_on_samples": classifier_accuracy(params, fake, fake_labels),
+        "num_real": int(real_images.shape[0]),
+        "real_split": f"{run.cfg.dataset}:test", "classifier": str(path),
+        "note": "FID on the project's classifier features; a fast proxy for sweeps, "
+                "not comparable to Inception FID or to any paper's FID.",
+    })
+  if use_inception:
+    metrics.update(inception_scores(fake, dataset=run.cfg.dataset, n=num_samples,
+                                    weights=inception_weights, k=k, progress=progress))
   out = out or os.path.join(run_dir, "eval_metrics.json")
   with open(out, "w") as f:
     json.dump(metrics, f, indent=2, sort_keys=True)

@@ -49,8 +49,14 @@ def make_model(cfg: ToyConfig, out_dim: int = 2) -> MLPGenerator:
 
 
 def make_optimizer(cfg: ToyConfig) -> optax.GradientTransformation:
-  """Adam with learning rate ``cfg.learning_rate`` (after optional global-norm clipping)."""
-  adam = optax.adam(cfg.learning_rate)
+  """Adam (after optional global-norm clipping) with a constant learning rate or a linear
+  warm-up + cosine decay over ``cfg.num_steps``."""
+  lr = cfg.learning_rate
+  if cfg.lr_schedule == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1),
+        end_value=cfg.final_lr_fraction * cfg.learning_rate)
+  adam = optax.adam(lr)
   if cfg.grad_clip is None:
     return adam
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam)

@@ -1,20 +1,17 @@
-"""MNIST on 2 CPU cores in under 15 minutes: recognisable digits from a small generator.
+"""MNIST on 2 CPU cores: the project's best CPU recipe (Inception FID-5k in EXPERIMENTS.md).
 
 Franz et al.'s MNIST recipe (§5.1, Table 3) scaled to a CPU budget. Same as the paper:
-pixel-space loss, per-class kNN kernel-width normalization (α = 0.99, k = 5, statistics-only
-warm-up batches before the first update), Naive-Gauss drift (Eq. (3)) at kernel width 0.2
-(the best MNIST width of Gauss#/Naive-Gauss in Franz Table 2), AdamW (β = 0.95, 0.999),
-weight decay 1e-4, warm-up + cosine decay, clipping 2.0, N_c = 5 classes per step.
-Different: the generator is ``mnist_small_cpu`` in its pure-MLP form (``num_upsamples=0``,
-``latent=512``; 1.34M parameters) instead of DiT-S/2, lr 1e-3, 128 real + 128 generated
-samples per class, 5,000 steps, EMA 0.995.
+pixel-space loss, 5 classes × 96 real × 96 generated samples per step, per-class kNN
+kernel-width normalization (α = 0.99, k = 5, statistics-only warm-up batches), Naive-Gauss
+drift (Eq. (3)) at kernel width 0.2 (Franz Table 2's best MNIST width for Gauss#/Naive-Gauss),
+AdamW (β = 0.95, 0.999), weight decay 1e-4, warm-up + cosine decay, clipping 2.0, EMA.
+Different: the generator is ``mnist_mlp_cpu`` (3 × 1024 MLP with LayerNorm and a ``tanh``
+output bounded to the data range; 3.7M parameters) instead of DiT-S/2, and lr 1e-3.
+Chosen by ``experiments/mnist_recipe_search.py`` (table in EXPERIMENTS.md). Needs MNIST
+IDX files (``$DRIFTING_JAX_MNIST`` or ``--set dataset=mnist:/path``)::
 
-Why the MLP form: the preset's conv read-out costs ~0.5 s per step at this batch on 2
-loaded CPU cores (about 1,500 steps in 15 minutes), the MLP ~0.04 s
-(``benchmarks/train_step.py``). Needs MNIST IDX files at ``../shared/data/mnist`` (or
-``$DRIFTING_JAX_MNIST``). About 5 minutes at ~20 steps/s.
-
-    drifting-jax train --config experiments/configs/mnist_small_cpu.py --workdir runs/mnist_cpu
+    drifting-jax train --config experiments/configs/mnist_small_cpu.py --workdir runs/mnist
+    drifting-jax eval --workdir runs/mnist --fid inception --num-samples 5000
 """
 
 from drifting_jax.training.images import ImageConfig
@@ -23,20 +20,19 @@ from drifting_jax.training.images import ImageConfig
 def get_config() -> ImageConfig:
   return ImageConfig(
       dataset="mnist",
-      model="mnist_small_cpu",
-      model_overrides={"num_upsamples": 0, "latent": 512},
+      model="mnist_mlp_cpu",
       objective="naive-gauss",
       bandwidth=0.2,
       num_classes_per_step=5,
-      num_pos=128,
-      num_gen=128,
+      num_pos=96,
+      num_gen=96,
       norm_warmup=100,
       learning_rate=1e-3,
-      warmup_steps=100,
-      num_steps=5000,
-      ema_decay=0.995,
-      log_every=50,
-      sample_every=1000,
+      warmup_steps=300,
+      num_steps=8000,
+      ema_decay=0.999,
+      log_every=100,
+      sample_every=2000,
       checkpoint_every=1000,
       samples_per_class=10,
   )

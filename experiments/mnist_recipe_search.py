@@ -1,0 +1,137 @@
+"""Search for a class-conditional MNIST recipe that trains on 2 CPU cores in ≤ 20 minutes and
+scores well on the standard metric (Inception FID-5k, with P / R / F1 on Inception features).
+
+Every recipe is ``experiments/configs/mnist_small_cpu.py`` with a few fields overridden
+(:data:`RECIPES`); ``v01`` is the previous preset, ``mnist_small_cpu_v01.py``. Each recipe
+trains in ``<runs-dir>/<name>`` (orbax checkpoints: an interrupted run resumes), is scored
+once with ``drifting-jax eval --fid both`` at ``--num-samples`` (its ``eval_<n>.json``), and
+the table of all finished recipes, with the 5k real-vs-real floor beside it, is written to
+``experiments/results/mnist_recipe_search.json`` and ``.png`` (one uncurated sample grid per
+recipe). Rerunning skips finished work, so the search can be stopped and continued::
+
+    python experiments/mnist_recipe_search.py                      # all recipes
+    python experiments/mnist_recipe_search.py --only base wide     # some of them
+    python experiments/mnist_recipe_search.py --table-only         # rebuild the table
+
+Training time is the wall time of the training sessions (a killed session's time is lost;
+then the row says so). Needs MNIST (``$DRIFTING_JAX_MNIST``) and the converted Inception
+weights (``drifting-jax convert-inception``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+if __package__ in (None, ""):
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from experiments import _common  # noqa: E402
+
+CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
+BASE = CONFIGS / "mnist_small_cpu.py"
+
+#: name -> (config file, overrides, one-line description). Chosen before seeing results,
+#: extended one at a time as results came in (the JSON records the order they ran in).
+RECIPES: dict[str, tuple[pathlib.Path, dict, str]] = {
+    "v01": (CONFIGS / "mnist_small_cpu_v01.py", {},
+            "v0.1 preset: 3-layer MLP 512, linear output, 5×128×128, 5k steps, EMA 0.995"),
+    "base": (BASE, {}, "3×1024 MLP + LayerNorm + tanh, naive-gauss 0.2, 5×96×96, 8k steps"),
+}
+
+
+def _load(path: pathlib.Path) -> dict | None:
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_recipe(name: str, runs_dir: pathlib.Path, *, num_samples: int, seed: int = 0,
+               quick: bool = False) -> dict:
+  """Trains (or resumes) and evaluates one recipe; returns its row."""
+  from drifting_jax.training.image_eval import evaluate_image_run
+  from drifting_jax.training.image_loop import apply_image_overrides, load_image_config, train_images
+
+  config_path, overrides, desc = RECIPES[name]
+  workdir = runs_dir / name
+  workdir.mkdir(parents=True, exist_ok=True)
+  cfg = apply_image_overrides(load_image_config(config_path), dict(overrides))
+  if quick:
+    cfg = apply_image_overrides(cfg, {"num_steps": 4, "norm_warmup": 6, "warmup_steps": 2,
+                                      "sample_every": 0, "checkpoint_every": 4,
+                                      "progress": False})
+  times_path = workdir / "train_sessions.json"
+  sessions = _load(times_path) or []
+  if not (workdir / "metrics.json").exists():
+    t0 = time.perf_counter()
+    final = train_images(cfg, workdir)
+    sessions.append({"wall_s": time.perf_counter() - t0, "steps_per_sec": final["steps_per_sec"],
+                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    times_path.write_text(json.dumps(sessions, indent=2))
+  eval_path = workdir / f"eval_{num_samples}.json"
+  metrics = _load(eval_path)
+  if metrics is None:
+    metrics = evaluate_image_run(str(workdir), num_samples=num_samples, fid="both",
+                                 seed=seed, out=str(eval_path), progress=not quick)
+  return {"name": name, "description": desc, "config": str(config_path.name),
+          "overrides": overrides, "train_wall_s": sum(s["wall_s"] for s in sessions),
+          "train_sessions": len(sessions), **metrics}
+
+
+def _figure(rows: list[dict], runs_dir: pathlib.Path):
+  import matplotlib.image as mpimg
+  plt = _common.pyplot()
+  fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.6), squeeze=False)
+  for ax, row in zip(axes[0], rows):
+    grid = runs_dir / row["name"] / "samples.png"
+    if grid.exists():
+      ax.imshow(mpimg.imread(grid), cmap="gray")
+    ax.set_title(f"{row['name']}\nInception FID-{row['inception_num']} "
+                 f"{row['inception_fid']:.1f}", fontsize=9)
+    ax.axis("off")
+  return fig
+
+
+def main(argv=None) -> dict:
+  p = _common.parser(__doc__)
+  p.add_argument("--only", nargs="*", default=None, help="recipe names (default: all)")
+  p.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/mnist_recipe_search"))
+  p.add_argument("--num-samples", type=int, default=5000)
+  p.add_argument("--table-only", action="store_true", help="only collect finished rows")
+  args = p.parse_args(argv)
+  names = args.only or list(RECIPES)
+  unknown = sorted(set(names) - set(RECIPES))
+  if unknown:
+    raise SystemExit(f"unknown recipes {unknown}; known: {sorted(RECIPES)}")
+  n = 20 if args.quick else args.num_samples
+  rows = []
+  with _common.Timer() as timer:
+    for name in names:
+      done = (args.runs_dir / name / f"eval_{n}.json").exists()
+      if args.table_only and not done:
+        continue
+      rows.append(run_recipe(name, args.runs_dir, num_samples=n, quick=args.quick))
+      r = rows[-1]
+      print(f"{name}: train {r['train_wall_s'] / 60:.1f} min, Inception FID-{n} "
+            f"{r['inception_fid']:.2f} (real {r['inception_fid_real_vs_real']:.2f}), "
+            f"P {r['inception_precision']:.3f} R {r['inception_recall']:.3f}", flush=True)
+  if args.table_only or not args.quick:
+    # the table holds every finished recipe, also those of earlier invocations
+    finished = {r["name"]: r for r in rows}
+    for name in RECIPES:
+      if name not in finished and (args.runs_dir / name / f"eval_{n}.json").exists():
+        finished[name] = run_recipe(name, args.runs_dir, num_samples=n)
+    rows = [finished[k] for k in RECIPES if k in finished]
+  result = {"command": _common.command("mnist_recipe_search.py", argv), "num_samples": n,
+            "rows": rows, "wall_s": timer.seconds, "env": _common.environment()}
+  if rows:
+    out = args.out_dir if not args.quick else args.runs_dir
+    _common.save_json(result, "mnist_recipe_search", out)
+    _common.save_figure(_figure(rows, args.runs_dir), "mnist_recipe_search", out)
+  return result
+
+
+if __name__ == "__main__":
+  main()
