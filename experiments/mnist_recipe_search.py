@@ -41,6 +41,10 @@ RECIPES: dict[str, tuple[pathlib.Path, dict, str]] = {
     "v01": (CONFIGS / "mnist_small_cpu_v01.py", {},
             "v0.1 preset: 3-layer MLP 512, linear output, 5×128×128, 5k steps, EMA 0.995"),
     "base": (BASE, {}, "3×1024 MLP + LayerNorm + tanh, naive-gauss 0.2, 5×96×96, 8k steps"),
+    "long": (BASE, {"num_steps": 16000}, "base with 16k steps"),
+    "resid4": (BASE, {"model_overrides": {"residual": True, "depth": 4}},
+               "base with a residual trunk of 5 × 1024 (depth 4)"),
+    "bw0.3": (BASE, {"bandwidth": 0.3}, "base with kernel width 0.3"),
 }
 
 
