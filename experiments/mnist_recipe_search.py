@@ -21,6 +21,7 @@ weights (``drifting-jax convert-inception``).
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -72,7 +73,8 @@ def run_recipe(name: str, runs_dir: pathlib.Path, *, num_samples: int, seed: int
     t0 = time.perf_counter()
     final = train_images(cfg, workdir)
     sessions.append({"wall_s": time.perf_counter() - t0, "steps_per_sec": final["steps_per_sec"],
-                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                     "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "load_avg_1_5_15_at_end": os.getloadavg()})
     times_path.write_text(json.dumps(sessions, indent=2))
   eval_path = workdir / f"eval_{num_samples}.json"
   metrics = _load(eval_path)

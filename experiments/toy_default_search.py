@@ -17,6 +17,7 @@ wall time, SW, floor, ratio) and ``.png`` (the samples of every candidate).
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -53,13 +54,16 @@ def run_candidate(name: str, runs_dir: pathlib.Path, *, quick: bool = False) -> 
   if not (workdir / "metrics.json").exists():
     t0 = time.perf_counter()
     train(cfg, str(workdir))
-    timing.write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
+    timing.write_text(json.dumps({"wall_s": time.perf_counter() - t0,
+                                  "load_avg_1_5_15_at_end": os.getloadavg()}))
   metrics = json.loads((workdir / "metrics.json").read_text())
-  wall = json.loads(timing.read_text())["wall_s"] if timing.exists() else float("nan")
+  timing = json.loads(timing.read_text()) if timing.exists() else {}
+  wall = timing.get("wall_s", float("nan"))
   sw, floor = metrics["sliced_wasserstein"], metrics["sliced_wasserstein_floor"]
   return {"name": name, "overrides": CANDIDATES[name], "wall_s": wall,
           "sliced_wasserstein": sw, "floor": floor, "ratio_to_floor": sw / floor,
-          "mmd": metrics.get("mmd"), "samples_png": str(workdir / "samples.png")}
+          "mmd": metrics.get("mmd"), "samples_png": str(workdir / "samples.png"),
+          "load_avg_at_end": timing.get("load_avg_1_5_15_at_end")}
 
 
 def _figure(rows: list[dict]):
