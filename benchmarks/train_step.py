@@ -10,7 +10,7 @@ resident memory of the subprocess (``ru_maxrss``) and XLA's ``memory_analysis`` 
 compiled step (temp buffers, arguments). ``dit_s2`` accumulates gradients over the 5 class groups
 (``group_chunks=5``): in one piece its step needs ~68 GB of XLA temp memory, more than this
 machine has. ``mnist_small_cpu_mlp`` is the pure-MLP variant (``num_upsamples=0``,
-``latent=512``) at the batch of ``experiments/configs/mnist_small_cpu.py`` (5 x 128).
+``latent=512``) at the batch of ``experiments/configs/mnist_small_cpu_v01.py`` (5 x 128).
 
     python benchmarks/train_step.py                       # all presets, 5 repeats
     python benchmarks/train_step.py --presets dit_tiny --repeats 20

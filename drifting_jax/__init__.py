@@ -1,7 +1,7 @@
 """drifting_jax: drift fields, kernel losses and one-step drifting generators in JAX.
 
-The core (kernels → kde → fields → losses, calculus) is pure functions of arrays; see
-DESIGN.md and the papers "Drifting Fields are not Conservative" (Franz et al.) and
+The core (kernels → kde → fields → losses, calculus) is pure functions of arrays; see the
+papers "Drifting Fields are not Conservative" (Franz et al.) and
 "Generative Drifting is Secretly Score Matching" (Secretly-SM).
 """
 
@@ -14,25 +14,29 @@ from drifting_jax.kde import log_kde
 from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
                                   rational_quadratic)
 from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
-from drifting_jax.metrics import sliced_wasserstein
 from drifting_jax.normalization import KernelWidthState, knn_mean_distance
 from drifting_jax.objectives import make_objective, objective_names
 from drifting_jax.schedules import get_schedule
-from drifting_jax.sinkhorn import SinkhornDriftInfo, sinkhorn_drift, sinkhorn_loss
 from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gaussian_decay_rate,
                                    laplace_decay_rate, optimal_mode, simulate_modes,
                                    spectral_error)
 
 __version__ = "0.1.0"
 
-_LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli")
+_LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli", "sinkhorn")
+# Names whose modules import ott-jax or flax: loaded on first access, so that
+# ``import drifting_jax`` pulls in neither flax, orbax nor ott.
+_LAZY_NAMES = {"sinkhorn_drift": "sinkhorn", "sinkhorn_loss": "sinkhorn",
+               "SinkhornDriftInfo": "sinkhorn", "sliced_wasserstein": "metrics"}
 
 
 def __getattr__(name):
-  """Subpackages with heavier imports (Flax models, orbax training) load on first access."""
+  """Subpackages with heavier imports (ott, Flax models, orbax training) load on first access."""
+  import importlib
   if name in _LAZY_SUBPACKAGES:
-    import importlib
     return importlib.import_module(f"drifting_jax.{name}")
+  if name in _LAZY_NAMES:
+    return getattr(importlib.import_module(f"drifting_jax.{_LAZY_NAMES[name]}"), name)
   raise AttributeError(f"module 'drifting_jax' has no attribute {name!r}")
 
 

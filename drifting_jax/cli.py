@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="metrics JSON path (default: <run dir>/eval_metrics.json)")
   p.add_argument("--classifier", default=None,
                  help="image runs: feature-classifier weights (default: the project's MNIST "
-                      "classifier, experiments/results/mnist_classifier.npz)")
+                      "classifier shipped with the package)")
   p.add_argument("--fid", choices=("classifier", "inception", "both"), default="classifier",
                  help="image runs: Inception FID (TF-FID network, what papers report) and/or "
                       "the fast classifier-feature proxy (not comparable to papers)")

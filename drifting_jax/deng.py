@@ -1,7 +1,6 @@
 """Deng et al.'s drift loss, computed exactly as their public JAX implementation does.
 
-See DESIGN.md ("Deng et al.'s drift loss, as the official implementation computes it") and
-Franz et al. App. D. Per group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]``
+See Deng et al. (the public implementation's ``drift_loss``) and Franz et al. App. D. Per group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]``
 and positives ``pos [C_p, S]``:
 
 1. targets ``[sg(gen), neg, pos]`` with weights; distances ``sqrt(max(‖·‖², 1e-8))``;

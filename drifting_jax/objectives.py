@@ -1,4 +1,4 @@
-"""Training objectives by name (DESIGN.md's objective table), as ``fn(x, pos, step)``.
+"""Training objectives by name (Franz et al. §5.1, Secretly-SM §6), as ``fn(x, pos, step)``.
 
 ``make_objective(name, bandwidth=..., ...)`` returns a pure function
 
@@ -46,7 +46,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from drifting_jax import fields, kernels, losses, schedules, sinkhorn
+from drifting_jax import fields, kernels, losses, schedules
 from drifting_jax.deng import deng_drift_loss
 
 __all__ = ["KERNEL_NAMES", "Objective", "make_objective", "objective_names", "parse_objective"]
@@ -116,7 +116,10 @@ def make_objective(
       ``max_iterations``, ``threshold`` of :func:`drifting_jax.sinkhorn.sinkhorn_drift`;
       ``drifting-<k>``: ``official`` (bool) and ``temperatures`` (tuple, default
       ``(bandwidth,)``) to use Deng et al.'s exact multi-temperature loss (Laplacian only);
-      ``<k>#``: ``chunk_size`` of the streamed KDEs.
+      ``<k>#``: ``chunk_size`` of the streamed KDEs;
+      ``naive-<k>``, ``sharp-<k>``: ``scales`` (tuple of positive multipliers ``m``): the
+      field is ``Σ_m V_{m·σ} / RMS(V_{m·σ})``, every width normalized to unit RMS and summed
+      as in Deng et al.'s multi-temperature loss (default: the single width ``σ``).
 
   Returns:
     The objective function; it is pure and jittable (``step`` may be traced).
@@ -144,6 +147,10 @@ def make_objective(
   official = bool(kw.pop("official", False)) if family == "drifting" else False
   temperatures = tuple(kw.pop("temperatures", (bw,))) if family == "drifting" else ()
   chunk_size = kw.pop("chunk_size", None) if family == "logkde" else None
+  scales = tuple(kw.pop("scales", ())) if family in ("naive", "sharp") else ()
+  for m in scales:
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+      raise ValueError(f"`scales` must hold positive numbers, got {scales!r}")
   sk_kw = {k: kw.pop(k) for k in _SINKHORN_KEYS if k in kw} if family == "sinkhorn" else {}
   if kw:
     raise ValueError(f"unknown option(s) {sorted(kw)} for objective {name!r}")
@@ -165,6 +172,7 @@ def make_objective(
     if family in ("gauss-ds", "gauss-annealed"):
       return fields.doubly_stochastic_field(x, pos, neg, bandwidth=sigma, exclude_self=True)
     if family == "sinkhorn":
+      from drifting_jax import sinkhorn  # ott-jax loads on first use
       v, info = sinkhorn.sinkhorn_drift(x, pos, return_info=True, **sk_kw)
       extra["sinkhorn_epsilon"] = sg(info.epsilon)
       extra["sinkhorn_converged"] = jnp.logical_and(info.converged_qp,
@@ -173,6 +181,13 @@ def make_objective(
     kern = kernels.get(kname, sigma)
     if family in ("naive", "sharp"):
       norm = "kde" if family == "naive" else "sharp"
+      if scales:  # Σ_m V_{mσ} / RMS(V_{mσ})
+        total = 0.0
+        for m in scales:
+          v = fields.drift_field(x, pos, neg, kernel=kernels.get(kname, sigma * m),
+                                 normalization=norm, exclude_self=True)
+          total = total + v / jnp.sqrt(jnp.maximum(jnp.mean(v * v), 1e-12))
+        return total
       return fields.drift_field(x, pos, neg, kernel=kern, normalization=norm,
                                 exclude_self=True)
     if family == "drifting":

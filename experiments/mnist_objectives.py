@@ -4,7 +4,7 @@ Table 2) at a fixed, small step budget.
 For each of the seven objectives ``naive-gauss``, ``drifting-gauss``, ``laplace#``,
 ``naive-laplace``, ``drifting-laplace``, ``gauss-annealed`` and ``sinkhorn`` and each kernel
 width in {0.05, 0.1, 0.2, 0.3} (kNN kernel-width-normalized units, Franz §5.1), trains the
-``experiments/configs/mnist_small_cpu.py`` recipe (pure-MLP generator, 5 classes × 128 real ×
+``experiments/configs/mnist_small_cpu_v01.py`` recipe (pure-MLP generator, 5 classes × 128 real ×
 128 generated per step, 100 statistics-only warm-up batches) for the same fixed number of
 optimizer steps, with seed 0, and evaluates it on 10k samples (FID on the project's MNIST
 classifier features, precision / recall / F1, k = 3, against the MNIST test split). The best
@@ -74,7 +74,7 @@ def run_config(objective: str, width: float | None, num_steps: int, seed: int, *
 
   ``quick``: 5 statistics-only warm-up batches and the cheaper XLA backend optimization
   level (smoke tests only)."""
-  from experiments.configs.mnist_small_cpu import get_config
+  from experiments.configs.mnist_small_cpu_v01 import get_config
   base = get_config()
   kwargs: dict[str, Any] = {}
   bandwidth = base.bandwidth if width is None else float(width)
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           "lr_warmup_steps": base.warmup_steps, "ema_decay": base.ema_decay,
           "learning_rate": base.learning_rate,
           "eval_samples": num_samples, "runs": len(sweep) + len(seed1), "jobs": jobs,
-          "recipe": "experiments/configs/mnist_small_cpu.py (only num_steps / lr warm-up, "
+          "recipe": "experiments/configs/mnist_small_cpu_v01.py (only num_steps / lr warm-up, "
                     "objective, bandwidth, seed changed)",
           "classes_per_step": base.num_classes_per_step, "num_pos": base.num_pos,
           "num_gen": base.num_gen},

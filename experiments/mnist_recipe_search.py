@@ -46,6 +46,8 @@ RECIPES: dict[str, tuple[pathlib.Path, dict, str]] = {
     "resid4": (BASE, {"model_overrides": {"residual": True, "depth": 4}},
                "base with a residual trunk of 5 × 1024 (depth 4)"),
     "bw0.3": (BASE, {"bandwidth": 0.3}, "base with kernel width 0.3"),
+    "ms3": (BASE, {"objective_kwargs": {"scales": (0.5, 1.0, 2.0)}},
+            "base with widths {0.1, 0.2, 0.4}, each unit-RMS (Deng-style multi-scale)"),
 }
 
 

@@ -3,7 +3,7 @@
 Trains :class:`drifting_jax.metrics.features.ClassifierCNN` on the real MNIST train split
 (60k images, CPU is enough), reports top-1 accuracy on the 10k test split, and writes
 
-    experiments/results/mnist_classifier.npz    weights (drifting_jax.metrics.load_classifier)
+    drifting_jax/assets/mnist_classifier.npz    weights shipped with the package (load_classifier)
     experiments/results/mnist_classifier.json   accuracy, steps, time, command
 
 The FID computed with these features is NOT comparable to Inception FID; quote it as
@@ -54,7 +54,10 @@ def main(argv=None) -> dict:
                                    batch_size=args.batch_size, seed=args.seed,
                                    channels=defaults.channels, feature_dim=defaults.feature_dim,
                                    log_every=max(1, steps // 10))
-  weights = save_classifier(args.out_dir / f"{name}.npz", params)
+  # the real run's weights are the package data `drifting-jax eval` uses by default
+  weights_dir = args.out_dir if args.quick else pathlib.Path(__file__).resolve().parents[1] / \
+      "drifting_jax" / "assets"
+  weights = save_classifier(weights_dir / f"{name}.npz", params)
   result = {
       "metric_name": CLASSIFIER_FID_NAME,
       "dataset": train.name,

@@ -54,3 +54,8 @@ def cloud(seed, n, d, shift=0.0, scale=1.0, dtype=np.float64):
 SHARED_MNIST = pathlib.Path(os.environ.get(
     "DRIFTING_JAX_MNIST", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" /
     "mnist"))
+
+# The library finds MNIST only through $DRIFTING_JAX_MNIST (or an explicit "mnist:/folder");
+# the tests point it at the shared folder beside the checkout when that exists.
+if "DRIFTING_JAX_MNIST" not in os.environ and SHARED_MNIST.is_dir():
+  os.environ["DRIFTING_JAX_MNIST"] = str(SHARED_MNIST)

@@ -123,3 +123,23 @@ def test_bad_input():
   fn = make_objective("naive-gauss", bandwidth=0.1)
   with pytest.raises(ValueError, match="at least 2"):
     fn(X[:1], POS, 0)
+
+
+@pytest.mark.parametrize("name", ["naive-gauss", "sharp-laplace"])
+def test_multiscale_option_gradient_is_sum_of_unit_rms_fields(float64, name):
+  # d/dx mean_i ||x_i - sg(x_i + V_i)||^2 = -2 V / N, with V = sum_m V_{m s} / RMS(V_{m s})
+  x, pos = cloud(0, 12, 3), cloud(1, 15, 3, shift=0.5)
+  family, kname = parse_objective(name)
+  obj = make_objective(name, bandwidth=0.75, scales=(0.5, 2.0))  # exact in float32
+  g = jax.grad(lambda z: obj(z, pos, 0)[0])(jnp.asarray(x))
+  norm = "kde" if family == "naive" else "sharp"
+  want = 0.0
+  for m in (0.5, 2.0):
+    v = fields.drift_field(x, pos, x, kernel=kernels.get(kname, 0.75 * m), normalization=norm,
+                           exclude_self=True)
+    want = want + v / np.sqrt(np.mean(np.asarray(v) ** 2))
+  np.testing.assert_allclose(g, -2 * np.asarray(want) / x.shape[0], rtol=1e-10, atol=1e-12)
+  with pytest.raises(ValueError, match="scales"):
+    make_objective(name, bandwidth=0.7, scales=(1.0, -1.0))
+  with pytest.raises(ValueError, match="unknown option"):
+    make_objective("laplace#", bandwidth=0.7, scales=(1.0,))

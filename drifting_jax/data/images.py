@@ -344,14 +344,11 @@ def load_tfds(name: str, *, split: str = "train", data_dir: str | os.PathLike | 
 
 
 def find_mnist() -> pathlib.Path | None:
-  """The default MNIST IDX folder: ``$DRIFTING_JAX_MNIST``, else ``../shared/data/mnist``
-  relative to the working directory or to the repository root; ``None`` if none exists."""
-  repo = pathlib.Path(__file__).resolve().parents[2]
-  candidates = [os.environ.get(MNIST_ENV_VAR), pathlib.Path.cwd().parent / "shared/data/mnist",
-                repo.parent / "shared/data/mnist"]
-  for c in candidates:
-    if c and any(pathlib.Path(c).glob("train-images*idx3-ubyte*")):
-      return pathlib.Path(c)
+  """The MNIST IDX folder named by ``$DRIFTING_JAX_MNIST`` if it holds the training images,
+  else ``None`` (the library never guesses a path; pass ``"mnist:/folder"`` instead)."""
+  c = os.environ.get(MNIST_ENV_VAR)
+  if c and any(pathlib.Path(c).glob("train-images*idx3-ubyte*")):
+    return pathlib.Path(c)
   return None
 
 

@@ -3,13 +3,6 @@ the feature extractors behind FID (the TF-FID InceptionV3 from converted weights
 project-trained classifier for sweeps).
 """
 
-from drifting_jax.metrics import features, inception
-from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, ClassifierCNN,
-                                           classifier_accuracy, classifier_features,
-                                           classifier_fid, load_classifier, save_classifier,
-                                           train_classifier)
-from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, InceptionV3, fid_preprocess,
-                                            inception_features, load_inception_params)
 from drifting_jax.metrics.frechet import (frechet_distance, frechet_distance_from_features,
                                           gaussian_stats)
 from drifting_jax.metrics.mmd import mmd
@@ -20,6 +13,25 @@ from drifting_jax.metrics.sliced_wasserstein import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+
+# The Flax feature extractors load on first use (``import drifting_jax`` stays free of flax).
+_LAZY = {
+    "features": None, "inception": None,
+    **{n: "features" for n in ("CLASSIFIER_FID_NAME", "ClassifierCNN", "classifier_accuracy",
+                               "classifier_features", "classifier_fid", "load_classifier",
+                               "save_classifier", "train_classifier")},
+    **{n: "inception" for n in ("INCEPTION_FID_NAME", "InceptionV3", "fid_preprocess",
+                                "inception_features", "load_inception_params")},
+}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib
+    module = importlib.import_module(f"drifting_jax.metrics.{_LAZY[name] or name}")
+    return module if _LAZY[name] is None else getattr(module, name)
+  raise AttributeError(f"module 'drifting_jax.metrics' has no attribute {name!r}")
+
 
 __all__ = ["mmd", "random_directions", "sliced_wasserstein", "wasserstein_1d",
            "frechet_distance", "frechet_distance_from_features", "gaussian_stats",

@@ -34,7 +34,7 @@ class ToyConfig:
   Attributes:
     dataset: toy distribution name (:func:`drifting_jax.data.toy.get`).
     dataset_kwargs: keyword arguments of the sampler (e.g. ``{"noise": 0.05}``).
-    objective: objective name from DESIGN.md's table (:mod:`drifting_jax.objectives`).
+    objective: objective name (:func:`drifting_jax.objectives.objective_names`).
     bandwidth: kernel bandwidth ``sigma``/temperature ``tau`` (> 0), in data units.
     schedule: optional bandwidth schedule name (:func:`drifting_jax.schedules.get_schedule`);
       when set, the bandwidth at step ``t`` is ``schedule(t)`` instead of ``bandwidth``.

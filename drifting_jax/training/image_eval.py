@@ -12,7 +12,8 @@ Two extractors:
   same sample count (``n`` training images against the same ``n`` test images): FID-n is
   biased upward for small ``n``, so a score means something only next to that floor. The
   real features are cached (``$DRIFTING_JAX_CACHE``, default ``~/.cache/drifting_jax``).
-* ``fid="classifier"`` — "FID (classifier features)" on the project's MNIST classifier: a
+* ``fid="classifier"`` — "FID (classifier features)" on the project's MNIST classifier
+  (shipped with the package, ``drifting_jax/assets/mnist_classifier.npz``): a
   fast proxy for sweeps, **not** comparable to any paper's FID.
 """
 
@@ -34,8 +35,8 @@ from drifting_jax.metrics.precision_recall import precision_recall
 __all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "evaluate_image_run",
            "inception_scores", "real_inception_features"]
 
-DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[2] / "experiments" /
-                            "results" / "mnist_classifier.npz")
+# shipped as package data (made by experiments/train_mnist_classifier.py)
+DEFAULT_MNIST_CLASSIFIER = pathlib.Path(__file__).resolve().parents[1] / "assets" / "mnist_classifier.npz"
 FID_KINDS = ("classifier", "inception", "both")
 CACHE_ENV_VAR = "DRIFTING_JAX_CACHE"
 

@@ -109,7 +109,7 @@ class ImageConfig:
     model_overrides: preset attribute overrides (e.g. ``{"depth": 2}``).
     dtype: generator compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters and the
       loss stay float32).
-    objective: objective name of DESIGN.md's table (:mod:`drifting_jax.objectives`).
+    objective: objective name (:func:`drifting_jax.objectives.objective_names`).
     bandwidth: kernel width in kernel-width-normalized units (Franz Table 2: best 0.2 for
       Gauss#/Naive-Gauss on MNIST).
     objective_kwargs: extra options of the objective (e.g. ``{"official": True}``).
