@@ -313,7 +313,7 @@ def _features(variables, images, quantize):
   return InceptionV3().apply(variables, fid_preprocess(images, quantize=quantize))
 
 
-def inception_features(variables: dict, images, *, batch_size: int = 50,
+def inception_features(variables: dict, images, *, batch_size: int = 10,
                        quantize: bool = True, progress: bool = False) -> np.ndarray:
   """pool3 features of the TF-FID InceptionV3 (~5.7 GFLOP per image).
 
