@@ -39,7 +39,7 @@ _SCRIPT = textwrap.dedent("""
             **small, model_overrides={"latent": 32, "num_upsamples": 0, "cfg_embed": True},
             objective="drifting-laplace", bandwidth=0.1,
             objective_kwargs={"official": True, "temperatures": (0.05, 0.2)},
-            cfg=True, num_uncond=4, memory_bank=True, bank_pos_size=10,
+            guidance=True, num_uncond=4, memory_bank=True, bank_pos_size=10,
             bank_neg_size=20, bank_push=8, feature_encoder="random_conv",
             feature_kwargs={"channels": (4,), "include_pixels": True}),
     }

@@ -23,7 +23,7 @@ def cfg(**kw) -> ImageConfig:
   base = dict(dataset="digits", model="digits_small_cpu",
               model_overrides={"latent": 32, "num_upsamples": 0, "cfg_embed": True},
               objective="drifting-laplace", bandwidth=0.1,
-              objective_kwargs={"official": True, "temperatures": (0.05, 0.2)}, cfg=True,
+              objective_kwargs={"official": True, "temperatures": (0.05, 0.2)}, guidance=True,
               num_uncond=3, memory_bank=True, bank_pos_size=10, bank_neg_size=20, bank_push=5,
               num_classes_per_step=2, num_pos=8, num_gen=6, norm_warmup=2, num_steps=6,
               warmup_steps=2, learning_rate=3e-3, ema_decay=0.9, log_every=1,
@@ -80,7 +80,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path, digits):
     loss, metrics = base(x, pos, step)
     return jnp.where(step >= 3, jnp.nan, loss), metrics
 
-  c = cfg(objective="naive-gauss", objective_kwargs={}, cfg=False, memory_bank=False,
+  c = cfg(objective="naive-gauss", objective_kwargs={}, guidance=False, memory_bank=False,
           model_overrides={"latent": 32, "num_upsamples": 0}, norm_warmup=0,
           checkpoint_every=2, log_every=1)
   with pytest.raises(FloatingPointError, match=r"loss=nan at iteration 3 \(optimizer step 3\)"

@@ -67,13 +67,14 @@ def test_configs_follow_the_papers():
       "ditgen_b2", 1024, 64, 64, 16)
   assert (sm.b1, sm.b2, sm.weight_decay, sm.warmup_steps, sm.lr_schedule) == (
       0.9, 0.95, 0.01, 5000, "constant")
-  assert (sm.cfg, sm.cfg_min, sm.cfg_max, sm.cfg_power, sm.ema_decay) == (True, 1, 4, 3, 0.999)
+  assert (sm.guidance, sm.cfg_min, sm.cfg_max, sm.cfg_power, sm.ema_decay) == (True, 1, 4, 3, 0.999)
   assert (sm.bank_pos_size, sm.bank_neg_size, sm.bank_push) == (128, 1000, 64)
 
 
 @pytest.mark.parametrize("field,value,match", [
     ("dtype", "float16", "dtype"), ("num_gen", 1, "num_gen"), ("norm_k", 8, "norm_k"),
-    ("ema_decay", 1.0, "ema_decay"), ("parallel", "tpu", "parallel"), ("cfg", True, "cfg"),
+    ("ema_decay", 1.0, "ema_decay"), ("parallel", "tpu", "parallel"),
+    ("guidance", True, "guidance"),
     ("grad_clip", -1.0, "grad_clip"), ("model_overrides", [], "model_overrides"),
     ("task", "toy", "task")])
 def test_validation_names_the_field(field, value, match):
@@ -86,8 +87,8 @@ def test_build_errors_name_the_argument(digits):
     build_image_run(tiny(objective="gauss-nope"), dataset=digits)
   with pytest.raises(ValueError, match="dataset"):
     build_image_run(tiny(model="mnist_small_cpu", model_overrides={}), dataset=digits)
-  with pytest.raises(ValueError, match="cfg"):  # the conv generator has no CFG embedding
-    build_image_run(tiny(cfg=True, objective="drifting-laplace",
+  with pytest.raises(ValueError, match="guidance"):  # the conv generator has no CFG embedding
+    build_image_run(tiny(guidance=True, objective="drifting-laplace",
                          objective_kwargs={"official": True}), dataset=digits)
 
 
@@ -157,7 +158,7 @@ def test_features_cfg_bank_bf16_step(digits):
   """Feature streams (losses summed), CFG + memory bank and bfloat16 compute in one step."""
   cfg = tiny(model_overrides={"latent": 32, "num_upsamples": 0, "cfg_embed": True},
              dtype="bfloat16", objective="drifting-laplace", bandwidth=0.1,
-             objective_kwargs={"official": True, "temperatures": (0.05, 0.2)}, cfg=True,
+             objective_kwargs={"official": True, "temperatures": (0.05, 0.2)}, guidance=True,
              num_uncond=4, memory_bank=True, bank_pos_size=10, bank_neg_size=20, bank_push=6,
              feature_encoder="random_conv",
              feature_kwargs={"channels": (4,), "include_pixels": True}, norm_warmup=0)

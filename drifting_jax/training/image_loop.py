@@ -63,7 +63,10 @@ def load_image_config(path: str | os.PathLike) -> ImageConfig:
     raise ValueError(f"`config` file not found: {path!r}")
   if path.endswith(".json"):
     with open(path) as f:
-      return ImageConfig(**json.load(f))
+      d = json.load(f)
+    if "cfg" in d and "guidance" not in d:  # runs written before v0.2 named the flag `cfg`
+      d["guidance"] = d.pop("cfg")
+    return ImageConfig(**d)
   return run_config_file(path, ImageConfig)
 
 
@@ -174,7 +177,7 @@ def make_prepare(cfg: ImageConfig):
       batch = batching.sample_class_batch(k_cls, data.images, data.index,
                                           num_classes_per_step=g, num_pos=m)
       pos, class_ids = batch.pos, batch.class_ids
-      if cfg.cfg:
+      if cfg.guidance:
         uncond = data.images[jax.random.randint(k_unc, (g, u), 0, n)]
     else:
       idx = jax.random.randint(k_push, (cfg.bank_push,), 0, n)
@@ -183,9 +186,9 @@ def make_prepare(cfg: ImageConfig):
       _, class_ids = jax.lax.top_k(jnp.where(data.index.counts > 0, gumbel, -jnp.inf), g)
       class_ids = class_ids.astype(jnp.int32)
       pos, neg = memory_bank.sample(bank, k_pos, class_ids, num_pos=m, num_neg=u)
-      uncond = neg if cfg.cfg else None
+      uncond = neg if cfg.guidance else None
     alpha = (sample_cfg_scale(k_cfg, g, low=cfg.cfg_min, high=cfg.cfg_max, power=cfg.cfg_power)
-             if cfg.cfg else None)
+             if cfg.guidance else None)
     return bank, ImageBatch(pos, class_ids, jnp.arange(g, dtype=jnp.int32), uncond, alpha)
 
   return prepare
@@ -280,8 +283,8 @@ def build_image_run(cfg: ImageConfig, *, dataset: image_data.Dataset | None = No
   model = presets.get_model(cfg.model, **overrides)
   if objective is None:
     make_group_loss(cfg)  # resolves (and validates) the objective and schedule names
-  if cfg.cfg and not getattr(model, "cfg_embed", False):
-    raise ValueError(f"`cfg=True` needs a generator conditioned on the CFG scale; set "
+  if cfg.guidance and not getattr(model, "cfg_embed", False):
+    raise ValueError(f"`guidance=True` needs a generator conditioned on the CFG scale; set "
                      f"model_overrides {{'cfg_embed': True}} for model {cfg.model!r}")
   extractor = make_feature_extractor(cfg.feature_encoder, image_shape=image_shape(model),
                                      seed=cfg.seed, **cfg.feature_kwargs)

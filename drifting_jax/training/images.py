@@ -129,7 +129,7 @@ class ImageConfig:
     grad_clip: global-norm clipping (None = off).
     ema_decay: decay of the parameter EMA.
     num_steps: optimizer updates (the run has ``norm_warmup + num_steps`` iterations).
-    cfg: train with CFG (needs a generator with ``cfg_embed`` and the official
+    guidance: train with classifier-free guidance (CFG; needs a generator with ``cfg_embed`` and the official
       ``drifting-laplace`` objective, the drift loss that supports weighted negatives).
     cfg_min, cfg_max, cfg_power: CFG-scale range and power-law exponent (Secretly-SM T. 2).
     num_uncond: ``N_unc`` unconditional real negatives per group.
@@ -185,7 +185,7 @@ class ImageConfig:
   grad_clip: float | None = 2.0
   ema_decay: float = 0.999
   num_steps: int = 12000
-  cfg: bool = False
+  guidance: bool = False
   cfg_min: float = 1.0
   cfg_max: float = 4.0
   cfg_power: float = 3.0
@@ -267,9 +267,9 @@ def validate_image_config(cfg: ImageConfig) -> ImageConfig:
                "compiler_options"):
     if not isinstance(getattr(cfg, name), dict):
       raise ValueError(f"`{name}` must be a dict, got {getattr(cfg, name)!r}")
-  if cfg.cfg and (cfg.objective != "drifting-laplace"
+  if cfg.guidance and (cfg.objective != "drifting-laplace"
                   or not cfg.objective_kwargs.get("official", False)):
-    raise ValueError("`cfg=True` needs objective='drifting-laplace' with objective_kwargs "
+    raise ValueError("`guidance=True` needs objective='drifting-laplace' with objective_kwargs "
                      "{'official': True} (Deng et al.'s loss, the one with weighted "
                      f"negatives); got objective={cfg.objective!r}, "
                      f"objective_kwargs={cfg.objective_kwargs!r}")
@@ -316,7 +316,7 @@ def make_group_loss(cfg: ImageConfig, objective: Objective | None = None):
   extra weighted negatives (``temperatures`` from ``objective_kwargs``, default
   ``(bandwidth,)``).
   """
-  if not cfg.cfg:
+  if not cfg.guidance:
     objective = make_image_objective(cfg) if objective is None else objective
     return lambda x, pos, neg, w, step: objective(x, pos, step)
   temps = tuple(cfg.objective_kwargs.get("temperatures", (cfg.bandwidth,)))
@@ -465,7 +465,7 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
     # Everything a group's loss needs, with the group axis leading (chunked below).
     groups = dict(gid=batch.group_ids, cls=batch.class_ids, pos=pos_s,
                   scale={k: norm[k].scale[batch.class_ids] for k in extractor.names})
-    if cfg.cfg:
+    if cfg.guidance:
       groups.update(alpha=batch.cfg_scale, unc=_streams(extractor, batch.uncond),
                     w=(batch.cfg_scale - 1.0) * (n_gen - 1) / batch.uncond.shape[1])
     step_key = jax.random.fold_in(rng, state.step)
@@ -476,16 +476,16 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
       noise = jax.vmap(lambda gid: presets.sample_image_noise(
           jax.random.fold_in(step_key, gid), model, n_gen))(grp["gid"])
       flat = lambda a: None if a is None else a.reshape(n * n_gen, *a.shape[2:])
-      alpha = jnp.repeat(grp["alpha"], n_gen) if cfg.cfg else None
+      alpha = jnp.repeat(grp["alpha"], n_gen) if cfg.guidance else None
       images = model.apply(params, flat(noise.noise), jnp.repeat(grp["cls"], n_gen),
                            cfg_scale=alpha, style=flat(noise.style))
       gen_s = _streams(extractor, images.reshape(n, n_gen, *images.shape[1:]))
       total, metrics = 0.0, {}
       for name in extractor.names:
         scale = grp["scale"][name][:, None, None]
-        unc = grp["unc"][name] / scale if cfg.cfg else None
-        per, m = jax.vmap(group_loss, in_axes=(0, 0, 0 if cfg.cfg else None,
-                                               0 if cfg.cfg else None, None))(
+        unc = grp["unc"][name] / scale if cfg.guidance else None
+        per, m = jax.vmap(group_loss, in_axes=(0, 0, 0 if cfg.guidance else None,
+                                               0 if cfg.guidance else None, None))(
             gen_s[name] / scale, grp["pos"][name] / scale, unc, grp.get("w"), opt_step)
         total = total + jnp.mean(per)
         for k, v in m.items():

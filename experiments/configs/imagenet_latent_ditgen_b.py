@@ -50,7 +50,7 @@ def get_config() -> ImageConfig:
       grad_clip=2.0,
       num_steps=30000,
       ema_decay=0.999,
-      cfg=True,
+      guidance=True,
       cfg_min=1.0,
       cfg_max=4.0,
       cfg_power=3.0,
