@@ -51,6 +51,46 @@ def main(argv=None) -> dict:
       variables, jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32))
   flops = float(lowered.compile().cost_analysis().get("flops", float("nan")))
 
+  def best_of(fn, *a, repeats=3):
+    fn(*a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      fn(*a).block_until_ready()
+      times.append(time.perf_counter() - t0)
+    return min(times)
+
+  # where the time goes: the stem (the five convolutions before Mixed_5b) vs the whole body,
+  # and the machine's large-matmul rate as the compute limit
+  import flax.linen as nn
+
+  class Stem(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      for name, f, k, s_, pad in (("Conv2d_1a_3x3", 32, 3, 2, 0), ("Conv2d_2a_3x3", 32, 3, 1, 0),
+                                  ("Conv2d_2b_3x3", 64, 3, 1, 1)):
+        x = inc._BasicConv(f, (k, k), strides=s_, pad=(pad, pad), name=name)(x)
+      x = inc._max3s2(x)
+      x = inc._BasicConv(80, (1, 1), name="Conv2d_3b_1x1")(x)
+      x = inc._BasicConv(192, (3, 3), name="Conv2d_4a_3x3")(x)
+      return inc._max3s2(x)
+
+  stem_vars = {c: {k: v for k, v in variables[c].items() if k.startswith("Conv2d")}
+               for c in variables}
+  x10 = jnp.zeros((10, 299, 299, 3))
+  t_stem = best_of(jax.jit(Stem().apply), stem_vars, x10)
+  t_body = best_of(jax.jit(inc.InceptionV3().apply), variables, x10)
+  stem_flops = float(jax.jit(Stem().apply).lower(stem_vars, x10[:1]).compile()
+                     .cost_analysis().get("flops", float("nan")))
+  a = jnp.ones((2048, 2048))
+  t_mm = best_of(jax.jit(lambda m: m @ m), a)
+  split = {"batch_size": 10, "stem_s": t_stem, "body_s": t_body,
+           "stem_fraction": t_stem / t_body,
+           "stem_gflop_per_s": 10 * stem_flops / t_stem / 1e9,
+           "rest_gflop_per_s": 10 * (flops - stem_flops) / (t_body - t_stem) / 1e9,
+           "matmul_2048_gflop_per_s": 2 * 2048 ** 3 / t_mm / 1e9}
+  print(split, flush=True)
+
   rows = []
   for bs in args.batch_sizes:
     inc.inception_features(variables, images[:bs], batch_size=bs)  # compile
@@ -79,6 +119,7 @@ def main(argv=None) -> dict:
   cmd_args = sys.argv[1:] if argv is None else list(argv)
   result = {"command": " ".join(["python benchmarks/inception.py", *cmd_args]),
             "flops_per_image": flops, "num_images": args.num, "rows": rows,
+            "time_split": split,
             "load_avg_1_5_15": os.getloadavg(), "cpu_count": os.cpu_count(),
             "jax": jax.__version__, "machine": platform.machine()}
   args.out.parent.mkdir(parents=True, exist_ok=True)

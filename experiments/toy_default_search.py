@@ -35,6 +35,10 @@ _COS = {"lr_schedule": "cosine", "warmup_steps": 100}
 CANDIDATES: dict[str, dict] = {
     "v01": {},
     "cosine": dict(_COS),
+    "cosine_3400": dict(_COS, num_steps=3400),
+    "cosine_3400_tau0.03": dict(_COS, num_steps=3400, bandwidth=0.03),
+    "cosine_seed1": dict(_COS, seed=1),
+    "cosine_seed2": dict(_COS, seed=2),
 }
 
 
