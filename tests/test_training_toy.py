@@ -24,8 +24,11 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "confi
 
 
 def tiny(**kw):
+  # constant learning rate: the resume test changes num_steps between the two sessions,
+  # which would change a cosine schedule's horizon
   base = dict(num_steps=20, batch_size=128, hidden=64, log_every=5, checkpoint_every=10,
-              eval_num_samples=512, eval_num_projections=50, progress=False)
+              eval_num_samples=512, eval_num_projections=50, progress=False,
+              lr_schedule="constant")
   base.update(kw)
   return ToyConfig(**base)
 
@@ -44,6 +47,24 @@ def test_training_decreases_sliced_wasserstein(tmp_path):
   assert {"loss", "grad_norm", "drift_norm", "bandwidth", "steps_per_sec"} <= set(records[0])
   saved = json.load(open(tmp_path / "metrics.json"))
   assert saved["sliced_wasserstein"] == pytest.approx(result.metrics["sliced_wasserstein"])
+
+
+def test_cosine_schedule_horizon_is_the_runs_num_steps(tmp_path):
+  # The compiled step is cached across runs; with a cosine schedule num_steps is its decay
+  # horizon, so the last update of a 12-step run is ~1% of its first full-rate update
+  # (lr(10) = 0.5 (1 + cos(pi 10 / 11)) lr_max ~ 0.01 lr_max), whatever ran before.
+  cfg = tiny(num_steps=12, lr_schedule="cosine", warmup_steps=1, checkpoint_every=1,
+             max_to_keep=12)
+  train(cfg, tmp_path)
+
+  def update(step):
+    _, before = load_run(tmp_path / "checkpoints" / str(step - 1))
+    _, after = load_run(tmp_path / "checkpoints" / str(step))
+    return max(jax.tree.leaves(jax.tree.map(
+        lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), after.params,
+        before.params)))
+
+  assert update(12) < 0.05 * update(2)
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):

@@ -158,6 +158,8 @@ def config_from_dict(d: dict[str, Any]) -> ToyConfig:
   unknown = sorted(set(d) - set(_FIELDS))
   if unknown:
     raise ValueError(f"unknown config field(s) {unknown}; known: {sorted(_FIELDS)}")
+  if "lr_schedule" not in d:  # runs written before v0.2 trained with a constant rate
+    d = dict(d, lr_schedule="constant")
   return ToyConfig(**d)
 
 

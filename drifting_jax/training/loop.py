@@ -100,7 +100,8 @@ def build(cfg: ToyConfig, *, objective: Objective | None = None) -> Run:
   )
 
 
-# Config fields that do not change the compiled step (runs differing only in these reuse it).
+# Config fields that do not change the compiled step (runs differing only in these reuse it;
+# num_steps only with a constant learning rate).
 _NOT_IN_STEP = ("dataset", "dataset_kwargs", "data_batch_size", "num_steps", "seed",
                 "log_every", "checkpoint_every", "max_to_keep", "eval_every",
                 "eval_num_samples", "eval_num_projections", "eval_mmd_bandwidth", "eval_seed",
@@ -170,9 +171,11 @@ def train(
   _write_json(os.path.join(workdir, "config.json"), config_to_dict(cfg))
 
   if objective is None:
+    # num_steps sets the decay horizon of a learning-rate schedule: then it is in the key
+    skip = _NOT_IN_STEP if cfg.lr_schedule == "constant" else tuple(
+        k for k in _NOT_IN_STEP if k != "num_steps")
     step_fn = _cached_train_step(json.dumps(
-        {k: v for k, v in config_to_dict(cfg).items() if k not in _NOT_IN_STEP},
-        sort_keys=True))
+        {k: v for k, v in config_to_dict(cfg).items() if k not in skip}, sort_keys=True))
   else:
     step_fn = make_train_step(run.model, run.optimizer, run.objective,
                               batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)

@@ -16,4 +16,5 @@ def get_config() -> ToyConfig:
       learning_rate=1e-3,
       batch_size=2048,
       num_steps=2000,
+      lr_schedule="constant",
   )

@@ -15,6 +15,7 @@ def get_config() -> ToyConfig:
       bandwidth=0.05,
       stop_gradient=False,
       num_steps=2000,
+      lr_schedule="constant",
       log_every=50,
       eval_every=100,
   )

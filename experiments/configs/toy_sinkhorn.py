@@ -16,4 +16,5 @@ def get_config() -> ToyConfig:
                         "max_iterations": 500, "threshold": 1e-3},
       batch_size=512,
       num_steps=2000,
+      lr_schedule="constant",
   )

@@ -13,4 +13,5 @@ def get_config() -> ToyConfig:
       objective="naive-gauss",
       bandwidth=0.05,
       num_steps=2000,
+      lr_schedule="constant",
   )
