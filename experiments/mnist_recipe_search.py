@@ -88,6 +88,26 @@ def run_recipe(name: str, runs_dir: pathlib.Path, *, num_samples: int, seed: int
           "train_sessions": len(sessions), **metrics}
 
 
+def markdown(rows: list[dict]) -> str:
+  """The search as a markdown table (what EXPERIMENTS.md shows)."""
+  n = rows[0]["inception_num"] if rows else 0
+  lines = [f"| recipe | what | train (min) | Inception FID-{n} | P | R | F1 | "
+           "FID (classifier features) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    lines.append(f"| {r['name']} | {r['description']} | {r['train_wall_s'] / 60:.1f} | "
+                 f"{r['inception_fid']:.2f} | {r['inception_precision']:.3f} | "
+                 f"{r['inception_recall']:.3f} | {r['inception_f1']:.3f} | "
+                 f"{r['fid_classifier_features']:.2f} |")
+  if rows:
+    r = rows[0]
+    lines.append(f"| real vs real | {n} MNIST train vs the same {n} test images | – | "
+                 f"{r['inception_fid_real_vs_real']:.2f} | "
+                 f"{r['inception_precision_real_vs_real']:.3f} | "
+                 f"{r['inception_recall_real_vs_real']:.3f} | "
+                 f"{r['inception_f1_real_vs_real']:.3f} | – |")
+  return "\n".join(lines)
+
+
 def _figure(rows: list[dict], runs_dir: pathlib.Path):
   import matplotlib.image as mpimg
   plt = _common.pyplot()
@@ -135,6 +155,7 @@ def main(argv=None) -> dict:
   result = {"command": _common.command("mnist_recipe_search.py", argv), "num_samples": n,
             "rows": rows, "wall_s": timer.seconds, "env": _common.environment()}
   if rows:
+    print(markdown(rows))
     out = args.out_dir if not args.quick else args.runs_dir
     _common.save_json(result, "mnist_recipe_search", out)
     _common.save_figure(_figure(rows, args.runs_dir), "mnist_recipe_search", out)

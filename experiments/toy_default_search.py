@@ -37,8 +37,8 @@ CANDIDATES: dict[str, dict] = {
     "cosine": dict(_COS),
     "cosine_3400": dict(_COS, num_steps=3400),
     "cosine_3400_tau0.03": dict(_COS, num_steps=3400, bandwidth=0.03),
-    "cosine_seed1": dict(_COS, seed=1),
-    "cosine_seed2": dict(_COS, seed=2),
+    "cosine_3400_seed1": dict(_COS, num_steps=3400, seed=1),
+    "cosine_3400_seed2": dict(_COS, num_steps=3400, seed=2),
 }
 
 
@@ -68,6 +68,17 @@ def run_candidate(name: str, runs_dir: pathlib.Path, *, quick: bool = False) -> 
           "sliced_wasserstein": sw, "floor": floor, "ratio_to_floor": sw / floor,
           "mmd": metrics.get("mmd"), "samples_png": str(workdir / "samples.png"),
           "load_avg_at_end": timing.get("load_avg_1_5_15_at_end")}
+
+
+def markdown(rows: list[dict]) -> str:
+  """The sweep as a markdown table (what EXPERIMENTS.md shows)."""
+  lines = ["| candidate | overrides of the v0.1 default | wall (s) | SW | floor | SW / floor |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    ov = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "–"
+    lines.append(f"| {r['name']} | {ov} | {r['wall_s']:.0f} | {r['sliced_wasserstein']:.4f} "
+                 f"| {r['floor']:.4f} | {r['ratio_to_floor']:.2f} |")
+  return "\n".join(lines)
 
 
 def _figure(rows: list[dict]):
@@ -106,6 +117,7 @@ def main(argv=None) -> dict:
             "target": "SW <= 1.2 x floor within 180 s", "wall_s": timer.seconds,
             "env": _common.environment()}
   out = args.runs_dir if args.quick else args.out_dir
+  print(markdown(rows))
   _common.save_json(result, "toy_default_search", out)
   _common.save_figure(_figure(rows), "toy_default_search", out)
   return result
