@@ -37,8 +37,8 @@ CANDIDATES: dict[str, dict] = {
     "cosine": dict(_COS),
     "cosine_3400": dict(_COS, num_steps=3400),
     "cosine_3400_tau0.03": dict(_COS, num_steps=3400, bandwidth=0.03),
-    "cosine_3400_seed1": dict(_COS, num_steps=3400, seed=1),
-    "cosine_3400_seed2": dict(_COS, num_steps=3400, seed=2),
+    "cosine_3400_tau0.03_seed1": dict(_COS, num_steps=3400, bandwidth=0.03, seed=1),
+    "cosine_3400_tau0.03_seed2": dict(_COS, num_steps=3400, bandwidth=0.03, seed=2),
 }
 
 
