@@ -69,7 +69,7 @@ class ToyConfig:
   dataset: str = "checkerboard"
   dataset_kwargs: dict = dataclasses.field(default_factory=dict)
   objective: str = "naive-laplace"
-  bandwidth: float = 0.05
+  bandwidth: float = 0.03
   schedule: str | None = None
   schedule_kwargs: dict = dataclasses.field(default_factory=dict)
   stop_gradient: bool = True
@@ -79,13 +79,13 @@ class ToyConfig:
   depth: int = 3
   activation: str = "silu"
   learning_rate: float = 1e-3
-  lr_schedule: str = "constant"
-  warmup_steps: int = 0
+  lr_schedule: str = "cosine"
+  warmup_steps: int = 100
   final_lr_fraction: float = 0.0
   grad_clip: float | None = None
   batch_size: int = 2048
   data_batch_size: int | None = None
-  num_steps: int = 2000
+  num_steps: int = 3400
   seed: int = 0
   log_every: int = 50
   checkpoint_every: int = 500
