@@ -48,6 +48,8 @@ RECIPES: dict[str, tuple[pathlib.Path, dict, str]] = {
     "bw0.3": (BASE, {"bandwidth": 0.3}, "base with kernel width 0.3"),
     "ms3": (BASE, {"objective_kwargs": {"scales": (0.5, 1.0, 2.0)}},
             "base with widths {0.1, 0.2, 0.4}, each unit-RMS (Deng-style multi-scale)"),
+    "conv3": (BASE, {"model_overrides": {"readout_kernel": 3, "readout_channels": 4}},
+              "base whose read-out is 4 maps + a 3×3 conv (a learned local output filter)"),
     "big": (BASE, {"num_pos": 192, "num_gen": 192, "num_steps": 6000},
             "base with 5×192×192 per step, 6k steps"),
 }

@@ -129,6 +129,14 @@ def test_mlp_generator_options():
   assert out.shape == (3, 28, 28, 1) and float(jnp.abs(out).max()) <= 1.0
   assert sorted(k for k in v["params"] if k.startswith("norm")) == ["norm_0", "norm_1",
                                                                     "norm_out"]
+  # a conv read-out: 4 maps of 28x28 and a 3x3 filter; only for the MLP form
+  conv = get_model("mnist_mlp_cpu", latent=32, readout_kernel=3, readout_channels=4)
+  cv = init_params(conv, jax.random.key(0))
+  assert cv["params"]["readout_conv"]["kernel"].shape == (3, 3, 4, 1)
+  assert cv["params"]["readout"]["kernel"].shape == (32, 28 * 28 * 4)
+  assert conv.apply(cv, big, jnp.array([0, 1, 10])).shape == (3, 28, 28, 1)
+  with pytest.raises(ValueError, match="readout_kernel"):
+    init_params(get_model("mnist_small_cpu", readout_kernel=3), jax.random.key(0))
   # without LayerNorm and tanh the same generator is unbounded
   linear = get_model("mnist_mlp_cpu", latent=32, out_activation="none", layer_norm=False)
   lv = init_params(linear, jax.random.key(0))

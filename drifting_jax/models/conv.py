@@ -20,7 +20,9 @@ DiT-S/2 of Franz et al. §5.1 for CPU experiments, not a paper architecture:
 
 Options for the MLP form: ``layer_norm`` (pre-LayerNorm before every dense layer and the
 read-out), ``residual`` (``z <- z + SiLU(Dense(LN(z)) + c)``) and ``out_activation="tanh"``
-(outputs bounded to the data range ``[-1, 1]``).
+(outputs bounded to the data range ``[-1, 1]``); ``readout_kernel = k > 0`` makes the MLP
+read-out ``readout_channels`` maps of ``H × W`` followed by one ``k × k`` convolution to
+``C`` channels (a learned local filter on the output: neighbouring pixels share evidence).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ConvGenerator(nn.Module):
     layer_norm: LayerNorm before every trunk layer and the read-out.
     residual: residual trunk layers (``z + layer(z)``).
     out_activation: ``"none"`` or ``"tanh"`` (bounded output, for data in ``[-1, 1]``).
+    readout_kernel: MLP form only: size of a final ``k × k`` convolution (0 = none).
+    readout_channels: MLP form only: maps the dense read-out produces before that conv.
     dtype, param_dtype: compute and parameter dtypes (output is always float32).
   """
 
@@ -69,6 +73,8 @@ class ConvGenerator(nn.Module):
   layer_norm: bool = False
   residual: bool = False
   out_activation: str = "none"
+  readout_kernel: int = 0
+  readout_channels: int = 1
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -83,6 +89,11 @@ class ConvGenerator(nn.Module):
         raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
     if self.depth < 0:
       raise ValueError(f"`depth` must be >= 0, got {self.depth}.")
+    if self.readout_kernel < 0 or self.readout_channels < 1:
+      raise ValueError(f"`readout_kernel` must be >= 0 and `readout_channels` >= 1, got "
+                       f"{self.readout_kernel}, {self.readout_channels}.")
+    if self.readout_kernel and self.num_upsamples:
+      raise ValueError("`readout_kernel` applies to the MLP form only (num_upsamples=0).")
     if self.out_activation not in ("none", "tanh"):
       raise ValueError(f"`out_activation` must be 'none' or 'tanh', got {self.out_activation!r}.")
 
@@ -119,6 +130,12 @@ class ConvGenerator(nn.Module):
     squash = jnp.tanh if self.out_activation == "tanh" else (lambda v: v)
 
     n = self.num_upsamples
+    if n == 0 and self.readout_kernel:
+      r = self.readout_channels
+      g = nn.Dense(h * w * r, name="readout", **kw)(z).reshape(b, h, w, r)
+      k = self.readout_kernel
+      out = nn.Conv(ch, (k, k), padding="SAME", name="readout_conv", **kw)(g)
+      return squash(out.astype(jnp.float32))
     if n == 0:
       out = nn.Dense(h * w * ch, name="readout", **kw)(z).reshape(b, h, w, ch)
       return squash(out.astype(jnp.float32))
