@@ -72,7 +72,8 @@ def make_config(name: str, *, batch_size: int, num_steps: int, seed: int = 0) ->
   objective, kw = OBJECTIVES[name]
   return ToyConfig(dataset="checkerboard", objective=objective, bandwidth=TAU,
                    objective_kwargs=dict(kw), batch_size=batch_size, num_steps=num_steps,
-                   seed=seed, learning_rate=1e-3, lr_schedule="constant", progress=False)
+                   seed=seed, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
+                   progress=False)
 
 
 def drift_of(name: str, x: jax.Array, pos: jax.Array) -> jax.Array:

@@ -102,7 +102,8 @@ def make_config(dataset: str, stop_gradient: bool, seed: int, *, batch_size: int
   """The F.3 run: 3-layer MLP, Adam 1e-3, Laplacian drift ``tau = 0.05``."""
   return ToyConfig(dataset=dataset, objective=objective, bandwidth=bandwidth,
                    stop_gradient=stop_gradient, batch_size=batch_size, num_steps=num_steps,
-                   seed=seed, learning_rate=1e-3, lr_schedule="constant", progress=False,
+                   seed=seed, learning_rate=1e-3, lr_schedule="constant", warmup_steps=0,
+                   progress=False,
                    **extra)
 
 

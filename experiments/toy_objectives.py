@@ -112,7 +112,8 @@ def make_config(objective: str, dataset: str, seed: int, *, steps: int, batch: i
                    seed=seed, log_every=log_every, checkpoint_every=max(steps, 1),
                    max_to_keep=1, eval_num_samples=eval_samples,
                    eval_num_projections=EVAL_PROJECTIONS,
-                   eval_mmd_bandwidth=EVAL_MMD_BANDWIDTH, progress=False, lr_schedule="constant",
+                   eval_mmd_bandwidth=EVAL_MMD_BANDWIDTH, progress=False,
+                   lr_schedule="constant", warmup_steps=0,
                    **objective_settings(objective, steps=steps))
 
 

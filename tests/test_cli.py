@@ -60,8 +60,10 @@ def test_eval_prints_and_writes(run_dir, capsys):
 def test_train_resumes_with_more_steps(run_dir, tmp_path):
   workdir = tmp_path / "resume"
   shutil.copytree(run_dir, workdir)
-  args = ["train", "--workdir", str(workdir), "--set", "dataset=swiss_roll",
-          "--set", "objective=naive-gauss", *TINY, "--set", "num_steps=9"]
+  config = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
+                        "toy_swiss_roll_gauss.py")
+  args = ["train", "--config", config, "--workdir", str(workdir), *TINY,
+          "--set", "num_steps=9"]
   assert cli.main(args) == 0
   steps = [json.loads(l)["step"] for l in open(workdir / "metrics.jsonl")]
   assert steps[-1] == 9 and sorted(os.listdir(workdir / "checkpoints")) == ["6", "9"]

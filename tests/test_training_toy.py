@@ -28,7 +28,7 @@ def tiny(**kw):
   # which would change a cosine schedule's horizon
   base = dict(num_steps=20, batch_size=128, hidden=64, log_every=5, checkpoint_every=10,
               eval_num_samples=512, eval_num_projections=50, progress=False,
-              lr_schedule="constant")
+              lr_schedule="constant", warmup_steps=0)
   base.update(kw)
   return ToyConfig(**base)
 

@@ -46,9 +46,10 @@ class ToyConfig:
     depth: number of hidden layers.
     activation: MLP nonlinearity (``silu``, ``relu``, ``gelu``, ``tanh``).
     learning_rate: Adam learning rate (the peak value with a schedule).
-    lr_schedule: ``"constant"`` or ``"cosine"`` (linear warm-up over ``warmup_steps``, then
-      cosine decay to ``final_lr_fraction · learning_rate`` at ``num_steps``).
-    warmup_steps: linear learning-rate warm-up steps (cosine schedule only).
+    lr_schedule: ``"constant"`` or ``"cosine"``: after a linear warm-up over ``warmup_steps``,
+      the rate stays at ``learning_rate`` or decays along a cosine to
+      ``final_lr_fraction · learning_rate`` at ``num_steps``.
+    warmup_steps: linear learning-rate warm-up steps (0: none).
     final_lr_fraction: end value of the cosine decay relative to ``learning_rate``.
     grad_clip: optional global-norm gradient clipping (``None`` = off).
     batch_size: generated samples per step ``N`` (>= 2: self-interaction is masked).
@@ -136,8 +137,6 @@ def validate_config(cfg: ToyConfig) -> ToyConfig:
   v = cfg.final_lr_fraction
   if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
     raise ValueError(f"`final_lr_fraction` must be a number in [0, 1], got {v!r}")
-  if cfg.lr_schedule == "constant" and cfg.warmup_steps:
-    raise ValueError("`warmup_steps` needs lr_schedule='cosine' (got 'constant')")
   for name in ("num_steps", "eval_every", "warmup_steps"):
     v = getattr(cfg, name)
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:

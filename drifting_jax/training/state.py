@@ -49,10 +49,13 @@ def make_model(cfg: ToyConfig, out_dim: int = 2) -> MLPGenerator:
 
 
 def make_optimizer(cfg: ToyConfig) -> optax.GradientTransformation:
-  """Adam (after optional global-norm clipping) with a constant learning rate or a linear
-  warm-up + cosine decay over ``cfg.num_steps``."""
+  """Adam (after optional global-norm clipping); learning rate: optional linear warm-up, then
+  constant or cosine-decayed over ``cfg.num_steps``."""
   lr = cfg.learning_rate
-  if cfg.lr_schedule == "cosine":
+  if cfg.lr_schedule == "constant" and cfg.warmup_steps:
+    lr = optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
+                               optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])
+  elif cfg.lr_schedule == "cosine":
     lr = optax.warmup_cosine_decay_schedule(
         0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1),
         end_value=cfg.final_lr_fraction * cfg.learning_rate)

@@ -15,4 +15,5 @@ def get_config() -> ToyConfig:
       objective_kwargs={"sigma0": 1.0, "rate": 3e-3, "sigma_min": 0.05},
       num_steps=2000,
       lr_schedule="constant",
+      warmup_steps=0,
   )

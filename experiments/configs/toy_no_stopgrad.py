@@ -16,6 +16,7 @@ def get_config() -> ToyConfig:
       stop_gradient=False,
       num_steps=2000,
       lr_schedule="constant",
+      warmup_steps=0,
       log_every=50,
       eval_every=100,
   )

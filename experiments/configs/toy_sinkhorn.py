@@ -17,4 +17,5 @@ def get_config() -> ToyConfig:
       batch_size=512,
       num_steps=2000,
       lr_schedule="constant",
+      warmup_steps=0,
   )

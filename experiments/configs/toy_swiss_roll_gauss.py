@@ -14,4 +14,5 @@ def get_config() -> ToyConfig:
       bandwidth=0.05,
       num_steps=2000,
       lr_schedule="constant",
+      warmup_steps=0,
   )
