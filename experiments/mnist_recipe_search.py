@@ -1,7 +1,7 @@
 """Search for a class-conditional MNIST recipe that trains on 2 CPU cores in ≤ 20 minutes and
 scores well on the standard metric (Inception FID-5k, with P / R / F1 on Inception features).
 
-Every recipe is ``experiments/configs/mnist_small_cpu.py`` with a few fields overridden
+Every recipe is ``experiments/configs/mnist_recipe_base.py`` with a few fields overridden
 (:data:`RECIPES`); ``v01`` is the previous preset, ``mnist_small_cpu_v01.py``. Each recipe
 trains in ``<runs-dir>/<name>`` (orbax checkpoints: an interrupted run resumes), is scored
 once with ``drifting-jax eval --fid both`` at ``--num-samples`` (its ``eval_<n>.json``), and
@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 from experiments import _common  # noqa: E402
 
 CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
-BASE = CONFIGS / "mnist_small_cpu.py"
+BASE = CONFIGS / "mnist_recipe_base.py"
 
 #: name -> (config file, overrides, one-line description). Chosen before seeing results,
 #: extended one at a time as results came in (the JSON records the order they ran in).

@@ -1,0 +1,32 @@
+"""The fixed base of ``experiments/mnist_recipe_search.py`` (every recipe there is this file
+with a few fields overridden; the winner became ``mnist_small_cpu.py``).
+
+3 × 1024 MLP with LayerNorm and a tanh output (``mnist_mlp_cpu``, 3.7M parameters),
+Naive-Gauss at kernel width 0.2 in kNN-normalized units (Franz et al. §5.1, Table 2's best
+MNIST width for Gauss#/Naive-Gauss), 5 classes × 96 real × 96 generated per step, 100
+statistics-only warm-up batches, AdamW (β = 0.95, 0.999) 1e-3 with 300 warm-up steps and
+cosine decay, weight decay 1e-4, clipping 2.0, EMA 0.999, 8,000 steps.
+"""
+
+from drifting_jax.training.images import ImageConfig
+
+
+def get_config() -> ImageConfig:
+  return ImageConfig(
+      dataset="mnist",
+      model="mnist_mlp_cpu",
+      objective="naive-gauss",
+      bandwidth=0.2,
+      num_classes_per_step=5,
+      num_pos=96,
+      num_gen=96,
+      norm_warmup=100,
+      learning_rate=1e-3,
+      warmup_steps=300,
+      num_steps=8000,
+      ema_decay=0.999,
+      log_every=100,
+      sample_every=2000,
+      checkpoint_every=1000,
+      samples_per_class=10,
+  )
