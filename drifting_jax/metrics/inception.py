@@ -315,7 +315,7 @@ def _features(variables, images, quantize):
 
 def inception_features(variables: dict, images, *, batch_size: int = 10,
                        quantize: bool = True, progress: bool = False) -> np.ndarray:
-  """pool3 features of the TF-FID InceptionV3 (~5.7 GFLOP per image).
+  """pool3 features of the TF-FID InceptionV3 (~5.7 G multiply-adds per image).
 
   Args:
     variables: from :func:`load_inception_params`.
