@@ -182,12 +182,10 @@ def make_objective(
     if family in ("naive", "sharp"):
       norm = "kde" if family == "naive" else "sharp"
       if scales:  # Σ_m V_{mσ} / RMS(V_{mσ})
-        total = 0.0
-        for m in scales:
-          v = fields.drift_field(x, pos, neg, kernel=kernels.get(kname, sigma * m),
-                                 normalization=norm, exclude_self=True)
-          total = total + v / jnp.sqrt(jnp.maximum(jnp.mean(v * v), 1e-12))
-        return total
+        return fields.multiscale(
+            lambda x_, p_, n_, s: fields.drift_field(x_, p_, n_, kernel=kernels.get(kname, s),
+                                                     normalization=norm, exclude_self=True),
+            [sigma * m for m in scales], normalize=True)(x, pos, neg)
       return fields.drift_field(x, pos, neg, kernel=kern, normalization=norm,
                                 exclude_self=True)
     if family == "drifting":

@@ -26,7 +26,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 if __package__ in (None, ""):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
-import pickle
 import time
 from collections.abc import Mapping
 from typing import Any

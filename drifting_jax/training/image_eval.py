@@ -36,7 +36,8 @@ __all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "evaluate_image_run",
            "inception_scores", "real_inception_features"]
 
 # shipped as package data (made by experiments/train_mnist_classifier.py)
-DEFAULT_MNIST_CLASSIFIER = pathlib.Path(__file__).resolve().parents[1] / "assets" / "mnist_classifier.npz"
+DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[1] / "assets" /
+                            "mnist_classifier.npz")
 FID_KINDS = ("classifier", "inception", "both")
 CACHE_ENV_VAR = "DRIFTING_JAX_CACHE"
 
@@ -79,17 +80,25 @@ def real_inception_features(dataset: str, split: str, n: int, variables, weights
   return feats
 
 
+def _inception_weights(weights) -> pathlib.Path:
+  """The weights file to use: ``weights``, else the default; raises if there is none."""
+  from drifting_jax.metrics.inception import default_inception_path
+  path = pathlib.Path(weights) if weights is not None else default_inception_path()
+  if path is None or not path.is_file():
+    raise FileNotFoundError(
+        f"Inception weights {'not found' if path is None else f'{path} not found'}: pass "
+        "--inception-weights FILE (make it once with `drifting-jax convert-inception --out "
+        "FILE`) or set $DRIFTING_JAX_INCEPTION.")
+  return path
+
+
 def inception_scores(fake: np.ndarray, *, dataset: str, n: int, weights=None, k: int = 3,
                      progress: bool = False) -> dict:
   """Inception FID / P / R / F1 of ``fake`` images against ``n`` test images, and the same
   four numbers for ``n`` training images against those test images (the floor)."""
-  from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, default_inception_path,
-                                              inception_features, load_inception_params)
-  path = pathlib.Path(weights) if weights is not None else default_inception_path()
-  if path is None:
-    raise FileNotFoundError(
-        "No Inception weights: pass --inception-weights FILE (make it once with "
-        "`drifting-jax convert-inception --out FILE`) or set $DRIFTING_JAX_INCEPTION.")
+  from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, inception_features,
+                                              load_inception_params)
+  path = _inception_weights(weights)
   variables = load_inception_params(path)
   f_test = real_inception_features(dataset, "test", n, variables, path, progress=progress)
   f_train = real_inception_features(dataset, "train", n, variables, path, progress=progress)
@@ -153,10 +162,8 @@ def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
   if fid not in FID_KINDS:
     raise ValueError(f"`fid` must be one of {FID_KINDS}, got {fid!r}.")
   use_classifier, use_inception = fid in ("classifier", "both"), fid in ("inception", "both")
-  if use_inception and inception_weights is not None and not pathlib.Path(
-      inception_weights).is_file():
-    raise FileNotFoundError(f"`inception_weights` {inception_weights} not found; make them "
-                            "with `drifting-jax convert-inception --out FILE`.")
+  if use_inception:  # fail before the expensive sampling
+    inception_weights = _inception_weights(inception_weights)
   run, _, iteration = load_image_run(source)
   run_dir = resolve_checkpoint(source)[2]
   metrics = {"k": k, "iteration": int(iteration), "seed": seed}
