@@ -1,0 +1,382 @@
+"""Franz et al. Table 2 / Fig. 4 at CPU scale: five objectives over the kernel-width grid,
+scored with the classifier-feature FID on every run and Inception FID on the best widths.
+
+Objectives (Franz §5.1): ``naive-gauss`` (= Gauss#, Eq. (3) with the Gaussian kernel),
+``drifting-gauss`` and ``drifting-laplace`` (Deng et al.'s algorithm: one softmax over the
+concatenated ``[pos ‖ neg]`` logits *and* the batch-dimension normalization, affinity
+``sqrt(row-softmax · column-softmax)``, self-pairs masked; no affinity floor — the ``1e-3``
+floor is in Deng et al.'s released multi-temperature code, not in the algorithm Franz App. D
+analyses), ``laplace#`` (log-KDE loss, Algorithm 1) and ``naive-laplace`` (Eq. (3), Laplacian).
+Widths {0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0} in kNN-normalized units.
+
+Recipe: ``experiments/configs/mnist_small_cpu.py`` with every hyperparameter fixed across
+objectives; only ``objective``, ``bandwidth``, ``seed`` and ``num_steps`` vary, and
+``norm_warmup = 300`` statistics-only batches as in Franz §5.1 (the preset uses 100).
+Phases (each run is ``<runs-dir>/<objective>_w<width>_s<seed>_n<steps>``, resumable; a run
+with its ``eval_10000.json`` is finished and skipped):
+
+1. ``budget``: Naive-Gauss at width 0.2, seed 0, budgets 1k / 2k / 4k / 8k steps (the full
+   recipe is 8k). The grid budget is the smallest one whose classifier FID is within
+   :data:`BUDGET_TOLERANCE` of the 8k value (rule fixed before the curve was measured).
+2. ``grid``: 5 × 7 runs at the grid budget, seed 0.
+3. ``full``: each objective's best grid width and its two neighbours at the full 8k steps.
+4. ``seeds``: seeds 1 and 2 at each objective's best full-recipe width.
+5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds).
+
+``python experiments/franz_table2.py`` runs every phase still missing, then writes
+``experiments/results/franz_table2.json`` and the figures; ``--phase table`` only collects.
+Stop it at any time; rerunning continues. Needs MNIST (``$DRIFTING_JAX_MNIST``) and, for the
+last phase, the converted Inception weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+if __package__ in (None, ""):
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from experiments import _common  # noqa: E402
+
+NAME = "franz_table2"
+CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "mnist_small_cpu.py"
+OBJECTIVES = ("naive-gauss", "drifting-gauss", "laplace#", "naive-laplace", "drifting-laplace")
+WIDTHS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+FULL_STEPS = 8000
+BUDGETS = (1000, 2000, 4000, FULL_STEPS)
+BUDGET_TOLERANCE = 0.10  # grid budget: FID within 10 % of the full budget's
+NORM_WARMUP = 300
+EVAL_N = 10_000
+INCEPTION_N = 5000
+SEEDS = (0, 1, 2)
+PHASES = ("budget", "grid", "full", "seeds", "inception", "table")
+
+# Franz et al., Table 2 (MNIST, FID-50k on Inception features, DiT-S/2, 12k steps).
+FRANZ_TABLE2 = {
+    "naive-gauss": {"fid": 6.81, "f1": 0.57, "best_width": 0.20, "label": "Gauss# / Naive-Gauss"},
+    "drifting-gauss": {"fid": 20.38, "f1": 0.28, "best_width": 0.25, "label": "Drifting-Gauss"},
+    "laplace#": {"fid": 17.48, "f1": 0.36, "best_width": 0.10, "label": "Laplace#"},
+    "naive-laplace": {"fid": 10.68, "f1": 0.52, "best_width": 0.05, "label": "Naive-Laplace"},
+    "drifting-laplace": {"fid": 48.34, "f1": 0.02, "best_width": 0.05,
+                         "label": "Drifting-Laplace"},
+}
+
+
+def run_name(objective: str, width: float, seed: int, steps: int) -> str:
+  return f"{objective.replace('#', 'sharp')}_w{width:g}_s{seed}_n{steps}"
+
+
+def run_config(objective: str, width: float, seed: int, steps: int, *, quick: bool = False):
+  """The fixed recipe with this objective / width / seed / budget."""
+  from drifting_jax.training.image_loop import apply_image_overrides, load_image_config
+  over: dict[str, Any] = {"objective": objective, "bandwidth": float(width), "seed": int(seed),
+                          "num_steps": int(steps), "norm_warmup": NORM_WARMUP,
+                          "progress": False, "sample_every": 0, "max_to_keep": 1}
+  if quick:
+    over.update({"norm_warmup": 4, "warmup_steps": 1, "checkpoint_every": steps,
+                 "log_every": steps})
+  return apply_image_overrides(load_image_config(CONFIG), over)
+
+
+def _load(path: pathlib.Path) -> dict | None:
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, steps: int, *,
+            eval_n: int = EVAL_N, inception_n: int | None = None,
+            quick: bool = False) -> dict:
+  """Trains (or resumes) one run and scores it; returns its row (``status`` 'ok'/'diverged')."""
+  from drifting_jax.training.image_eval import evaluate_image_run
+  from drifting_jax.training.image_loop import train_images
+
+  workdir = runs_dir / run_name(objective, width, seed, steps)
+  workdir.mkdir(parents=True, exist_ok=True)
+  row = {"objective": objective, "width": width, "seed": seed, "steps": steps}
+  status = _load(workdir / "status.json")
+  if status is None:
+    t0 = time.perf_counter()
+    try:
+      final = train_images(run_config(objective, width, seed, steps, quick=quick), workdir)
+      status = {"status": "ok", "final_loss": float(final.get("loss", math.nan)),
+                "steps_per_sec": final.get("steps_per_sec")}
+    except FloatingPointError as e:  # the NaN guard stopped it: a result, not a crash
+      status = {"status": f"diverged: {e}"}
+    status["train_wall_s"] = time.perf_counter() - t0
+    (workdir / "status.json").write_text(json.dumps(status, indent=2))
+  row.update(status)
+  if not status["status"].startswith("ok"):
+    return row
+  ev = _load(workdir / f"eval_{eval_n}.json")
+  if ev is None:
+    ev = evaluate_image_run(str(workdir), num_samples=eval_n, fid="classifier", seed=seed,
+                            out=str(workdir / f"eval_{eval_n}.json"))
+  row.update({k: ev[k] for k in ("fid_classifier_features", "precision", "recall", "f1",
+                                 "classifier_accuracy_on_samples")})
+  if inception_n:
+    path = workdir / f"eval_inception_{inception_n}.json"
+    inc = _load(path)
+    if inc is None:
+      inc = evaluate_image_run(str(workdir), num_samples=inception_n, fid="inception",
+                               seed=seed, out=str(path), progress=not quick)
+    row.update({k: v for k, v in inc.items() if k.startswith("inception_")})
+  return row
+
+
+def _fid(row: dict) -> float:
+  v = row.get("fid_classifier_features", math.nan)
+  return v if math.isfinite(v) else math.inf
+
+
+def choose_budget(curve: list[dict], tolerance: float = BUDGET_TOLERANCE) -> int:
+  """Smallest budget whose FID is within ``tolerance`` of the largest budget's."""
+  curve = sorted(curve, key=lambda r: r["steps"])
+  ref = _fid(curve[-1])
+  for r in curve:
+    if _fid(r) <= (1 + tolerance) * ref:
+      return r["steps"]
+  return curve[-1]["steps"]
+
+
+def best_width(rows: list[dict], objective: str, steps: int, seed: int = 0) -> float | None:
+  runs = [r for r in rows if r["objective"] == objective and r["steps"] == steps
+          and r["seed"] == seed]
+  if not runs:
+    return None
+  return min(runs, key=_fid)["width"]
+
+
+def neighbours(width: float, widths: Sequence[float] = WIDTHS) -> list[float]:
+  """``width`` and its two grid neighbours (the two nearest on one side at an edge)."""
+  i = list(widths).index(width)
+  lo = min(max(i - 1, 0), len(widths) - 3)
+  return list(widths[lo:lo + 3])
+
+
+def _stats(rows: list[dict], key: str) -> dict:
+  v = np.array([r[key] for r in rows if key in r], dtype=float)
+  if v.size == 0:
+    return {}
+  return {key: float(np.mean(v)), f"{key}_std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0,
+          f"{key}_per_seed": v.tolist()}
+
+
+def verdicts(table: dict[str, dict], key: str) -> dict[str, Any]:
+  """Franz's three conclusions on ``key`` (mean over seeds, lower is better): each holds when
+  the mean difference exceeds the sum of the two seed standard deviations."""
+  def cmp(a, b):
+    ta, tb = table.get(a, {}), table.get(b, {})
+    if key not in ta or key not in tb:
+      return None
+    diff = tb[key] - ta[key]
+    noise = ta.get(f"{key}_std", 0.0) + tb.get(f"{key}_std", 0.0)
+    return {"better": a if diff > 0 else b, "difference": diff, "seed_std_sum": noise,
+            "significant": bool(abs(diff) > noise), f"{a}": ta[key], f"{b}": tb[key]}
+  return {
+      "metric": key,
+      "naive_beats_original": {"gauss": cmp("naive-gauss", "drifting-gauss"),
+                               "laplace": cmp("naive-laplace", "drifting-laplace")},
+      "gauss_beats_laplace": {"naive": cmp("naive-gauss", "naive-laplace"),
+                              "drifting": cmp("drifting-gauss", "drifting-laplace")},
+      "laplace_sharp": {"vs_naive_laplace": cmp("laplace#", "naive-laplace"),
+                        "vs_drifting_laplace": cmp("laplace#", "drifting-laplace")},
+  }
+
+
+def build_table(rows: list[dict], grid_steps: int | None, full_steps: int,
+                objectives: Sequence[str]) -> dict[str, dict]:
+  table = {}
+  for o in objectives:
+    t: dict[str, Any] = {"paper": FRANZ_TABLE2.get(o)}
+    if grid_steps is not None:
+      t["grid_best_width"] = best_width(rows, o, grid_steps)
+    t["best_width"] = best_width(rows, o, full_steps)
+    if t["best_width"] is not None:
+      seeds = [r for r in rows if r["objective"] == o and r["steps"] == full_steps
+               and r["width"] == t["best_width"] and r.get("status") == "ok"]
+      t["seeds"] = sorted(r["seed"] for r in seeds)
+      for k in ("fid_classifier_features", "precision", "recall", "f1", "inception_fid",
+                "inception_precision", "inception_recall", "inception_f1"):
+        t.update(_stats(seeds, k))
+    table[o] = t
+  return table
+
+
+def plot(rows, table, grid_steps, full_steps, objectives, widths, out_dir):
+  plt = _common.pyplot()
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+  colors = plt.cm.tab10(np.arange(len(objectives)))
+  for o, c in zip(objectives, colors):
+    for steps, style, lab in ((grid_steps, "o-", f"{grid_steps} steps"),
+                              (full_steps, "s--", f"{full_steps} steps")):
+      pts = sorted((r for r in rows if r["objective"] == o and r["steps"] == steps
+                    and r["seed"] == 0 and r.get("status") == "ok"), key=lambda r: r["width"])
+      if not pts or (steps == full_steps and steps == grid_steps and style == "s--"):
+        continue
+      for ax, key in zip(axes, ("fid_classifier_features", "precision", "recall")):
+        ax.plot([r["width"] for r in pts], [r[key] for r in pts], style, color=c, ms=4,
+                alpha=1.0 if steps == grid_steps else 0.6,
+                label=f"{o} ({lab})" if key == "recall" else None)
+    t = table[o]
+    if t.get("seeds"):
+      for ax, key in zip(axes, ("fid_classifier_features", "precision", "recall")):
+        ax.errorbar([t["best_width"]], [t[key]], yerr=[t[f"{key}_std"]], color=c, marker="*",
+                    ms=12, capsize=3, ls="none")
+  for ax, lab in zip(axes, ("FID-10k (classifier features)", "precision (k=3)", "recall (k=3)")):
+    ax.set_xscale("log")
+    ax.set_xticks(list(widths))
+    ax.set_xticklabels([f"{w:g}" for w in widths])
+    ax.set_xlabel("kernel width (kNN-normalized units)")
+    ax.set_ylabel(lab)
+  axes[0].set_yscale("log")
+  axes[0].set_title("FID vs width (star: best width, mean ± std over seeds)")
+  axes[2].legend(fontsize=7, loc="best")
+  fig.tight_layout()
+  return _common.save_figure(fig, NAME, out_dir)
+
+
+def budget_figure(curve, grid_steps, out_dir):
+  plt = _common.pyplot()
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  curve = sorted(curve, key=lambda r: r["steps"])
+  ax.plot([r["steps"] for r in curve], [r["fid_classifier_features"] for r in curve], "o-")
+  ax.axvline(grid_steps, color="gray", ls=":", label=f"grid budget {grid_steps}")
+  ax.set_xscale("log")
+  ax.set_xlabel("optimizer steps (cosine decay ends at the budget)")
+  ax.set_ylabel("FID-10k (classifier features)")
+  ax.set_title("Naive-Gauss, width 0.2: FID vs budget", fontsize=10)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return _common.save_figure(fig, f"{NAME}_budget", out_dir)
+
+
+def sample_figure(table, runs_dir, full_steps, objectives, out_dir, per_class: int = 4):
+  from drifting_jax.data.images import to_uint8
+  plt = _common.pyplot()
+  fig, axes = plt.subplots(1, len(objectives), figsize=(4.2 * len(objectives), 2.4),
+                           squeeze=False)
+  for ax, o in zip(axes[0], objectives):
+    ax.axis("off")
+    w = table[o].get("best_width")
+    f = None if w is None else runs_dir / run_name(o, w, 0, full_steps) / "eval_samples.npz"
+    if f is None or not f.exists():
+      continue
+    with np.load(f) as d:
+      x, y = d["samples"], d["labels"]
+    k = min(per_class, *(int(np.sum(y == c)) for c in range(10)))
+    keep = np.concatenate([np.nonzero(y == c)[0][:k] for c in range(10)])
+    g = np.pad(to_uint8(x[keep], value_range=(-1.0, 1.0))[..., 0], ((0, 0), (1, 1), (1, 1)))
+    n, h, wd = g.shape
+    g = g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
+    ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(f"{o} (width {w:g}, seed 0)", fontsize=9)
+  fig.suptitle(f"uncurated samples at each objective's best width ({full_steps} steps), "
+               "columns = classes 0-9", fontsize=10)
+  fig.tight_layout()
+  return _common.save_figure(fig, f"{NAME}_samples", out_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  p = _common.parser(__doc__)
+  p.add_argument("--phase", choices=("all",) + PHASES, default="all",
+                 help="run the phases up to and including this one (default: all)")
+  p.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/franz_table2"))
+  args = p.parse_args(argv)
+  quick = args.quick
+  objectives = ("naive-gauss", "laplace#") if quick else OBJECTIVES
+  widths = (0.1, 0.2, 0.3) if quick else WIDTHS
+  budgets = (2, 4) if quick else BUDGETS
+  full = budgets[-1]
+  eval_n, inc_n = (20, None) if quick else (EVAL_N, INCEPTION_N)
+  last = PHASES.index("inception" if args.phase == "all" else args.phase)
+  collect_only = args.phase == "table"
+  runs_dir = args.runs_dir
+  rows: dict[tuple, dict] = {}
+
+  def run(o, w, s, n, inception=False):
+    key = (o, w, s, n)
+    done = (runs_dir / run_name(o, w, s, n) / f"eval_{eval_n}.json").exists() or \
+        (runs_dir / run_name(o, w, s, n) / "status.json").exists()
+    if collect_only and not done:
+      return None
+    if key not in rows or inception:
+      rows[key] = run_one(runs_dir, o, w, s, n, eval_n=eval_n, quick=quick,
+                          inception_n=inc_n if inception else None)
+      r = rows[key]
+      print(f"{o:>16s} w={w:<5g} seed={s} {n:>5d} steps: {r['status'][:40]} "
+            f"FID {r.get('fid_classifier_features', math.nan):.2f}"
+            + (f" Inception FID {r['inception_fid']:.2f}" if "inception_fid" in r else ""),
+            flush=True)
+    return rows[key]
+
+  result: dict[str, Any] = {"command": _common.command("franz_table2.py", argv)}
+  with _common.Timer() as timer:
+    curve = [r for n in budgets if (r := run("naive-gauss", 0.2, 0, n)) is not None]
+    grid_steps = choose_budget(curve) if len(curve) == len(budgets) else None
+    if grid_steps is not None and last >= PHASES.index("grid"):
+      for o in objectives:
+        for w in widths:
+          run(o, w, 0, grid_steps)
+    if grid_steps is not None and last >= PHASES.index("full"):
+      for o in objectives:
+        bw = best_width(list(rows.values()), o, grid_steps)
+        for w in neighbours(bw, widths) if bw is not None else ():
+          run(o, w, 0, full)
+    if last >= PHASES.index("seeds"):
+      for o in objectives:
+        bw = best_width(list(rows.values()), o, full)
+        if bw is not None:
+          for s in SEEDS[1:]:
+            run(o, bw, s, full)
+    if last >= PHASES.index("inception") and inc_n:
+      for o in objectives:
+        bw = best_width(list(rows.values()), o, full)
+        for s in SEEDS if bw is not None else ():
+          if (o, bw, s, full) in rows:
+            run(o, bw, s, full, inception=True)
+    if collect_only:  # also pick up the Inception scores written earlier
+      for (o, w, s, n) in list(rows):
+        if inc_n and (runs_dir / run_name(o, w, s, n) / f"eval_inception_{inc_n}.json").exists():
+          run(o, w, s, n, inception=True)
+
+  all_rows = sorted(rows.values(), key=lambda r: (r["objective"], r["steps"], r["width"],
+                                                 r["seed"]))
+  table = build_table(all_rows, grid_steps, full, objectives)
+  floor = next((r for r in all_rows if "inception_fid_real_vs_real" in r), {})
+  result.update({
+      "recipe": f"{CONFIG.name} with norm_warmup={NORM_WARMUP}; only objective, bandwidth, "
+                "seed and num_steps vary",
+      "objectives": list(objectives), "widths": list(widths), "budgets": list(budgets),
+      "budget_rule": f"grid budget = smallest budget with classifier FID within "
+                     f"{BUDGET_TOLERANCE:.0%} of the {full}-step FID",
+      "grid_steps": grid_steps, "full_steps": full, "eval_samples": eval_n,
+      "inception_samples": inc_n,
+      "inception_real_vs_real": {k: floor[k] for k in floor if k.endswith("_real_vs_real")},
+      "budget_curve": curve, "runs": all_rows, "table": table,
+      "verdicts": {"inception": verdicts(table, "inception_fid"),
+                   "classifier": verdicts(table, "fid_classifier_features")},
+      "franz_table2": FRANZ_TABLE2,
+      "franz_metric": "FID-50k on Inception features (ADM suite), DiT-S/2, 12k steps",
+      "wall_s": timer.seconds, "environment": _common.environment()})
+  out = runs_dir if quick else args.out_dir
+  _common.save_json(result, NAME, out)
+  if curve and grid_steps is not None:
+    budget_figure(curve, grid_steps, out)
+    plot(all_rows, table, grid_steps, full, objectives, widths, out)
+    sample_figure(table, runs_dir, full, objectives, out)
+  for o, t in table.items():
+    print(f"{o:>16s}: grid best {t.get('grid_best_width')}, full best {t.get('best_width')}, "
+          f"FID {t.get('fid_classifier_features', math.nan):.2f} "
+          f"± {t.get('fid_classifier_features_std', math.nan):.2f}, Inception FID "
+          f"{t.get('inception_fid', math.nan):.2f} (paper {FRANZ_TABLE2[o]['fid']})")
+  return result
+
+
+if __name__ == "__main__":
+  main()
