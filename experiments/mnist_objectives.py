@@ -79,7 +79,7 @@ def run_config(objective: str, width: float | None, num_steps: int, seed: int, *
   kwargs: dict[str, Any] = {}
   bandwidth = base.bandwidth if width is None else float(width)
   if objective == "gauss-annealed":
-    kwargs = {"sigma0": 1.0, "sigma_min": bandwidth,
+    kwargs = {"sigma0": 1.0,
               "rate": math.log(1.0 / bandwidth) / max(num_steps / 2, 1)}
   extra: dict[str, Any] = {}
   if quick:

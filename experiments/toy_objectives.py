@@ -95,8 +95,7 @@ def objective_settings(objective: str, *, steps: int) -> dict[str, Any]:
   if objective == "gauss-annealed":
     rate = math.log(ANNEAL_SIGMA0 / GAUSS_SIGMA) / max(steps / 2, 1)
     return {"bandwidth": GAUSS_SIGMA,
-            "objective_kwargs": {"sigma0": ANNEAL_SIGMA0, "rate": rate,
-                                 "sigma_min": GAUSS_SIGMA}}
+            "objective_kwargs": {"sigma0": ANNEAL_SIGMA0, "rate": rate}}
   if "laplace" in objective:
     return {"bandwidth": LAPLACE_TAU, "objective_kwargs": {}}
   if "gauss" in objective:

@@ -77,8 +77,9 @@ def test_settings_are_a_priori():
   assert s("naive-laplace", steps=600)["bandwidth"] == toy_objectives.LAPLACE_TAU
   assert s("mmd-gauss", steps=600)["bandwidth"] == toy_objectives.GAUSS_SIGMA
   ann = s("gauss-annealed", steps=600)["objective_kwargs"]
-  # sigma0 * exp(-rate * steps / 2) == sigma_min: the floor is reached halfway.
-  assert math.isclose(ann["sigma0"] * math.exp(-ann["rate"] * 300), ann["sigma_min"])
+  # sigma0 * exp(-rate * steps / 2) == bandwidth (= sigma_min): the floor is reached halfway.
+  assert math.isclose(ann["sigma0"] * math.exp(-ann["rate"] * 300),
+                      s("gauss-annealed", steps=600)["bandwidth"])
   assert "alpha" in s("sinkhorn", steps=600)["objective_kwargs"]
   with pytest.raises(ValueError, match="objective"):
     s("naive-rq", steps=600)

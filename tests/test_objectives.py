@@ -9,6 +9,7 @@ import pytest
 
 from conftest import cloud
 from drifting_jax import fields, kernels, losses
+from drifting_jax import objectives
 from drifting_jax.objectives import make_objective, objective_names, parse_objective
 
 X = jnp.asarray(cloud(0, 24, 2, dtype=np.float32))
@@ -31,12 +32,13 @@ def test_table_names_are_covered():
 
 @pytest.mark.parametrize("name", objective_names())
 def test_every_objective_finite_loss_and_grad(name):
-  kw = {"max_iterations": 200} if name == "sinkhorn" else {}
-  fn = make_objective(name, bandwidth=0.4, **kw)
+  kw = {"max_iterations": 200} if name == "sinkhorn" else {"bandwidth": 0.4}
+  fn = make_objective(name, **kw)
   (loss, metrics), grad = _value_and_grad(fn)
   assert loss.shape == () and np.isfinite(loss)
   assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).sum()) > 0
-  assert {"loss", "drift_norm", "bandwidth"} <= set(metrics)
+  assert {"loss", "drift_norm"} <= set(metrics)
+  assert ("bandwidth" in metrics) == (name != "sinkhorn")
   assert np.isfinite(metrics["drift_norm"]) and float(metrics["drift_norm"]) > 0
 
 
@@ -96,20 +98,45 @@ def test_annealed_schedule_and_custom_schedule():
   for step in (0, 100, 1000):
     _, m = fn(X, POS, step)
     np.testing.assert_allclose(m["bandwidth"], max(math.exp(-0.01 * step), 0.05), rtol=1e-5)
-  fn = jax.jit(make_objective("naive-gauss", bandwidth=1.0, schedule=lambda t: 0.1 + 0 * t))
+  fn = jax.jit(make_objective("naive-gauss", schedule=lambda t: 0.1 + 0 * t))
   _, m = fn(X, POS, 7)
   np.testing.assert_allclose(m["bandwidth"], 0.1, rtol=1e-6)
 
 
 def test_official_deng_loss():
-  fn = make_objective("drifting-laplace", bandwidth=0.05, official=True,
-                      temperatures=(0.02, 0.05, 0.2))
+  fn = make_objective("drifting-laplace", official=True, temperatures=(0.02, 0.05, 0.2))
   (loss, m), grad = _value_and_grad(fn)
   assert np.isfinite(loss) and np.all(np.isfinite(grad)) and "feature_scale" in m
   with pytest.raises(ValueError, match="Laplacian"):
-    make_objective("drifting-gauss", bandwidth=0.05, official=True)
+    make_objective("drifting-gauss", official=True, temperatures=(0.05,))
   with pytest.raises(ValueError, match="stop_gradient"):
-    make_objective("drifting-laplace", bandwidth=0.05, official=True, stop_gradient=False)
+    make_objective("drifting-laplace", official=True, temperatures=(0.05,),
+                   stop_gradient=False)
+  with pytest.raises(ValueError, match=r"needs the option\(s\) \['temperatures'\]"):
+    make_objective("drifting-laplace", official=True)
+  with pytest.raises(ValueError, match="no kernel width"):
+    make_objective("drifting-laplace", bandwidth=0.05, official=True, temperatures=(0.05,))
+
+
+def test_options_belong_to_their_family():
+  # temperatures without official=True used to be accepted and ignored
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['temperatures'\].*none"):
+    make_objective("drifting-laplace", bandwidth=0.05, temperatures=(0.05,))
+  with pytest.raises(ValueError, match="official=True. is an option of 'drifting-laplace'"):
+    make_objective("naive-laplace", bandwidth=0.05, official=True)
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['sigma_min'\]"):
+    make_objective("gauss-annealed", bandwidth=0.05, sigma_min=0.1)
+  with pytest.raises(ValueError, match="no kernel width"):
+    make_objective("sinkhorn", bandwidth=0.3)
+  with pytest.raises(ValueError, match="either `bandwidth` or `schedule`"):
+    make_objective("naive-gauss", bandwidth=0.3, schedule=lambda t: 0.1)
+  with pytest.raises(ValueError, match="bandwidth"):
+    make_objective("naive-gauss")  # a kernel objective needs a width
+  with pytest.raises(ValueError, match="sigma0"):
+    make_objective("gauss-annealed", bandwidth=2.0, sigma0=1.0)
+  with pytest.raises(ValueError, match="chunk_size"):
+    make_objective("gauss#", bandwidth=0.3, chunk_size=0)
+  assert set(objectives.FAMILIES["gauss-annealed"].options) == {"sigma0", "rate"}
 
 
 def test_bad_input():

@@ -1,7 +1,7 @@
 """Checkerboard with the annealed Gaussian doubly-stochastic drift (Secretly-SM §6.2).
 
 sigma(t) = max(sigma0 e^(-r t), sigma_min), Eq. (18), with t the optimizer step:
-sigma0 = 1.0 decays to sigma_min = 0.05 by step ~1000 (r = 3e-3 per step).
+sigma0 = 1.0 decays to sigma_min = bandwidth = 0.05 by step ~1000 (r = 3e-3 per step).
 """
 
 from drifting_jax.training import ToyConfig
@@ -12,7 +12,7 @@ def get_config() -> ToyConfig:
       dataset="checkerboard",
       objective="gauss-annealed",
       bandwidth=0.05,
-      objective_kwargs={"sigma0": 1.0, "rate": 3e-3, "sigma_min": 0.05},
+      objective_kwargs={"sigma0": 1.0, "rate": 3e-3},
       num_steps=2000,
       lr_schedule="constant",
       warmup_steps=0,
