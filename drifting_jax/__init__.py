@@ -5,11 +5,13 @@ papers "Drifting Fields are not Conservative" (Franz et al.) and
 "Generative Drifting is Secretly Score Matching" (Secretly-SM).
 """
 
-from drifting_jax import kernels, normalization, schedules, spectral
+from drifting_jax import grouped, kernels, normalization, schedules, spectral
 from drifting_jax.calculus import asymmetry, curl, curl_indices, jacobian, line_integral_potential
 from drifting_jax.deng import deng_drift_loss
 from drifting_jax.fields import (deng_field, doubly_stochastic_field, drift_field, mmd_field,
                                  multiscale, sub_field)
+from drifting_jax.grouped import (cfg_negative_weight, grouped_loss, guided_grouped_loss,
+                                  kernel_scaled, sample_cfg_scale, stream_loss)
 from drifting_jax.kde import log_kde
 from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
                                   rational_quadratic)
@@ -50,4 +52,6 @@ __all__ = [
     "simulate_modes", "spectral_error", "normalization", "KernelWidthState", "knn_mean_distance",
     "sinkhorn_drift", "sinkhorn_loss", "SinkhornDriftInfo", "make_objective", "objective_names",
     "sliced_wasserstein", "data", "models", "training", "metrics", "objectives",
+    "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight", "sample_cfg_scale",
+    "kernel_scaled", "stream_loss",
 ]

@@ -37,8 +37,10 @@ __all__ = [
     "KernelWidthState",
     "knn_mean_distance",
     "init",
+    "observe",
     "update",
     "update_from_labels",
+    "update_from_observations",
     "apply",
     "in_warmup",
 ]
@@ -178,6 +180,42 @@ def _ema_update(state: KernelWidthState, obs: jnp.ndarray, ids: jnp.ndarray,
   return KernelWidthState(scale=new_scale.astype(state.scale.dtype),
                           count=state.count + seen.astype(jnp.int32),
                           step=state.step + 1)
+
+
+def observe(samples: Any, *, k: int = 5) -> jnp.ndarray:
+  """The per-group statistic: kNN mean distance of each group of samples ``[G, N, D] -> [G]``.
+
+  What :func:`update` folds into the EMA; computing it separately lets data-parallel steps
+  observe their local groups and gather only ``[G]`` scalars (then
+  :func:`update_from_observations`). Jittable.
+  """
+  shape = np.shape(samples)
+  if len(shape) != 3:
+    raise ValueError(f"`samples` must have shape [G, N, D], got shape {shape}.")
+  _check_k(k, shape[1], "samples")
+  return jax.vmap(lambda g: _knn_mean(g, k, None))(jnp.asarray(samples))
+
+
+def update_from_observations(state: KernelWidthState, observations: Any, class_ids: Any, *,
+                             decay: float = 0.99) -> KernelWidthState:
+  """One EMA step from per-group statistics (:func:`observe`) of classes ``class_ids``.
+
+  Args:
+    state: current ``KernelWidthState`` with C classes.
+    observations: ``[G]`` kNN mean distances of the batch's groups.
+    class_ids: ``[G]`` class of each group (several groups of one class are averaged).
+    decay: EMA factor α in (0, 1).
+
+  Returns:
+    The new state (``step`` + 1). Jittable; same arithmetic as :func:`update`.
+  """
+  _check_state(state)
+  _check_decay(decay)
+  if np.shape(observations) != np.shape(class_ids) or np.ndim(class_ids) != 1:
+    raise ValueError(f"`observations` and `class_ids` must both have shape [G], got "
+                     f"{np.shape(observations)} and {np.shape(class_ids)}.")
+  ids = jnp.asarray(class_ids)
+  return _ema_update(state, jnp.asarray(observations), ids, jnp.ones(ids.shape, bool), decay)
 
 
 def update(state: KernelWidthState, samples: Any, class_ids: Any, *, k: int = 5,

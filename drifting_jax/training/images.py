@@ -30,8 +30,7 @@ dataclass :class:`ImageConfig`.
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -40,19 +39,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from drifting_jax import normalization, schedules
-from drifting_jax.deng import deng_drift_loss
+from drifting_jax import grouped, normalization
+from drifting_jax.grouped import sample_cfg_scale
 from drifting_jax.models import presets
-from drifting_jax.objectives import Objective, make_objective
+from drifting_jax.objectives import Objective, objective_from_settings
 from drifting_jax.training.features import FeatureExtractor
+from drifting_jax.training.image_config import ImageConfig, validate_image_config
 
 __all__ = ["ImageBatch", "ImageConfig", "ImageTrainState", "init_image_state",
            "make_group_loss", "make_image_objective", "make_image_optimizer",
            "make_lr_schedule", "make_stats_step", "make_train_step", "sample_cfg_scale",
            "validate_image_config"]
 
-sg = jax.lax.stop_gradient
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
+GroupLoss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
 
 class ImageBatch(NamedTuple):
@@ -96,186 +96,6 @@ class ImageTrainState:
   rng: jax.Array
 
 
-@dataclasses.dataclass
-class ImageConfig:
-  """Hyperparameters of a class-conditional image run (defaults: Franz et al. Table 3).
-
-  Attributes:
-    task: always ``"images"`` (lets the CLI tell image configs from toy ones).
-    dataset: dataset spec of :func:`drifting_jax.data.images.load_dataset` (``"mnist"``,
-      ``"digits"``, ``"npz:/file.npz"``, ...).
-    dataset_split: split to train on.
-    model: generator preset (:func:`drifting_jax.models.presets.get_model`).
-    model_overrides: preset attribute overrides (e.g. ``{"depth": 2}``).
-    dtype: generator compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters and the
-      loss stay float32).
-    objective: objective name (:func:`drifting_jax.objectives.objective_names`).
-    bandwidth: kernel width in kernel-width-normalized units (Franz Table 2: best 0.2 for
-      Gauss#/Naive-Gauss on MNIST).
-    objective_kwargs: extra options of the objective (e.g. ``{"official": True}``).
-    schedule, schedule_kwargs: optional bandwidth schedule (per optimizer step).
-    stop_gradient: frozen-field loss (True) or the coupled ``mean ||V||^2``.
-    num_classes_per_step: ``N_c`` class groups per step (divisible by the device count).
-    num_pos: ``N_pos`` real samples per group.
-    num_gen: ``N_gen`` generated samples per group (the negatives).
-    kernel_width_norm: per-class kNN kernel-width normalization (Franz §5.1).
-    norm_k, norm_decay: kNN neighbours (5) and EMA factor α (0.99).
-    norm_warmup: statistics-only batches before the first optimizer update (300).
-    learning_rate, b1, b2, eps, weight_decay: AdamW.
-    warmup_steps: linear lr warm-up, in optimizer updates.
-    lr_schedule: ``"cosine"`` (decay to ``final_lr_fraction · lr`` at ``num_steps``) or
-      ``"constant"`` after the warm-up.
-    final_lr_fraction: end value of the cosine decay, relative to ``learning_rate``.
-    grad_clip: global-norm clipping (None = off).
-    ema_decay: decay of the parameter EMA.
-    num_steps: optimizer updates (the run has ``norm_warmup + num_steps`` iterations).
-    guidance: train with classifier-free guidance (CFG; needs a generator with ``cfg_embed`` and the official
-      ``drifting-laplace`` objective, the drift loss that supports weighted negatives).
-    cfg_min, cfg_max, cfg_power: CFG-scale range and power-law exponent (Secretly-SM T. 2).
-    num_uncond: ``N_unc`` unconditional real negatives per group.
-    memory_bank: draw positives / unconditional negatives from a memory bank.
-    bank_pos_size, bank_neg_size, bank_push: per-class and shared bank sizes, real samples
-      pushed per iteration.
-    feature_encoder: None (pixel-space loss) or ``"random_conv"`` (frozen random conv net).
-    feature_kwargs: options of :func:`~drifting_jax.training.features.make_feature_extractor`.
-    parallel: ``"auto"`` (mesh when several devices), ``"none"``, ``"mesh"``, ``"pmap"``.
-    group_chunks: process each device's class groups in this many sequential chunks with
-      gradient accumulation (``lax.scan``): activation memory / chunks, same gradients up
-      to float summation order (must divide the groups per device).
-    compiler_options: XLA options of the compiled step programs, e.g.
-      ``{"xla_backend_optimization_level": 0}`` halves CPU compile time at some step speed
-      (short CPU runs, tests).
-    seed: run seed (initialisation, noise, data).
-    log_every: JSONL log interval (iterations).
-    sample_every: sample-grid interval (iterations; 0 = only at the end).
-    samples_per_class: grid columns per class.
-    sample_cfg_scale: CFG scale of the sample grids.
-    checkpoint_every: checkpoint interval (iterations); the last one is always saved.
-    max_to_keep: checkpoints kept on disk.
-    progress: show a tqdm progress bar.
-  """
-
-  task: str = "images"
-  dataset: str = "mnist"
-  dataset_split: str = "train"
-  model: str = "dit_s2"
-  model_overrides: dict = dataclasses.field(default_factory=dict)
-  dtype: str = "float32"
-  objective: str = "naive-gauss"
-  bandwidth: float = 0.2
-  objective_kwargs: dict = dataclasses.field(default_factory=dict)
-  schedule: str | None = None
-  schedule_kwargs: dict = dataclasses.field(default_factory=dict)
-  stop_gradient: bool = True
-  num_classes_per_step: int = 5
-  num_pos: int = 96
-  num_gen: int = 96
-  kernel_width_norm: bool = True
-  norm_k: int = 5
-  norm_decay: float = 0.99
-  norm_warmup: int = 300
-  learning_rate: float = 2e-4
-  b1: float = 0.95
-  b2: float = 0.999
-  eps: float = 1e-8
-  weight_decay: float = 1e-4
-  warmup_steps: int = 300
-  lr_schedule: str = "cosine"
-  final_lr_fraction: float = 0.0
-  grad_clip: float | None = 2.0
-  ema_decay: float = 0.999
-  num_steps: int = 12000
-  guidance: bool = False
-  cfg_min: float = 1.0
-  cfg_max: float = 4.0
-  cfg_power: float = 3.0
-  num_uncond: int = 16
-  memory_bank: bool = False
-  bank_pos_size: int = 128
-  bank_neg_size: int = 1000
-  bank_push: int = 64
-  feature_encoder: str | None = None
-  feature_kwargs: dict = dataclasses.field(default_factory=dict)
-  parallel: str = "auto"
-  group_chunks: int = 1
-  compiler_options: dict = dataclasses.field(default_factory=dict)
-  seed: int = 0
-  log_every: int = 50
-  sample_every: int = 1000
-  samples_per_class: int = 10
-  sample_cfg_scale: float = 1.0
-  checkpoint_every: int = 1000
-  max_to_keep: int = 2
-  progress: bool = True
-
-
-def validate_image_config(cfg: ImageConfig) -> ImageConfig:
-  """Checks field values; raises ``ValueError`` naming the offending field.
-
-  Names (dataset, model, objective, schedule) are checked where they are resolved.
-  """
-  if not isinstance(cfg, ImageConfig):
-    raise ValueError(f"`config` must be an ImageConfig, got {type(cfg).__name__}")
-
-  def num(name, *, integer=False, low=None, strict=True, none=False, high=None):
-    v = getattr(cfg, name)
-    if v is None and none:
-      return
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    ok = ok and (isinstance(v, int) if integer else True)
-    if ok and low is not None:
-      ok = v > low if strict else v >= low
-    if ok and high is not None:
-      ok = v < high
-    if not ok:
-      bound = "" if low is None else f" {'>' if strict else '>='} {low}"
-      bound += "" if high is None else f" and < {high}"
-      raise ValueError(f"`{name}` must be {'an int' if integer else 'a number'}{bound}, "
-                       f"got {v!r}")
-
-  if cfg.task != "images":
-    raise ValueError(f"`task` must be 'images', got {cfg.task!r}")
-  for name in ("bandwidth", "learning_rate", "eps", "cfg_min"):
-    num(name, low=0)
-  num("grad_clip", low=0, none=True)
-  for name in ("weight_decay", "final_lr_fraction"):
-    num(name, low=0, strict=False)
-  for name in ("b1", "b2", "ema_decay", "norm_decay"):
-    num(name, low=0, strict=False, high=1)
-  for name in ("num_classes_per_step", "num_pos", "log_every", "checkpoint_every",
-               "max_to_keep", "samples_per_class", "num_uncond", "bank_pos_size",
-               "bank_neg_size", "bank_push", "norm_k"):
-    num(name, integer=True, low=0)
-  num("num_gen", integer=True, low=1)  # self-interaction is masked: >= 2 samples
-  num("group_chunks", integer=True, low=0)
-  if cfg.num_classes_per_step % cfg.group_chunks:
-    raise ValueError(f"`group_chunks` ({cfg.group_chunks}) must divide `num_classes_per_step` "
-                     f"({cfg.num_classes_per_step})")
-  for name in ("num_steps", "norm_warmup", "warmup_steps", "sample_every", "seed"):
-    num(name, integer=True, low=0, strict=False)
-  num("cfg_max", low=cfg.cfg_min, strict=False)
-  num("cfg_power", low=0, strict=False)
-  num("sample_cfg_scale", low=0)
-  if cfg.kernel_width_norm and cfg.norm_k >= cfg.num_pos:
-    raise ValueError(f"`norm_k` must be < `num_pos` ({cfg.num_pos}), got {cfg.norm_k}")
-  choices = {"dtype": ("float32", "bfloat16"), "lr_schedule": ("cosine", "constant"),
-             "parallel": ("auto", "none", "mesh", "pmap")}
-  for name, allowed in choices.items():
-    if getattr(cfg, name) not in allowed:
-      raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(cfg, name)!r}")
-  for name in ("model_overrides", "objective_kwargs", "schedule_kwargs", "feature_kwargs",
-               "compiler_options"):
-    if not isinstance(getattr(cfg, name), dict):
-      raise ValueError(f"`{name}` must be a dict, got {getattr(cfg, name)!r}")
-  if cfg.guidance and (cfg.objective != "drifting-laplace"
-                  or not cfg.objective_kwargs.get("official", False)):
-    raise ValueError("`guidance=True` needs objective='drifting-laplace' with objective_kwargs "
-                     "{'official': True} (Deng et al.'s loss, the one with weighted "
-                     f"negatives); got objective={cfg.objective!r}, "
-                     f"objective_kwargs={cfg.objective_kwargs!r}")
-  return cfg
-
-
 # --------------------------------------------------------------------------- recipe pieces
 def make_lr_schedule(cfg: ImageConfig) -> optax.Schedule:
   """Linear warm-up to ``learning_rate`` over ``warmup_steps`` optimizer updates, then cosine
@@ -300,50 +120,29 @@ def make_image_optimizer(cfg: ImageConfig) -> optax.GradientTransformation:
 
 def make_image_objective(cfg: ImageConfig) -> Objective:
   """The per-group objective ``fn(x [N, D], pos [M, D], step)`` named by ``cfg.objective``."""
-  schedule = None
-  if cfg.schedule is not None:
-    schedule = schedules.get_schedule(cfg.schedule, **cfg.schedule_kwargs)
-  return make_objective(cfg.objective, bandwidth=cfg.bandwidth, schedule=schedule,
-                        stop_gradient=cfg.stop_gradient, **cfg.objective_kwargs)
+  return objective_from_settings(cfg.objective, bandwidth=cfg.bandwidth, schedule=cfg.schedule,
+                                 schedule_kwargs=cfg.schedule_kwargs,
+                                 stop_gradient=cfg.stop_gradient, options=cfg.objective_kwargs)
 
 
-def make_group_loss(cfg: ImageConfig, objective: Objective | None = None):
-  """The loss of one drift problem, ``fn(x, pos, neg, w_neg, step) -> (loss, metrics)``.
+def make_group_loss(cfg: ImageConfig, objective: Objective | None = None) -> GroupLoss:
+  """The per-stream loss ``fn(gen [G, N, D], pos [G, M, D], *extra, step=) -> (loss [G], m)``.
 
-  ``x [N, D]`` generated (differentiable), ``pos [M, D]`` real, ``neg [U, D]`` unconditional
-  real negatives (or None) each weighted ``w_neg []``. Without CFG it is ``objective``
-  (default :func:`make_image_objective`); with CFG it is Deng et al.'s loss with the
-  extra weighted negatives (``temperatures`` from ``objective_kwargs``, default
-  ``(bandwidth,)``).
+  Without CFG it is :func:`drifting_jax.grouped.grouped_loss` of ``objective`` (default
+  :func:`make_image_objective`); with CFG it is
+  :func:`drifting_jax.grouped.guided_grouped_loss` (``extra = (uncond [G, U, D],
+  cfg_scale [G])``) with the ``temperatures`` of ``objective_kwargs``.
   """
   if not cfg.guidance:
     objective = make_image_objective(cfg) if objective is None else objective
-    return lambda x, pos, neg, w, step: objective(x, pos, step)
-  temps = tuple(cfg.objective_kwargs.get("temperatures", (cfg.bandwidth,)))
+    return lambda gen, pos, *, step: grouped.grouped_loss(objective, gen, pos, step=step)
+  temps = tuple(cfg.objective_kwargs["temperatures"])  # validated: official needs them
 
-  def cfg_loss(x, pos, neg, w, step):
+  def cfg_loss(gen, pos, uncond, cfg_scale, *, step):
     del step
-    weight = jnp.full((1, neg.shape[0]), w, jnp.float32)
-    loss, info = deng_drift_loss(x[None], pos[None], neg[None], weight_neg=weight,
-                                 temperatures=temps)
-    loss = loss[0]
-    return loss, {"loss": loss, "drift_norm": jnp.sqrt(sg(loss) * x.shape[-1]),
-                  "feature_scale": info["scale"]}
+    return grouped.guided_grouped_loss(gen, pos, uncond, cfg_scale, temperatures=temps)
 
   return cfg_loss
-
-
-def sample_cfg_scale(key: jax.Array, num: int, *, low: float = 1.0, high: float = 4.0,
-                     power: float = 3.0) -> jax.Array:
-  """``[num]`` CFG scales with density ``∝ α^(-power)`` on ``[low, high]`` (inverse CDF).
-
-  Secretly-SM Table 2: range [1, 4], exponent 3 (Deng et al. App. A.7).
-  """
-  u = jax.random.uniform(key, (num,), jnp.float32)
-  if abs(power - 1.0) < 1e-12:
-    return low * (high / low) ** u
-  e = 1.0 - power
-  return (low ** e + u * (high ** e - low ** e)) ** (1.0 / e)
 
 
 def init_image_state(cfg: ImageConfig, model: Any, optimizer: optax.GradientTransformation,
@@ -390,11 +189,11 @@ def _update_norm(cfg: ImageConfig, norm: dict, pos_streams: dict, class_ids: jax
   ids = _gather(class_ids, axis_name)
   new = {}
   for name, state in norm.items():
-    obs = jax.vmap(lambda g: normalization.knn_mean_distance(g, k=cfg.norm_k))(pos_streams[name])
+    obs = normalization.observe(pos_streams[name], k=cfg.norm_k)
     # normalization.update() needs the samples of *all* groups; fold the gathered
     # observations with its EMA rule instead (same arithmetic, no sample traffic).
-    new[name] = normalization._ema_update(state, _gather(obs, axis_name), ids,
-                                          jnp.ones(ids.shape, bool), cfg.norm_decay)
+    new[name] = normalization.update_from_observations(state, _gather(obs, axis_name), ids,
+                                                       decay=cfg.norm_decay)
   return new
 
 
@@ -466,8 +265,7 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
     groups = dict(gid=batch.group_ids, cls=batch.class_ids, pos=pos_s,
                   scale={k: norm[k].scale[batch.class_ids] for k in extractor.names})
     if cfg.guidance:
-      groups.update(alpha=batch.cfg_scale, unc=_streams(extractor, batch.uncond),
-                    w=(batch.cfg_scale - 1.0) * (n_gen - 1) / batch.uncond.shape[1])
+      groups.update(alpha=batch.cfg_scale, unc=_streams(extractor, batch.uncond))
     step_key = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params, grp):
@@ -480,20 +278,10 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
       images = model.apply(params, flat(noise.noise), jnp.repeat(grp["cls"], n_gen),
                            cfg_scale=alpha, style=flat(noise.style))
       gen_s = _streams(extractor, images.reshape(n, n_gen, *images.shape[1:]))
-      total, metrics = 0.0, {}
-      for name in extractor.names:
-        scale = grp["scale"][name][:, None, None]
-        unc = grp["unc"][name] / scale if cfg.guidance else None
-        per, m = jax.vmap(group_loss, in_axes=(0, 0, 0 if cfg.guidance else None,
-                                               0 if cfg.guidance else None, None))(
-            gen_s[name] / scale, grp["pos"][name] / scale, unc, grp.get("w"), opt_step)
-        total = total + jnp.mean(per)
-        for k, v in m.items():
-          metrics[k] = metrics.get(k, 0.0) + jnp.mean(v) / len(extractor.names)
-        if len(extractor.names) > 1:
-          metrics[f"loss/{name}"] = jnp.mean(per)
-      metrics["loss"] = total
-      return total, metrics
+      extra = ({k: (grp["unc"][k], grp["alpha"]) for k in extractor.names}
+               if cfg.guidance else None)
+      return grouped.stream_loss(functools.partial(group_loss, step=opt_step), gen_s,
+                                 grp["pos"], scales=grp["scale"], extra=extra)
 
     params = state.params
     if axis_name is not None:  # see the docstring: makes the gradient device-local
