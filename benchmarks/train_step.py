@@ -136,7 +136,15 @@ def main(argv=None) -> int:
   parser.add_argument("--timeout", type=float, default=3600.0, help="per-preset timeout, s")
   parser.add_argument("--out", default=str(RESULTS / "train_step.json"))
   parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--loop-overhead", action="store_true",
+                      help="instead: the training loops' steps/s against their bare jitted "
+                           "steps (benchmarks/loop_overhead.py)")
+  parser.add_argument("--loop-steps", type=int, nargs=2, default=(600, 300),
+                      metavar=("TOY", "MNIST"), help="steps per loop-overhead round")
+  parser.add_argument("--rounds", type=int, default=3, help="loop-overhead rounds")
   args = parser.parse_args(argv)
+  if args.loop_overhead:
+    return _loop_overhead(args)
   if args.worker:
     print("RESULT " + json.dumps(_worker(args.worker, args.repeats, args.max_temp_gb)))
     return 0
@@ -156,6 +164,28 @@ def main(argv=None) -> int:
     f.write("\n")
   print(markdown(rows))
   print(f"\nload average during the run: {load}; written to {args.out}")
+  return 0
+
+
+def _loop_overhead(args) -> int:
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+  import loop_overhead  # noqa: PLC0415
+
+  rows = [loop_overhead.toy(args.loop_steps[0], args.rounds),
+          loop_overhead.images(args.loop_steps[1], args.rounds)]
+  meta = dict(cpus=os.cpu_count(), load_avg_1_5_15=[round(x, 2) for x in os.getloadavg()],
+              python=platform.python_version(), rounds=args.rounds,
+              method="best of the interleaved rounds; loop rate from metrics.jsonl intervals")
+  out = RESULTS / "loop_overhead.json"
+  with open(out, "w") as f:
+    json.dump(dict(meta=meta, results=rows), f, indent=2)
+    f.write("\n")
+  print("| run | log / ckpt every | bare steps/s | loop steps/s | overhead |")
+  print("|---|---|---:|---:|---:|")
+  for r in rows:
+    print(f"| {r['case']} | {r['log_every']} / {r['checkpoint_every']} | "
+          f"{r['bare_steps_per_s']:.2f} | {r['loop_steps_per_s']:.2f} | {r['overhead']:+.1%} |")
+  print(f"written to {out}; load average {meta['load_avg_1_5_15']}")
   return 0
 
 

@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
   """The argument parser of ``drifting-jax``."""
   parser = argparse.ArgumentParser(
       prog="drifting-jax", description="Train, sample and evaluate toy drifting generators.")
+  parser.add_argument("--debug", action="store_true",
+                      help="show the full traceback of an error")
   sub = parser.add_subparsers(dest="command", required=True)
 
   p = sub.add_parser("train", help="train (or resume) a toy or image generator")
@@ -48,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field (repeatable), e.g. --set bandwidth=0.1")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+  p.add_argument("--force-new", action="store_true",
+                 help="start over even if --workdir holds a run (moved to replaced-<time>/)")
   p.add_argument("--describe", action="store_true",
                  help="print the generator's parameter counts for this config and exit")
 
@@ -100,37 +105,54 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _load(config: str | None):
+  """The config object of a config file / ``config.json`` (ToyConfig or ImageConfig).
+
+  A Python config file is executed once per process and path (and modification time).
+  """
+  if config is None:
+    from drifting_jax.training import ToyConfig
+    return ToyConfig()
+  if not os.path.isfile(config):
+    raise FileNotFoundError(f"`--config` file not found: {config!r}")
+  return _load_file(os.path.abspath(config), os.path.getmtime(config))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_file(path: str, mtime: float):
+  del mtime  # part of the cache key only
+  if path.endswith(".json"):
+    with open(path) as f:
+      d = json.load(f)
+    if isinstance(d, dict) and d.get("task") == "images":
+      from drifting_jax.training.image_loop import image_config_from_dict
+      return image_config_from_dict(d)
+    from drifting_jax.training import config_from_dict
+    return config_from_dict(d)
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("_drifting_jax_cli_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ValueError(f"`--config` file {path!r} must define get_config()")
+  return get_config()
+
+
 def _image_config(config: str | None):
   """The ImageConfig of a config file / ``config.json`` with ``task="images"``, else None."""
-  if config is None or not os.path.isfile(config):
-    return None
-  if config.endswith(".json"):
-    with open(config) as f:
-      d = json.load(f)
-    if not isinstance(d, dict) or d.get("task") != "images":
-      return None
-  else:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("_drifting_jax_cli_config", config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    get_config = getattr(module, "get_config", None)
-    if not callable(get_config) or getattr(get_config(), "task", None) != "images":
-      return None
-  from drifting_jax.training.image_loop import load_image_config
-  return load_image_config(config)
+  cfg = _load(config)
+  return cfg if getattr(cfg, "task", None) == "images" else None
 
 
 def _is_image_run(source: str) -> bool:
   """True when a run / checkpoint path belongs to an image run (its config.json)."""
   from drifting_jax.training import resolve_checkpoint
 
-  run_dir = resolve_checkpoint(source)[2]
-  path = os.path.join(run_dir, "config.json")
-  if not os.path.isfile(path):
-    return False
-  with open(path) as f:
-    return json.load(f).get("task") == "images"
+  from drifting_jax.training.rundir import load_config_record
+
+  record = load_config_record(resolve_checkpoint(source)[2])
+  return record is not None and record.get("task") == "images"
 
 
 def default_workdir(config: str | None) -> str:
@@ -141,21 +163,26 @@ def default_workdir(config: str | None) -> str:
 
 
 def cmd_train(config: str | None, workdir: str | None, overrides: Sequence[str],
-              progress: bool = True) -> dict:
+              progress: bool = True, force_new: bool = False) -> dict:
   """``drifting-jax train``: loads/overrides the config, trains, returns final metrics."""
   image_cfg = _image_config(config)
   if image_cfg is not None:
     from drifting_jax.training.image_loop import train_images
 
     overrides = list(overrides) + ([] if progress else ["progress=false"])
-    return train_images(image_cfg, workdir or default_workdir(config), overrides=overrides)
+    return train_images(image_cfg, workdir or default_workdir(config), overrides=overrides,
+                        force_new=force_new)
 
-  from drifting_jax.training import apply_overrides, load_config, train
+  from drifting_jax.training import ToyConfig, apply_overrides, train
 
-  cfg = apply_overrides(load_config(config), list(overrides))
+  cfg = _load(config)
+  if not isinstance(cfg, ToyConfig):
+    raise ValueError(f"`--config` get_config() must return a ToyConfig or an ImageConfig, "
+                     f"got {type(cfg).__name__}")
+  cfg = apply_overrides(cfg, list(overrides))
   if not progress:
     cfg.progress = False
-  result = train(cfg, workdir or DEFAULT_WORKDIR)
+  result = train(cfg, workdir or DEFAULT_WORKDIR, force_new=force_new)
   return result.metrics
 
 
@@ -169,11 +196,11 @@ def cmd_describe(config: str | None, overrides: Sequence[str]) -> str:
     image_cfg = apply_image_overrides(image_cfg, list(overrides))
     return presets.describe(presets.get_model(image_cfg.model, **image_cfg.model_overrides))
 
-  from drifting_jax.training import apply_overrides, load_config, make_model
+  from drifting_jax.training import apply_overrides, make_model
   from drifting_jax.models.presets import count_params
   from drifting_jax.models.mlp import sample_noise
 
-  cfg = apply_overrides(load_config(config), list(overrides))
+  cfg = apply_overrides(_load(config), list(overrides))
   model = make_model(cfg)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           sample_noise(jax.random.PRNGKey(0), 2, cfg.noise_dim))
@@ -252,8 +279,24 @@ def cmd_eval(source: str, *, num_samples: int | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Entry point of the ``drifting-jax`` console script; returns the exit status."""
+  """Entry point of the ``drifting-jax`` console script; returns the exit status.
+
+  Errors of the user's making (bad config, flag or path; a run directory in use or holding
+  another run; a diverged run) print ``error: ...`` and exit with status 2 (``--debug``: the
+  traceback instead).
+  """
   args = build_parser().parse_args(argv)
+  try:
+    return _run(args)
+  except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+    from drifting_jax.training.rundir import RunDirLocked
+    if args.debug or (isinstance(e, RuntimeError) and not isinstance(e, RunDirLocked)):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def _run(args) -> int:
   if args.command == "train" and not args.describe:
     from drifting_jax.training.parallel import maybe_initialize_distributed
 
@@ -262,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(cmd_describe(args.config, args.overrides))
   elif args.command == "train":
     workdir = args.workdir or default_workdir(args.config)
-    metrics = cmd_train(args.config, workdir, args.overrides, progress=not args.no_progress)
+    metrics = cmd_train(args.config, workdir, args.overrides, progress=not args.no_progress,
+                        force_new=args.force_new)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"run written to {os.path.abspath(workdir)}")
   elif args.command == "convert-inception":

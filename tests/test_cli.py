@@ -45,8 +45,7 @@ def test_sample_npz_png_and_checkpoint(run_dir, tmp_path):
   assert cli.main(["sample", "--workdir", str(run_dir), "--num", "50",
                    "--out", str(tmp_path / "s.png")]) == 0
   assert (tmp_path / "s.png").stat().st_size > 1000
-  with pytest.raises(ValueError, match="out"):
-    cli.main(["sample", "--workdir", str(run_dir), "--num", "5", "--out", "x.txt"])
+  assert cli.main(["sample", "--workdir", str(run_dir), "--num", "5", "--out", "x.txt"]) == 2
 
 
 def test_eval_prints_and_writes(run_dir, capsys):
@@ -72,14 +71,34 @@ def test_train_resumes_with_more_steps(run_dir, tmp_path):
 @pytest.mark.parametrize("override,field", [
     ("objective=naive-cauchy", "objective"), ("dataset=moons", "dataset"),
     ("bandwidth=0", "bandwidth"), ("batch_size=1", "batch_size")])
-def test_train_bad_input(tmp_path, override, field):
+def test_train_bad_input(tmp_path, override, field, capsys):
+  # one line "error: ..." naming the field, exit status 2; --debug raises instead
+  args = ["train", "--workdir", str(tmp_path / "bad"), *TINY, "--set", override]
+  assert cli.main(args) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and field in err[0]
   with pytest.raises(ValueError, match=field):
-    cli.main(["train", "--workdir", str(tmp_path / "bad"), *TINY, "--set", override])
+    cli.main(["--debug", *args])
 
 
-def test_missing_run(tmp_path):
-  with pytest.raises(ValueError, match="checkpoint"):
-    cli.main(["eval", "--workdir", str(tmp_path)])
+def test_missing_run_and_config(tmp_path, capsys):
+  assert cli.main(["eval", "--workdir", str(tmp_path)]) == 2
+  assert "checkpoint" in capsys.readouterr().err
+  assert cli.main(["train", "--config", str(tmp_path / "nope.py")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: `--config` file not found") and "nope.py" in err
+
+
+def test_incompatible_resume_is_refused_with_advice(run_dir, tmp_path, capsys):
+  workdir = tmp_path / "other"
+  shutil.copytree(run_dir, workdir)
+  config = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
+                        "toy_swiss_roll_gauss.py")
+  args = ["train", "--config", config, "--workdir", str(workdir), *TINY]
+  assert cli.main([*args, "--set", "hidden=48"]) == 2
+  err = capsys.readouterr().err
+  assert "hidden: 32 -> 48" in err and "--force-new" in err and "--set hidden=32" in err
+  assert cli.main([*args, "--set", "hidden=48", "--force-new"]) == 0
 
 
 def test_console_script_help():

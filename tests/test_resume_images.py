@@ -90,3 +90,23 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path, digits):
   _, state, it = load_image_run(tmp_path)
   assert it == 2 and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
   assert [json.loads(l)["step"] for l in open(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_corrupt_newest_checkpoint_and_changed_config(tmp_path, digits):
+  from test_run_safety import _corrupt  # noqa: PLC0415
+  from drifting_jax.training import rundir
+  from drifting_jax.training.image_loop import sample_images
+  train_images(cfg(), tmp_path, dataset=digits)
+  _corrupt(tmp_path / "checkpoints" / "8")
+  with pytest.warns(RuntimeWarning, match="checkpoints/8 does not restore"):
+    assert load_image_run(tmp_path)[2] == 6
+  with pytest.warns(RuntimeWarning, match="checkpoints/8 does not restore"):
+    sample_images(tmp_path, num=2, out_path=tmp_path / "s.png")
+  with pytest.warns(RuntimeWarning, match="moved the checkpoint"):
+    out = train_images(cfg(), tmp_path, dataset=digits)  # redoes iterations 7 and 8
+  assert out["step"] == 8
+  with open(tmp_path / "metrics.jsonl") as f:
+    steps = [json.loads(line)["step"] for line in f]
+  assert steps == sorted(set(steps)) and steps[-1] == 8
+  with pytest.raises(rundir.ConfigMismatch, match="num_gen: 6 -> 4"):
+    train_images(cfg(num_gen=4), tmp_path, dataset=digits)

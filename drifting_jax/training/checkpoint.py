@@ -1,19 +1,24 @@
-"""Orbax checkpointing of :class:`~drifting_jax.training.state.TrainState`.
+"""Orbax checkpoints of a run directory, shared by the toy and the image trainer.
 
-A run directory holds ``checkpoints/<step>/`` written by an orbax ``CheckpointManager``;
-each checkpoint stores ``params``, ``opt_state``, ``step`` and ``rng``. Runs resume from the
-latest step.
+A run directory holds ``checkpoints/<step>/`` written by an orbax ``CheckpointManager``
+(``StandardSave`` of any pytree). Runs resume from the newest checkpoint that restores: a
+checkpoint that fails (truncated by a crash, corrupt on disk) is reported by path in a
+warning and the next older one is used, for training, sampling and evaluation alike.
 """
 
 from __future__ import annotations
 
 import os
+import time
+import warnings
+from typing import Any
 
 import orbax.checkpoint as ocp
 
 from drifting_jax.training.state import TrainState
 
-__all__ = ["make_manager", "restore", "resolve_checkpoint", "save"]
+__all__ = ["CHECKPOINT_DIR", "make_manager", "resolve_checkpoint", "restore", "restore_tree",
+           "save", "save_tree"]
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -24,30 +29,90 @@ def make_manager(directory: str | os.PathLike, *, max_to_keep: int = 2) -> ocp.C
   return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
 
 
+def save_tree(manager: ocp.CheckpointManager, step: int, tree: Any) -> int:
+  """Saves the pytree ``tree`` under ``step`` (asynchronously); returns ``step``."""
+  manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
+  return int(step)
+
+
+def restore_tree(manager: ocp.CheckpointManager, template: Any, step: int | None = None, *,
+                 quarantine: bool = False) -> tuple[Any, int] | None:
+  """Restores into ``template``'s structure: ``step``, or the newest checkpoint that restores.
+
+  Args:
+    manager: the run's checkpoint manager.
+    template: a pytree of the saved structure (shapes and dtypes).
+    step: a given step (its failure is an error), or None for the newest restorable one.
+    quarantine: move checkpoints that failed to restore out of the way (into
+      ``<run>/corrupt-checkpoints/``) so that training can write those steps again;
+      readers (sampling, evaluation) leave the directory untouched.
+
+  Returns:
+    ``(tree, step)``, or None when the manager holds no checkpoint.
+
+  Raises:
+    ValueError: the given ``step`` does not exist or does not restore, or no checkpoint
+      restores; the message names the checkpoint paths and the errors.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return None
+  directory = os.fspath(manager.directory)
+  if step is not None:
+    if int(step) not in steps:
+      raise ValueError(f"`checkpoint` {os.path.join(directory, str(step))!r} does not exist; "
+                       f"steps there: {sorted(steps)}")
+    steps = [int(step)]
+  errors = []
+  for s in steps:
+    try:
+      tree = manager.restore(s, args=ocp.args.StandardRestore(template))
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds
+      path = os.path.join(directory, str(s))
+      errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+      if step is None and s != steps[-1]:
+        warnings.warn(f"checkpoint {path} does not restore ({type(e).__name__}); "
+                      "falling back to the previous one", RuntimeWarning, stacklevel=2)
+      continue
+    if errors and step is None:
+      warnings.warn(f"restored the newest good checkpoint, step {s}, of {directory}",
+                    RuntimeWarning, stacklevel=2)
+      if quarantine:
+        _quarantine(manager, [b for b in steps if b > s])
+    return tree, s
+  raise ValueError("no checkpoint restores (a changed model or optimizer config, or a "
+                   "corrupt run directory):\n  " + "\n  ".join(errors))
+
+
+def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  directory = os.fspath(manager.directory)
+  dest = os.path.join(os.path.dirname(directory), "corrupt-checkpoints")
+  os.makedirs(dest, exist_ok=True)
+  for s in steps:
+    target = os.path.join(dest, f"{s}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(os.path.join(directory, str(s)), target)
+    warnings.warn(f"moved the checkpoint that does not restore to {target}", RuntimeWarning,
+                  stacklevel=3)
+  manager.reload()
+
+
 def _as_tree(state: TrainState) -> dict:
   return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
           "rng": state.rng}
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState) -> int:
-  """Saves ``state`` under its step (asynchronously); returns the step."""
-  step = int(state.step)
-  manager.save(step, args=ocp.args.StandardSave(_as_tree(state)), force=True)
-  return step
+  """Saves a toy :class:`TrainState` under its step (asynchronously); returns the step."""
+  return save_tree(manager, int(state.step), _as_tree(state))
 
 
-def restore(
-    manager: ocp.CheckpointManager, template: TrainState, step: int | None = None
-) -> TrainState | None:
-  """Restores the checkpoint at ``step`` (default: latest) into ``template``'s structure.
-
-  Returns:
-    The restored state, or ``None`` when the manager holds no checkpoint.
-  """
-  step = manager.latest_step() if step is None else step
-  if step is None:
+def restore(manager: ocp.CheckpointManager, template: TrainState, step: int | None = None, *,
+            quarantine: bool = False) -> TrainState | None:
+  """Restores a toy :class:`TrainState` (see :func:`restore_tree`; None without checkpoints)."""
+  out = restore_tree(manager, _as_tree(template), step, quarantine=quarantine)
+  if out is None:
     return None
-  tree = manager.restore(step, args=ocp.args.StandardRestore(_as_tree(template)))
+  tree = out[0]
   return TrainState(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
                     rng=tree["rng"])
 

@@ -19,113 +19,40 @@ run with ``FloatingPointError`` naming the iteration; the bad update is not save
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import math
 import os
 import time
-import typing
 from typing import Any, NamedTuple
 
 import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from drifting_jax.data import batching, images as image_data, memory_bank
 from drifting_jax.models import presets
 from drifting_jax.models.dit import image_shape
 from drifting_jax.training import parallel
-from drifting_jax.training.checkpoint import resolve_checkpoint
-from drifting_jax.training.config import run_config_file
+from drifting_jax.training import checkpoint as ckpt, rundir
 from drifting_jax.training.features import FeatureExtractor, make_feature_extractor
-from drifting_jax.training.images import (ImageBatch, ImageConfig, ImageTrainState,
+from drifting_jax.training.image_config import (ImageConfig, apply_image_overrides,
+                                                image_config_from_dict, load_image_config)
+from drifting_jax.training.image_sampling import _grid, load_image_run, sample_images
+from drifting_jax.training.images import (ImageBatch, ImageTrainState,
                                           init_image_state, make_group_loss,
                                           make_image_optimizer,
                                           make_stats_step, make_train_step, sample_cfg_scale,
                                           validate_image_config)
 
-__all__ = ["ImageData", "ImageRun", "apply_image_overrides", "build_image_run", "init_bank",
+__all__ = ["ImageData", "ImageRun", "apply_image_overrides", "build_image_run",
+           "image_config_from_dict", "init_bank",
            "load_image_config", "load_image_run", "make_prepare", "sample_images",
            "train_images"]
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-# ------------------------------------------------------------------------------- config
-def load_image_config(path: str | os.PathLike) -> ImageConfig:
-  """Runs ``get_config()`` of a Python config file (or reads a ``config.json`` dump)."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f"`config` file not found: {path!r}")
-  if path.endswith(".json"):
-    with open(path) as f:
-      d = json.load(f)
-    if "cfg" in d and "guidance" not in d:  # runs written before v0.2 named the flag `cfg`
-      d["guidance"] = d.pop("cfg")
-    return ImageConfig(**d)
-  return run_config_file(path, ImageConfig)
-
-
-_FIELDS = {f.name for f in dataclasses.fields(ImageConfig)}
-
-
-def _parse(name: str, text: str) -> Any:
-  """Parses ``--set`` text for field ``name`` (a Python literal; strings may be bare)."""
-  low = text.strip().lower()
-  if low in ("none", "null"):
-    return None
-  if low in ("true", "false"):
-    return low == "true"
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text
-  hint = typing.get_type_hints(ImageConfig).get(name)
-  if hint is float and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  if hint is str and not isinstance(value, str):
-    value = text
-  return value
-
-
-def apply_image_overrides(cfg: ImageConfig, overrides: Any) -> ImageConfig:
-  """A copy of ``cfg`` with overrides: a dict ``{field: value}`` or ``["field=value", ...]``.
-
-  Dotted keys set an entry of a dict field (``"model_overrides.depth=2"``).
-
-  Raises:
-    ValueError: malformed item or unknown field.
-  """
-  cfg = dataclasses.replace(cfg, **{k: dict(v) for k, v in dataclasses.asdict(cfg).items()
-                                    if isinstance(v, dict)})
-  if overrides is None:
-    return cfg
-  if isinstance(overrides, dict):
-    items = list(overrides.items())
-  else:
-    items = []
-    for item in overrides:
-      if not isinstance(item, str) or "=" not in item:
-        raise ValueError(f"`overrides` items must be 'key=value', got {item!r}")
-      key, text = item.split("=", 1)
-      key = key.strip().replace("-", "_")
-      items.append((key, _parse(key.partition(".")[0], text) if "." not in key else
-                    _parse("", text)))
-  for key, value in items:
-    field, _, sub = key.partition(".")
-    if field not in _FIELDS:
-      raise ValueError(f"unknown config field {field!r} in `overrides`; known: {sorted(_FIELDS)}")
-    if sub:
-      if not isinstance(getattr(cfg, field), dict):
-        raise ValueError(f"`{field}` is not a dict; cannot set {key!r}")
-      getattr(cfg, field)[sub] = value
-    else:
-      setattr(cfg, field, value)
-  return cfg
 
 
 # --------------------------------------------------------------------------------- data
@@ -316,50 +243,22 @@ def _tree(state, bank) -> dict:
 
 
 def _save(manager, it: int, state, bank) -> None:
-  manager.save(it, args=ocp.args.StandardSave(_tree(state, bank)), force=True)
+  ckpt.save_tree(manager, it, _tree(state, bank))
 
 
-def _restore(manager, state, bank, step=None):
-  step = manager.latest_step() if step is None else step
-  if step is None:
+def _restore(manager, state, bank, step=None, *, quarantine: bool = False):
+  out = ckpt.restore_tree(manager, _tree(state, bank), step, quarantine=quarantine)
+  if out is None:
     return None
-  tree = manager.restore(step, args=ocp.args.StandardRestore(_tree(state, bank)))
+  tree = out[0]
   state = flax.serialization.from_state_dict(state, tree["state"])
   if bank is not None:
     bank = memory_bank.MemoryBank(**tree["bank"])
   return state, bank
 
 
-def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
-
-
-# ------------------------------------------------------------------------------ sampling
-def _generate(model, params, key, labels, cfg_scale: float):
-  """``[len(labels), H, W, C]`` samples for ``labels`` (CFG scale broadcast)."""
-  noise = presets.sample_image_noise(key, model, labels.shape[0])
-  return model.apply(params, noise.noise, labels, style=noise.style,
-                     cfg_scale=jnp.full(labels.shape, cfg_scale, jnp.float32))
-
-
-_generate_jit = jax.jit(_generate, static_argnums=0)
-
-
-def _save_grid(images, path: str, nrow: int) -> None:
-  x = np.asarray(images)
-  x = x[..., :3] if x.shape[-1] >= 3 else x[..., :1]  # latents: preview the first channels
-  image_data.save_image_grid(np.clip(x, -1.0, 1.0), path, nrow=nrow)
-
-
-def _grid(run: ImageRun, params, path: str) -> None:
-  cfg, model = run.cfg, run.model
-  classes = min(model.num_classes, 10)
-  labels = jnp.repeat(jnp.arange(classes, dtype=jnp.int32), cfg.samples_per_class)
-  key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 3)
-  images = _generate_jit(model, params, key, labels, cfg.sample_cfg_scale)
-  if jax.process_index() == 0:
-    _save_grid(images, path, cfg.samples_per_class)
+def _manager(directory: str, max_to_keep: int):
+  return ckpt.make_manager(directory, max_to_keep=max_to_keep)
 
 
 # ---------------------------------------------------------------------------------- loop
@@ -370,32 +269,14 @@ def _resolve(config, overrides) -> ImageConfig:
 
 def _write_json(path: str, obj: Any) -> None:
   if jax.process_index() == 0:
-    with open(path, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-      f.write("\n")
+    rundir.write_json(path, obj)
 
 
-def _trim_log(path: str, last_step: int) -> None:
-  """Drops log records past the resumed iteration (they are recomputed)."""
-  if not os.path.isfile(path) or jax.process_index() != 0:
-    return
-  with open(path) as f:
-    keep = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= last_step]
-  with open(path, "w") as f:
-    f.writelines(keep)
-
-
-def _warn_changed_config(workdir: str, cfg: ImageConfig) -> None:
-  """Warns when a resumed run's config differs from the saved one (bookkeeping aside)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
-  new = json.loads(json.dumps(dataclasses.asdict(cfg)))
-  changed = sorted(k for k in new if k not in _NOT_IN_STEP and old.get(k) != new[k])
-  if changed:
-    tqdm.write(f"warning: resuming {workdir} with changed config fields {changed}")
+# Settings a resumed run may change (recorded as amendments); any other change refuses.
+AMENDABLE = ("num_steps", "log_every", "sample_every", "samples_per_class", "sample_cfg_scale",
+             "checkpoint_every", "max_to_keep", "progress", "parallel", "compiler_options")
+RUN_FILES = (CHECKPOINT_DIR, rundir.CONFIG_FILE, rundir.AMENDMENTS_FILE, "metrics.jsonl",
+             "metrics.json", "samples.png", "samples")
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -404,7 +285,8 @@ def _scalars(metrics: dict) -> dict[str, float]:
 
 def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.PathLike, *,
                  overrides: Any = None, dataset: image_data.Dataset | None = None,
-                 objective: Any = None, stop_at: int | None = None) -> dict[str, float]:
+                 objective: Any = None, force_new: bool = False,
+                 stop_at: int | None = None) -> dict[str, float]:
   """Trains (or resumes) a class-conditional image generator in ``workdir``.
 
   Runs ``norm_warmup`` statistics-only iterations, then ``num_steps`` optimizer iterations
@@ -417,6 +299,8 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     dataset: in-memory dataset instead of ``config.dataset``.
     objective: per-group objective ``fn(x [N, D], pos [M, D], step)`` replacing
       ``config.objective``.
+    force_new: start over even if ``workdir`` holds a run (its files are moved into
+      ``workdir/replaced-<time>/``).
     stop_at: stop after this many iterations as if the process were killed (no final
       checkpoint, grid or metrics.json): simulates preemption in tests.
 
@@ -426,24 +310,38 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     ``steps_per_sec`` (this session).
 
   Raises:
-    ValueError: invalid config.
+    ValueError: invalid config; ``rundir.ConfigMismatch`` when ``workdir`` holds a run
+      with another configuration (see :mod:`drifting_jax.training.rundir`).
+    rundir.RunDirLocked: another process trains in ``workdir``.
     FloatingPointError: a non-finite loss / gradient norm / kernel scale; the run stops,
       the last good checkpoint stays.
   """
   cfg = _resolve(config, overrides)
   run = build_image_run(cfg, dataset=dataset, objective=objective)
   workdir = os.path.abspath(os.fspath(workdir))
-  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  os.makedirs(workdir, exist_ok=True)
+  with rundir.RunLock(workdir):
+    if force_new:
+      rundir.move_aside(workdir, RUN_FILES)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    return _train_locked(cfg, run, workdir, stop_at)
+
+
+def _train_locked(cfg: ImageConfig, run: ImageRun, workdir: str, stop_at: int | None) -> dict:
   manager = _manager(os.path.join(workdir, CHECKPOINT_DIR), cfg.max_to_keep)
-  state, bank = run.init()
-  restored = _restore(manager, state, bank)
-  if restored is not None:
-    state, bank = restored
-    _warn_changed_config(workdir, cfg)
+  try:
+    state, bank = run.init()
+    latest = manager.latest_step()
+    record = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    if jax.process_index() == 0:  # refuse before reading the checkpoint with these shapes
+      rundir.record_config(workdir, record, step=latest or 0, amendable=AMENDABLE)
+    if latest is not None:
+      state, bank = _restore(manager, state, bank, quarantine=jax.process_index() == 0)
+  except BaseException:
+    manager.close()
+    raise
   start = int(state.step)
-  _write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(cfg))
   log_path = os.path.join(workdir, "metrics.jsonl")
-  _trim_log(log_path, start)
 
   warm = cfg.norm_warmup if cfg.kernel_width_norm else 0
   total = warm + cfg.num_steps
@@ -455,45 +353,47 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
   t0, recent, last = time.perf_counter(), [], {}
   t_log, it_log = t0, start
   try:
-    with open(log_path, "a") as log:
+    with rundir.MetricsLog(log_path, resume_step=start,
+                           enabled=jax.process_index() == 0) as log:
+      guard = rundir.StepGuard(("loss", "grad_norm", "kernel_scale"),
+                               where=lambda i: f"iteration {i} (optimizer step {i - warm})",
+                               unit="iteration")
+      phases: list[bool] = []
       for it in range(start, end):
         train = it >= warm
-        new_state, new_bank, metrics = (runner.train if train else runner.stats)(
+        dstate, dbank, metrics = (runner.train if train else runner.stats)(
             dstate, dbank, ddata)
+        guard.add(it, metrics)  # no host sync here: asynchronous dispatch runs ahead
+        phases.append(train)
+        done = it + 1
+        pbar.update(1)
+        log_now = done % cfg.log_every == 0 or done == total or done == end
+        sample_now = (train and cfg.sample_every and done % cfg.sample_every == 0
+                      and done != total)
+        ckpt_now = done % cfg.checkpoint_every == 0 or done == total
+        if not (log_now or sample_now or ckpt_now):
+          continue
+        checked = guard.check(manager)  # raises on the first non-finite iteration
+        recent = (recent + [v["loss"] for v, t in zip(checked, phases) if t])[-cfg.log_every:]
+        phases = []
         values = _scalars(metrics)
-        bad = [k for k in ("loss", "grad_norm", "kernel_scale")
-               if k in values and not math.isfinite(values[k])]
-        if bad:
-          manager.wait_until_finished()
-          good = manager.latest_step()
-          raise FloatingPointError(
-              f"non-finite {', '.join(f'{k}={values[k]}' for k in bad)} at iteration {it} "
-              f"(optimizer step {it - warm}); training stopped, the update was discarded. "
-              f"Last good checkpoint: {'none' if good is None else f'iteration {good}'} in "
-              f"{manager.directory}")
-        dstate, dbank, done = new_state, new_bank, it + 1
         if train:
           last = values
-          recent = (recent + [values["loss"]])[-cfg.log_every:]
-        pbar.update(1)
-        if done % 10 == 0 or done == end:
-          rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
-          pbar.set_postfix(loss=f"{values.get('loss', math.nan):.4g}", it_s=f"{rate:.2f}",
-                           phase="train" if train else "warmup")
-        if done % cfg.log_every == 0 or done == total:
+        rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+        pbar.set_postfix(loss=f"{values.get('loss', math.nan):.4g}", it_s=f"{rate:.2f}",
+                         phase="train" if train else "warmup")
+        if log_now and (done % cfg.log_every == 0 or done == total):
           now = time.perf_counter()
           record = {"step": done, "opt_step": max(done - warm, 0),
                     "phase": "train" if train else "warmup", **values,
                     "steps_per_sec": (done - it_log) / max(now - t_log, 1e-9),
                     "elapsed_s": now - t0}
-          if jax.process_index() == 0:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+          log.write(record)
           t_log, it_log = now, done
-        if train and cfg.sample_every and done % cfg.sample_every == 0 and done != total:
+        if sample_now:
           _grid(run, runner.fetch(dstate).ema_params,
                 os.path.join(workdir, "samples", f"step_{done:07d}.png"))
-        if done % cfg.checkpoint_every == 0 or done == total:
+        if ckpt_now:
           _save(manager, done, runner.fetch(dstate), dbank)
   finally:
     pbar.close()
@@ -509,68 +409,3 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     _grid(run, state.ema_params, os.path.join(workdir, "samples.png"))
     _write_json(os.path.join(workdir, "metrics.json"), final)
   return final
-
-
-def load_image_run(path: str | os.PathLike) -> tuple[ImageRun, ImageTrainState, int]:
-  """Config (from the run's ``config.json``) and restored state of a run or checkpoint.
-
-  Args:
-    path: a run directory, its ``checkpoints`` directory or one ``checkpoints/<it>``.
-
-  Returns:
-    ``(run, state, iteration)`` (``run`` has no data loaded).
-  """
-  ckpt_dir, step, run_dir = resolve_checkpoint(path)
-  cfg_path = os.path.join(run_dir, "config.json")
-  if not os.path.isfile(cfg_path):
-    raise ValueError(f"`workdir_or_checkpoint` {run_dir!r} has no config.json")
-  run = build_image_run(load_image_config(cfg_path), load_data=False)
-  state, bank = run.init()
-  manager = _manager(ckpt_dir, run.cfg.max_to_keep)
-  try:
-    restored = _restore(manager, state, bank, step)
-  finally:
-    manager.close()
-  if restored is None:
-    raise ValueError(f"`workdir_or_checkpoint` {ckpt_dir!r} holds no checkpoint")
-  return run, restored[0], int(restored[0].step)
-
-
-def sample_images(workdir_or_checkpoint: str | os.PathLike, *, num: int,
-                  class_id: int | None = None, out_path: str | os.PathLike,
-                  cfg_scale: float | None = None, seed: int = 0,
-                  use_ema: bool = True) -> str:
-  """Generates ``num`` images of a trained run; writes a PNG grid and an ``.npz``.
-
-  Args:
-    workdir_or_checkpoint: run directory (latest checkpoint) or ``checkpoints/<it>``.
-    num: number of images (>= 1).
-    class_id: class to generate (None: classes ``0, 1, ...`` in turn).
-    out_path: ``.png`` path; the samples (``[num, H, W, C]``), labels and iteration are
-      also saved to the same path with suffix ``.npz``.
-    cfg_scale: CFG scale (default: the run's ``sample_cfg_scale``).
-    seed: sampling seed.
-    use_ema: sample the EMA parameters (default) or the raw ones.
-
-  Returns:
-    The PNG path.
-  """
-  if not isinstance(num, int) or num < 1:
-    raise ValueError(f"`num` must be a positive int, got {num!r}")
-  out_path = os.fspath(out_path)
-  if not out_path.lower().endswith(".png"):
-    raise ValueError(f"`out_path` must end in .png, got {out_path!r}")
-  run, state, it = load_image_run(workdir_or_checkpoint)
-  classes = run.model.num_classes
-  if class_id is not None and not 0 <= int(class_id) < classes:
-    raise ValueError(f"`class_id` must lie in [0, {classes}), got {class_id}")
-  labels = (jnp.full((num,), int(class_id), jnp.int32) if class_id is not None
-            else jnp.arange(num, dtype=jnp.int32) % min(classes, 10))
-  scale = run.cfg.sample_cfg_scale if cfg_scale is None else float(cfg_scale)
-  params = state.ema_params if use_ema else state.params
-  samples = np.asarray(_generate_jit(run.model, params, jax.random.PRNGKey(seed), labels, scale))
-  _save_grid(samples, out_path, nrow=math.ceil(math.sqrt(num)) if class_id is not None
-             else min(classes, 10))
-  np.savez(os.path.splitext(out_path)[0] + ".npz", samples=samples, labels=np.asarray(labels),
-           step=it)
-  return out_path

@@ -24,11 +24,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from drifting_jax import schedules
 from drifting_jax.data import toy
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
-from drifting_jax.objectives import Objective, make_objective, parse_objective
-from drifting_jax.training import checkpoint as ckpt
+from drifting_jax.objectives import Objective, objective_from_settings
+from drifting_jax.training import checkpoint as ckpt, rundir
 from drifting_jax.training.config import (
     ToyConfig,
     config_from_dict,
@@ -70,12 +69,9 @@ class TrainResult:
 
 def build_objective(cfg: ToyConfig) -> Objective:
   """The objective named by ``cfg`` (with its optional bandwidth schedule)."""
-  parse_objective(cfg.objective)
-  schedule = None
-  if cfg.schedule is not None:
-    schedule = schedules.get_schedule(cfg.schedule, **cfg.schedule_kwargs)
-  return make_objective(cfg.objective, bandwidth=cfg.bandwidth, schedule=schedule,
-                        stop_gradient=cfg.stop_gradient, **cfg.objective_kwargs)
+  return objective_from_settings(cfg.objective, bandwidth=cfg.bandwidth, schedule=cfg.schedule,
+                                 schedule_kwargs=cfg.schedule_kwargs,
+                                 stop_gradient=cfg.stop_gradient, options=cfg.objective_kwargs)
 
 
 def build(cfg: ToyConfig, *, objective: Objective | None = None) -> Run:
@@ -117,23 +113,12 @@ def _cached_train_step(key: str):
                          batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
 
 
-def _write_json(path: str, obj: Any) -> None:
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-
-
-def _check_resume_config(workdir: str, cfg: ToyConfig) -> None:
-  """Warns when a resumed run's config differs from the saved one (``num_steps`` aside)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
-  new = config_to_dict(cfg)
-  changed = sorted(k for k in new if k not in ("num_steps", "progress") and old.get(k) != new[k])
-  if changed:
-    tqdm.write(f"warning: resuming {workdir} with changed config fields {changed}")
+# Settings a resumed run may change (recorded as amendments); any other change refuses.
+AMENDABLE = ("num_steps", "log_every", "checkpoint_every", "max_to_keep", "eval_every",
+             "eval_num_samples", "eval_num_projections", "eval_mmd_bandwidth", "eval_seed",
+             "progress")
+RUN_FILES = (ckpt.CHECKPOINT_DIR, rundir.CONFIG_FILE, rundir.AMENDMENTS_FILE, "metrics.jsonl",
+             "metrics.json", "samples.png")
 
 
 def train(
@@ -141,6 +126,7 @@ def train(
     workdir: str | os.PathLike,
     *,
     objective: Objective | None = None,
+    force_new: bool = False,
 ) -> TrainResult:
   """Trains (or resumes) a toy generator in ``workdir`` up to ``cfg.num_steps``.
 
@@ -149,26 +135,45 @@ def train(
     workdir: run directory (created; an existing checkpoint is resumed).
     objective: optional objective override ``fn(x, pos, step) -> (loss, metrics)``
       (default: the one named by ``cfg``).
+    force_new: start over even if ``workdir`` holds a run (its files are moved into
+      ``workdir/replaced-<time>/``).
 
   Returns:
     The final state and metrics (also written to ``workdir``).
 
   Raises:
-    ValueError: invalid config.
+    ValueError: invalid config; ``rundir.ConfigMismatch`` when ``workdir`` holds a run
+      with another configuration (see :mod:`drifting_jax.training.rundir`).
+    rundir.RunDirLocked: another process trains in ``workdir``.
     FloatingPointError: a non-finite loss or gradient; training stops, the bad update is
       discarded and the checkpoints written so far are kept.
   """
   run = build(cfg, objective=objective)
   workdir = os.path.abspath(os.fspath(workdir))
   os.makedirs(workdir, exist_ok=True)
+  with rundir.RunLock(workdir):
+    if force_new:
+      rundir.move_aside(workdir, RUN_FILES)
+    return _train_locked(cfg, run, workdir, objective)
+
+
+def _train_locked(cfg: ToyConfig, run: Run, workdir: str, objective) -> TrainResult:
   manager = ckpt.make_manager(os.path.join(workdir, ckpt.CHECKPOINT_DIR),
                               max_to_keep=cfg.max_to_keep)
-  state = init_state(cfg, run.model, run.optimizer)
-  restored = ckpt.restore(manager, state)
-  if restored is not None:
-    _check_resume_config(workdir, cfg)
-    state = restored
-  _write_json(os.path.join(workdir, "config.json"), config_to_dict(cfg))
+  try:
+    state = init_state(cfg, run.model, run.optimizer)
+    start = 0
+    if manager.latest_step() is not None:
+      # the recorded config must match before the checkpoint is read with this one's shapes
+      rundir.record_config(workdir, config_to_dict(cfg), step=int(manager.latest_step()),
+                           amendable=AMENDABLE)
+      state = ckpt.restore(manager, state, quarantine=True)
+      start = int(state.step)
+    else:
+      rundir.record_config(workdir, config_to_dict(cfg), step=0, amendable=AMENDABLE)
+  except BaseException:
+    manager.close()
+    raise
 
   if objective is None:
     # num_steps sets the decay horizon of a learning-rate schedule: then it is in the key
@@ -181,43 +186,39 @@ def train(
                               batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
   noise_rng, data_rng = split_run_key(state.rng)
   eval_key = jax.random.PRNGKey(cfg.eval_seed)
-  start = int(state.step)
   pbar = tqdm(total=cfg.num_steps, initial=start, disable=not cfg.progress, unit="step",
               dynamic_ncols=True)
   try:
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as log:
+    with rundir.MetricsLog(os.path.join(workdir, "metrics.jsonl"), resume_step=start) as log:
+      guard = rundir.StepGuard(("loss", "grad_norm"))
       t_last, s_last = time.perf_counter(), start
       for step in range(start, cfg.num_steps):
         batch = run.sample_batch(jax.random.fold_in(data_rng, step))
-        new_state, metrics = step_fn(state, batch, noise_rng)
-        values = {k: float(v) for k, v in metrics.items()}
-        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
-          manager.wait_until_finished()
-          good = manager.latest_step()
-          raise FloatingPointError(
-              f"non-finite loss ({values['loss']}) or grad_norm "
-              f"({values['grad_norm']}) at step {step}; training stopped. "
-              f"Last good checkpoint: "
-              f"{'none' if good is None else f'step {good}'} in {manager.directory}")
-        state = new_state
+        state, metrics = step_fn(state, batch, noise_rng)
+        guard.add(step, metrics)  # no host sync here: asynchronous dispatch runs ahead
         done = step + 1
         pbar.update(1)
-        if done % 10 == 0 or done == cfg.num_steps:
-          pbar.set_postfix(loss=f"{values['loss']:.3e}",
-                           drift=f"{values.get('drift_norm', math.nan):.2e}")
-        if done % cfg.log_every == 0 or done == cfg.num_steps:
+        log_now = done % cfg.log_every == 0 or done == cfg.num_steps
+        eval_now = bool(cfg.eval_every) and done % cfg.eval_every == 0
+        ckpt_now = done % cfg.checkpoint_every == 0 or done == cfg.num_steps
+        if not (log_now or eval_now or ckpt_now):
+          continue
+        guard.check(manager)  # raises on the first non-finite step since the last check
+        values = {k: float(v) for k, v in metrics.items()}
+        pbar.set_postfix(loss=f"{values['loss']:.3e}",
+                         drift=f"{values.get('drift_norm', math.nan):.2e}")
+        if log_now:
           now = time.perf_counter()
           record = {"step": done, **values,
                     "steps_per_sec": (done - s_last) / max(now - t_last, 1e-9)}
-          if cfg.eval_every and done % cfg.eval_every == 0:
+          if eval_now:
             record["sliced_wasserstein"] = _quick_sw(cfg, state.params, eval_key)
-          log.write(json.dumps(record) + "\n")
-          log.flush()
+          log.write(record)
           t_last, s_last = time.perf_counter(), done
-        elif cfg.eval_every and done % cfg.eval_every == 0:
-          log.write(json.dumps({"step": done, "sliced_wasserstein":
-                                _quick_sw(cfg, state.params, eval_key)}) + "\n")
-        if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+        elif eval_now:
+          log.write({"step": done, "sliced_wasserstein":
+                     _quick_sw(cfg, state.params, eval_key)})
+        if ckpt_now:
           ckpt.save(manager, state)
   finally:
     pbar.close()
@@ -247,7 +248,7 @@ def finalize(cfg: ToyConfig, params: Any, workdir: str) -> dict[str, float]:
   title = (f"{cfg.objective} on {cfg.dataset} (bandwidth {cfg.bandwidth:g}) - "
            f"SW {metrics['sliced_wasserstein']:.4f}")
   save_scatter(os.path.join(workdir, "samples.png"), gen, data, title=title)
-  _write_json(os.path.join(workdir, "metrics.json"), metrics)
+  rundir.write_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics
 
 
@@ -264,11 +265,10 @@ def load_run(path: str | os.PathLike) -> tuple[ToyConfig, TrainState]:
     ValueError: no ``config.json`` or no checkpoint found.
   """
   ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
-  cfg_path = os.path.join(run_dir, "config.json")
-  if not os.path.isfile(cfg_path):
+  record = rundir.load_config_record(run_dir)
+  if record is None:
     raise ValueError(f"`workdir` {run_dir!r} has no config.json")
-  with open(cfg_path) as f:
-    cfg = config_from_dict(json.load(f))
+  cfg = config_from_dict(record)
   run = build(cfg)
   manager = ckpt.make_manager(ckpt_dir, max_to_keep=cfg.max_to_keep)
   try:
