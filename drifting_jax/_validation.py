@@ -41,6 +41,7 @@ def as_float(*arrays: Any) -> Any:
   Returns:
     The cast ``jax.Array`` for a single argument, else a tuple of them.
   """
+  arrays = tuple(a if a is None or hasattr(a, "dtype") else jnp.asarray(a) for a in arrays)
   dtype = float_dtype(*arrays)
   out = tuple(None if a is None else jnp.asarray(a, dtype) for a in arrays)
   return out[0] if len(out) == 1 else out

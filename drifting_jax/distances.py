@@ -7,10 +7,13 @@ by default) and on GPUs with TF32 round their inputs to 8 or 10 mantissa bits, w
 distances below ``~1e-3 · ‖x‖²``; :func:`sqdist` therefore passes an explicit matmul
 precision (``HIGHEST``, full float32 by default) and computes in a float dtype.
 
-**Range.** In float32 the norms ``‖x‖²`` overflow once ``‖x‖`` exceeds ``~1.8e19``, and
-``‖x‖² + ‖y‖²`` earlier; the results are finite and accurate for ``‖x‖, ‖y‖`` up to about
-``1e18`` (``1e153`` in float64). Beyond that the squared distance is returned as NaN (never
-as a finite number, never as ``+inf``, which a kernel would turn into a silent zero weight).
+**Range and accuracy.** In float32 the norms ``‖x‖²`` overflow once ``‖x‖`` exceeds
+``~1.8e19``, and ``‖x‖² + ‖y‖²`` earlier; results are finite for ``‖x‖, ‖y‖`` up to about
+``1e18`` (``1e153`` in float64). Beyond that the squared distance is NaN (never a finite
+number, nor ``+inf``, which a kernel would turn into a silent zero weight). Within range the
+absolute error of each squared distance is ``~ε (‖x‖² + ‖y‖²)`` (``ε ≈ 6e-8`` in float32):
+small distances between points far from the origin are only that accurate, so centre the
+data when that matters.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def sqdist(x: Array, y: Array, *, precision=HIGHEST) -> Array:
   The cross term ``x·y`` uses the matmul ``precision`` (``HIGHEST`` by default: lower
   precisions round the inputs to bfloat16/TF32 on accelerators, which destroys small
   distances). Round-off below zero is clamped to 0; NaN stays NaN, and any non-finite
-  result (NaN/inf inputs, or norms that overflow: ``‖x‖ ≳ 1e18`` in float32) is NaN.
+  result (NaN/inf inputs, or norms that overflow) is NaN. Finite inputs are in range for
+  ``‖x‖, ‖y‖`` up to ``~1e18`` in float32 (``‖x‖²`` overflows past ``~1.8e19``).
   The gradient is ``2(x − y)``, finite everywhere, including at ``x = y``.
 
   Args:

@@ -112,7 +112,11 @@ def knn_mean_distance(x: Any, *, k: int = 5, mask: Any = None) -> jnp.ndarray:
       result is meaningful only when at least k + 1 are masked in).
 
   Returns:
-    A scalar.
+    A scalar (NaN under ``jit`` when squared distances overflow the float dtype).
+
+  Raises:
+    ValueError: if ``x`` is not a finite ``[N, D]`` array, ``k`` is out of range, or (eager
+      only) the norms of ``x`` overflow squared distances (``‖x‖ ≳ 9e18`` in float32).
   """
   _validation.check_points("x", x)
   _validation.check_sqnorm_range("x", x)

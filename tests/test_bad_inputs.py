@@ -161,6 +161,7 @@ def test_as_float_dtypes():
   a, b = _validation.as_float(np.zeros(3, np.uint8), np.zeros(2, np.float16))
   assert a.dtype == b.dtype == jnp.float32
   assert _validation.as_float(None) is None
+  assert _validation.as_float([[1, 2]]).dtype == jnp.float32  # nested lists too
   with x64():
     assert _validation.as_float(np.zeros(3, np.float64)).dtype == jnp.float64
     assert _validation.as_float(np.zeros(3, np.uint8)).dtype == jnp.float32

@@ -44,7 +44,8 @@ __all__ = ["PrecisionRecall", "knn_radii", "manifold_membership", "precision_rec
 
 
 class PrecisionRecall(NamedTuple):
-  """Improved precision / recall and their harmonic mean (all scalars in ``[0, 1]``)."""
+  """Improved precision / recall and their harmonic mean (all scalars in ``[0, 1]``; NaN
+  under ``jit`` when the features overflow squared distances)."""
   precision: jax.Array
   recall: jax.Array
   f1: jax.Array
