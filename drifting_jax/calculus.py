@@ -35,6 +35,7 @@ def jacobian(field_fn: FieldFn, x: Array) -> Array:
     ``[N, D, D]`` Jacobians.
   """
   _validation.check_points("x", x)
+  x = _validation.as_float(x)  # jacfwd needs float inputs
   return jax.vmap(jax.jacfwd(_pointwise(field_fn)))(x)
 
 
@@ -111,7 +112,8 @@ def line_integral_potential(field_fn: FieldFn, x: Array, *, origin: Array | None
   """
   _validation.check_points("x", x)
   d = np.shape(x)[1]
-  origin = jnp.zeros((d,), jnp.asarray(x).dtype) if origin is None else jnp.asarray(origin)
+  x, origin = _validation.as_float(x, origin)
+  origin = jnp.zeros((d,), x.dtype) if origin is None else origin
   if origin.shape != (d,):
     raise ValueError(f"`origin` must have shape [{d}], got {origin.shape}.")
   nodes, weights = np.polynomial.legendre.leggauss(num_nodes)

@@ -25,20 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import _validation
+from drifting_jax import _validation, distances
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
 
 _SELF_MASK = 100.0
-
-
-def _batched_sqdist(a: Array, b: Array) -> Array:
-  """``[B, N, S], [B, M, S] -> [B, N, M]`` squared distances (matmul form)."""
-  aa = jnp.sum(a * a, axis=-1)[:, :, None]
-  bb = jnp.sum(b * b, axis=-1)[:, None, :]
-  ab = jnp.einsum("bns,bms->bnm", a, b, precision=jax.lax.Precision.HIGHEST)
-  return aa + bb - 2.0 * ab
 
 
 def _check_group(name, arr, b=None, s=None):
@@ -105,7 +97,8 @@ def deng_drift_loss(gen: Array, pos: Array, neg: Array | None = None, *,
   old_gen = sg(gen)
   targets = jnp.concatenate([old_gen, neg, pos], axis=1)            # [B, T, S]
   w_targets = jnp.concatenate([w_gen, w_neg, w_pos], axis=1)        # [B, T]
-  dist = jnp.sqrt(jnp.maximum(_batched_sqdist(old_gen, targets), 1e-8))  # [B, C_g, T]
+  # Squared distances are clamped at 0 and NaN on overflow; max(NaN, 1e-8) stays NaN.
+  dist = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, targets), 1e-8))  # [B, C_g, T]
 
   scale = jnp.mean(dist * w_targets[:, None, :]) / jnp.mean(w_targets)
   scale_inputs = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)

@@ -68,6 +68,7 @@ def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: 
     ``[N, D]`` field values.
   """
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  x, samples = _validation.as_float(x, samples)
   d2 = pairwise_sqdist(x, samples)
   log_k = _mask_diagonal(kernel.log_k(d2), exclude_self)
   if normalization == "kde":
@@ -102,6 +103,7 @@ def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   """
   check_problem(x, pos, neg, exclude_self=exclude_self)
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  x, pos, neg = _validation.as_float(x, pos, neg)
   v_pos = sub_field(x, pos, kernel=kernel, normalization=normalization)
   v_neg = sub_field(x, neg, kernel=kernel, normalization=normalization,
                     exclude_self=exclude_self)
@@ -129,12 +131,15 @@ def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     ``[N, D]`` field values.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self)
+  x, pos, neg = _validation.as_float(x, pos, neg)
 
   def flat_term(y, mask):
     d2 = pairwise_sqdist(x, y)
     positive = d2 > 0
-    # k♭ may be +inf at d2 = 0; evaluate it on a safe argument and drop those pairs.
-    log_flat = jnp.where(positive, kernel.log_flat(jnp.where(positive, d2, 1.0)), -jnp.inf)
+    # k♭ may be +inf at d2 = 0; evaluate it on a safe argument and drop those pairs (only
+    # exact zeros: a NaN distance stays NaN).
+    dropped = jnp.where(d2 == 0, -jnp.inf, jnp.nan)
+    log_flat = jnp.where(positive, kernel.log_flat(jnp.where(positive, d2, 1.0)), dropped)
     log_flat = _mask_diagonal(log_flat, mask)
     count = y.shape[0] - (1 if mask else 0)
     return _displacement(jnp.exp(log_flat) / count, x, y)
@@ -165,6 +170,7 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     ``[N, D]`` drift vectors.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self)
+  x, pos, neg = _validation.as_float(x, pos, neg)
   m = pos.shape[0]
   logits = jnp.concatenate(
       [kernel.log_k(pairwise_sqdist(x, pos)),

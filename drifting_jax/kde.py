@@ -83,8 +83,9 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
     _validation.check_self_excludable(x, samples, "samples")
     if m < 2:
       raise ValueError("`exclude_self=True` needs at least 2 samples.")
+  x, samples = _validation.as_float(x, samples)  # integer inputs would overflow in ‖x‖²
   if weights is None:
-    log_w = jnp.zeros((m,), jnp.result_type(x, samples))
+    log_w = jnp.zeros((m,), x.dtype)
   else:
     if np.shape(weights) != (m,):
       raise ValueError(f"`weights` must have shape [{m}] (one per sample), got "
@@ -92,12 +93,10 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
     _validation.check_finite("weights", weights)
     if _validation.is_concrete(weights) and np.any(np.asarray(weights) < 0):
       raise ValueError("`weights` must be nonnegative.")
-    log_w = jnp.log(jnp.asarray(weights, jnp.result_type(x, samples)))
+    log_w = jnp.log(jnp.asarray(weights, x.dtype))
   if chunk_size is not None and (int(chunk_size) < 1):
     raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
 
-  x = jnp.asarray(x)
-  samples = jnp.asarray(samples)
   if chunk_size is None or chunk_size >= m:
     ids = jnp.arange(x.shape[0])
     logits = _masked_log_kernel(kernel, which, x, samples, log_w, ids, jnp.arange(m),

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import _validation
+from drifting_jax import _validation, distances
 
 Array = jax.Array
 LogFn = Callable[[Array, Array], Array]  # (sqdist, bandwidth) -> log value
@@ -51,15 +51,15 @@ class RadialKernel:
 
   def log_k(self, sqdist: Array) -> Array:
     """``log k`` on squared distances ``sqdist`` (any shape, elementwise)."""
-    return self._log_k(jnp.asarray(sqdist), self.bandwidth)
+    return self._log_k(_validation.as_float(sqdist), self.bandwidth)
 
   def log_sharp(self, sqdist: Array) -> Array:
     """``log k#`` on squared distances (Eq. (10)/(12) of Franz et al.)."""
-    return self._log_sharp(jnp.asarray(sqdist), self.bandwidth)
+    return self._log_sharp(_validation.as_float(sqdist), self.bandwidth)
 
   def log_flat(self, sqdist: Array) -> Array:
     """``log k♭`` on squared distances (Eq. (11)/(12)); may be ``+inf`` at zero distance."""
-    return self._log_flat(jnp.asarray(sqdist), self.bandwidth)
+    return self._log_flat(_validation.as_float(sqdist), self.bandwidth)
 
   def log(self, sqdist: Array, which: str = "k") -> Array:
     """``log k``, ``log k#`` or ``log k♭`` selected by ``which`` in {"k", "sharp", "flat"}."""
@@ -81,9 +81,8 @@ class RadialKernel:
 
 def _safe_norm(sqdist: Array) -> Array:
   # sqrt has an infinite derivative at 0; the double `where` keeps gradients finite (zero)
-  # at coincident points instead of producing NaN.
-  positive = sqdist > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sqdist, 1.0)), 0.0)
+  # at coincident points instead of producing NaN. Only an exact 0 maps to 0 (NaN stays NaN).
+  return distances.safe_sqrt(sqdist)
 
 
 def _make(name: str, bandwidth, log_k: LogFn, log_sharp: LogFn, log_flat: LogFn) -> RadialKernel:
@@ -159,16 +158,25 @@ def laplacian(bandwidth) -> RadialKernel:
 
 
 # --- Rational quadratic: k = (1+r²/σ²)^−2, k# = σ²/2 k^½, k♭ = 4/σ² k^{3/2} (Cor. 17) ------
+def _log1p_scaled(d2, s):
+  # log(1 + r²/σ²). Where r²/σ² is huge (1 + u == u) or overflows, log r² − 2 log σ: the
+  # log-kernel stays finite (an overflowed u would read as k = 0, a wrong finite KDE).
+  u = d2 / s**2
+  big = u > 1e30
+  return jnp.where(big, jnp.log(jnp.where(big, d2, 1.0)) - 2.0 * jnp.log(s),
+                   jnp.log1p(jnp.where(big, 0.0, u)))
+
+
 def _rq_log_k(d2, s):
-  return -2.0 * jnp.log1p(d2 / s**2)
+  return -2.0 * _log1p_scaled(d2, s)
 
 
 def _rq_log_sharp(d2, s):
-  return jnp.log(0.5 * s**2) - jnp.log1p(d2 / s**2)
+  return jnp.log(0.5 * s**2) - _log1p_scaled(d2, s)
 
 
 def _rq_log_flat(d2, s):
-  return jnp.log(4.0 / s**2) - 3.0 * jnp.log1p(d2 / s**2)
+  return jnp.log(4.0 / s**2) - 3.0 * _log1p_scaled(d2, s)
 
 
 def rational_quadratic(bandwidth) -> RadialKernel:
@@ -250,23 +258,24 @@ def get(name: str, bandwidth) -> RadialKernel:
   return _REGISTRY[name](bandwidth)
 
 
-def pairwise_sqdist(x: Array, y: Array) -> Array:
+def pairwise_sqdist(x: Array, y: Array, *, precision=jax.lax.Precision.HIGHEST) -> Array:
   """Squared Euclidean distances ``‖x_i − y_j‖²`` as one matrix product.
 
-  Uses ``‖x‖² + ‖y‖² − 2 x·y`` (matmul-bound, memory ``O(N·M)``), clamped at zero against
-  round-off. The gradient is ``2(x − y)``, finite everywhere, including at ``x = y``.
+  Uses ``‖x‖² + ‖y‖² − 2 x·y`` (matmul-bound, memory ``O(N·M)``) in a float dtype (integer
+  inputs are cast first), with a ``HIGHEST``-precision cross term, clamped at zero against
+  round-off. Non-finite results (norms that overflow, ``‖x‖ ≳ 1e18`` in float32) are NaN.
+  The gradient is ``2(x − y)``, finite everywhere, including at ``x = y``. This is
+  :func:`drifting_jax.distances.sqdist`.
 
   Args:
     x: ``[N, D]`` points.
     y: ``[M, D]`` points.
+    precision: matmul precision of the cross term (keyword only).
 
   Returns:
     ``[N, M]`` squared distances.
   """
-  xx = jnp.sum(x * x, axis=-1)[:, None]
-  yy = jnp.sum(y * y, axis=-1)[None, :]
-  xy = jnp.matmul(x, y.T, precision=jax.lax.Precision.HIGHEST)
-  return jnp.maximum(xx + yy - 2.0 * xy, 0.0)
+  return distances.sqdist(x, y, precision=precision)
 
 
 def log_kernel_matrix(kernel: RadialKernel, x: Array, y: Array, which: str = "k") -> Array:

@@ -18,6 +18,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from drifting_jax import _validation
 from drifting_jax.fields import check_problem
 from drifting_jax.kde import log_kde
 from drifting_jax.kernels import RadialKernel
@@ -41,6 +42,7 @@ def drift_loss(x: Array, field: Array) -> Array:
   if jnp.shape(x) != jnp.shape(field):
     raise ValueError(f"`field` must have the shape of `x` {jnp.shape(x)}, got "
                      f"{jnp.shape(field)}.")
+  x, field = _validation.as_float(x, field)
   target = sg(x + field)
   return jnp.mean(jnp.sum(jnp.square(x - target), axis=-1))
 
@@ -88,6 +90,7 @@ def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     Scalar loss.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self)
+  x, pos, neg = _validation.as_float(x, pos, neg)
   neg = sg(neg)
   log_q = log_kde(x, neg, kernel=kernel, exclude_self=exclude_self)
   log_p = log_kde(x, pos, kernel=kernel)
@@ -128,6 +131,7 @@ def kde_link_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     g = lambda log_v: link(jnp.exp(log_v))  # noqa: E731
   else:
     raise ValueError(f"`link` must be a string or a callable, got {type(link).__name__}.")
+  x, pos, neg = _validation.as_float(x, pos, neg)
   log_q = log_kde(x, sg(neg), kernel=kernel, which="sharp", exclude_self=exclude_self,
                   chunk_size=chunk_size)
   log_p = log_kde(x, pos, kernel=kernel, which="sharp", chunk_size=chunk_size)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import _validation
+from drifting_jax import _validation, distances
 
 __all__ = [
     "KernelWidthState",
@@ -75,12 +75,9 @@ def _check_decay(decay: Any) -> None:
 
 
 def _pairwise_dist(x: jnp.ndarray) -> jnp.ndarray:
-  """Euclidean distances ``[N, N]`` via the Gram expansion (clamped at 0)."""
-  sq = jnp.sum(x * x, axis=-1)
-  d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
-  # sqrt has an infinite derivative at 0 (duplicates): take it on a safe value (double-where).
-  safe = jnp.where(d2 > 0, d2, 1.0)
-  return jnp.where(d2 > 0, jnp.sqrt(safe), 0.0)
+  """Euclidean distances ``[N, N]`` via the Gram expansion (NaN where the norms overflow)."""
+  # sqrt has an infinite derivative at 0 (duplicates): safe_sqrt takes it on a safe value.
+  return distances.safe_sqrt(distances.sqdist(x, x))
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -95,6 +92,8 @@ def _knn_mean_from_dist(dist: jnp.ndarray, k: int, mask: jnp.ndarray | None) -> 
     invalid = invalid | ~mask[None, :]
   neg_nearest, _ = jax.lax.top_k(-jnp.where(invalid, jnp.inf, dist), k)  # [N, k]
   per_sample = -jnp.mean(neg_nearest, axis=-1)  # [N]
+  # A NaN distance (overflowing norms) makes its row NaN, whatever top_k does with it.
+  per_sample = jnp.where(jnp.any(jnp.isnan(dist) & ~invalid, axis=-1), jnp.nan, per_sample)
   if mask is None:
     return jnp.mean(per_sample)
   w = mask.astype(dist.dtype)
@@ -115,12 +114,15 @@ def knn_mean_distance(x: Any, *, k: int = 5, mask: Any = None) -> jnp.ndarray:
       result is meaningful only when at least k + 1 are masked in).
 
   Returns:
-    A scalar.
+    A scalar (NaN under ``jit`` when squared distances overflow the float dtype).
+
+  Raises:
+    ValueError: if ``x`` is not a finite ``[N, D]`` array, ``k`` is out of range, or (eager
+      only) the norms of ``x`` overflow squared distances (``‖x‖ ≳ 9e18`` in float32).
   """
   _validation.check_points("x", x)
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    x = x.astype(jnp.result_type(float))
+  _validation.check_sqnorm_range("x", x)
+  x = _validation.as_float(x)
   _check_k(k, x.shape[0])
   if mask is not None:
     mask = jnp.asarray(mask)
@@ -241,6 +243,7 @@ def update(state: KernelWidthState, samples: Any, class_ids: Any, *, k: int = 5,
   ids = _check_class_ids(class_ids, shape[:1], num_classes)
   _validation.check_finite("samples", samples)
   x = jnp.asarray(samples, state.scale.dtype)
+  _validation.check_sqnorm_range("samples", x)
   obs = jax.vmap(lambda g: _knn_mean(g, k, None))(x)
   return _ema_update(state, obs, ids, jnp.ones(shape[:1], bool), decay)
 
@@ -266,7 +269,9 @@ def update_from_labels(state: KernelWidthState, x: Any, labels: Any, *, k: int =
   _check_k(k, np.shape(x)[0])
   _check_decay(decay)
   labels = _check_class_ids(labels, np.shape(x)[:1], num_classes)
-  return _update_from_labels(state, jnp.asarray(x, state.scale.dtype), labels, k, decay)
+  x = jnp.asarray(x, state.scale.dtype)
+  _validation.check_sqnorm_range("x", x)
+  return _update_from_labels(state, x, labels, k, decay)
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -292,7 +297,7 @@ def apply(state: KernelWidthState, x: Any, class_ids: Any) -> jnp.ndarray:
     ``x / scale[class_ids]`` broadcast over the trailing axes, same shape as ``x``.
   """
   num_classes = _check_state(state)
-  x = jnp.asarray(x)
+  x = _validation.as_float(x)
   ids_shape = np.shape(class_ids)
   if x.shape[:len(ids_shape)] != ids_shape:
     raise ValueError(f"`class_ids` shape {ids_shape} must be a prefix of `x` shape {x.shape}.")

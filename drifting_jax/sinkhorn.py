@@ -44,7 +44,7 @@ from ott.geometry import geometry
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
-from drifting_jax import _validation
+from drifting_jax import _validation, distances
 
 __all__ = ["SinkhornDriftInfo", "sinkhorn_drift", "sinkhorn_loss"]
 
@@ -81,14 +81,12 @@ class SinkhornDriftInfo(NamedTuple):
 
 def _cost(a: jax.Array, b: jax.Array, power: int) -> jax.Array:
   """``[N, M]`` cost ``‖a_i − b_j‖^power`` for ``a [N, D]``, ``b [M, D]``."""
-  # Expanded form keeps memory at O(NM) instead of O(NMD); clamp the rounding below zero.
-  sq = (jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * a @ b.T)
-  sq = jnp.maximum(sq, 0.0)
+  # Expanded form keeps memory at O(NM) instead of O(NMD); NaN where the norms overflow.
+  sq = distances.sqdist(a, b)
   if power == 2:
     return sq
   # r = 1: double-where so the gradient at zero distance is 0 instead of 0 * inf = NaN.
-  nonzero = sq > 0
-  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
+  return distances.safe_sqrt(sq)
 
 
 def _solve(cost: jax.Array, epsilon: jax.Array, *, threshold: float, max_iterations: int):
@@ -124,9 +122,8 @@ def _drift_core(x, pos, alpha, epsilon, step, threshold, *, cost_power, mask_sel
                 max_iterations):
   """Algorithm 2 on validated inputs. Jitted so that eager calls hit the compilation cache
   instead of re-tracing ott's loops (~1 s per call on CPU); inlined under an outer jit."""
-  dtype = jnp.promote_types(jnp.result_type(x, pos), jnp.float32)
-  x = jnp.asarray(x, dtype)
-  pos = jnp.asarray(pos, dtype)
+  x, pos = _validation.as_float(x, pos)
+  dtype = x.dtype
   n = x.shape[0]
 
   c_qp = _cost(x, pos, cost_power)
@@ -223,6 +220,7 @@ def sinkhorn_drift(
   """
   _validate(x, pos, alpha=alpha, epsilon=epsilon, cost_power=cost_power, mask_self=mask_self,
             step=step, max_iterations=max_iterations, threshold=threshold)
+  x, pos = _validation.as_float(x, pos)  # cast before the jit: one compilation per float type
   v, info = _drift_core(x, pos, alpha, epsilon, step, threshold, cost_power=cost_power,
                         mask_self=mask_self, max_iterations=max_iterations)
   _warn_if_not_converged(info, threshold)

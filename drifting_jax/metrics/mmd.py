@@ -18,17 +18,10 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from drifting_jax import _validation
+from drifting_jax.distances import sqdist
+
 __all__ = ["mmd"]
-
-
-def _sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``[N, M]`` squared Euclidean distances, clipped at 0 against round-off."""
-  d2 = (
-      jnp.sum(a * a, axis=-1)[:, None]
-      + jnp.sum(b * b, axis=-1)[None, :]
-      - 2.0 * a @ b.T
-  )
-  return jnp.maximum(d2, 0.0)
 
 
 def _mean_kernel(d2, bandwidths, *, drop_diagonal):
@@ -41,9 +34,9 @@ def _mean_kernel(d2, bandwidths, *, drop_diagonal):
 
 @functools.partial(jax.jit, static_argnames=("bandwidths", "unbiased"))
 def _mmd(x, y, bandwidths, unbiased):
-  kxx = _mean_kernel(_sq_dists(x, x), bandwidths, drop_diagonal=unbiased)
-  kyy = _mean_kernel(_sq_dists(y, y), bandwidths, drop_diagonal=unbiased)
-  kxy = _mean_kernel(_sq_dists(x, y), bandwidths, drop_diagonal=False)
+  kxx = _mean_kernel(sqdist(x, x), bandwidths, drop_diagonal=unbiased)
+  kyy = _mean_kernel(sqdist(y, y), bandwidths, drop_diagonal=unbiased)
+  kxy = _mean_kernel(sqdist(x, y), bandwidths, drop_diagonal=False)
   return kxx + kyy - 2.0 * kxy
 
 
@@ -66,10 +59,11 @@ def mmd(
     Scalar squared MMD.
 
   Raises:
-    ValueError: on shape mismatch, non-positive bandwidth, or too few samples.
+    ValueError: on shape mismatch, non-positive bandwidth, too few samples, or (eager
+      only) norms too large for squared distances in the float dtype (``‖x‖ ≳ 9e18`` in
+      float32; under ``jit`` the result is NaN instead).
   """
-  x = jnp.asarray(x)
-  y = jnp.asarray(y)
+  x, y = _validation.as_float(x, y)  # integer pixels would overflow in ‖x‖²
   if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
     raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {x.shape} and {y.shape}")
   bws = (bandwidth,) if isinstance(bandwidth, (int, float)) else tuple(bandwidth)
@@ -78,5 +72,6 @@ def mmd(
   min_n = 2 if unbiased else 1
   if x.shape[0] < min_n or y.shape[0] < min_n:
     raise ValueError(f"`x` and `y` need at least {min_n} samples each")
-  dtype = jnp.promote_types(x.dtype, y.dtype)
-  return _mmd(x.astype(dtype), y.astype(dtype), tuple(float(b) for b in bws), unbiased)
+  _validation.check_sqnorm_range("x", x)
+  _validation.check_sqnorm_range("y", y)
+  return _mmd(x, y, tuple(float(b) for b in bws), unbiased)

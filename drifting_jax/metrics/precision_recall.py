@@ -20,7 +20,12 @@ jitted ``lax.map`` (rows) / ``lax.scan`` (columns) program, keeping a running to
 the smallest distances per row (radii) or a running ``any()`` (membership). Memory is
 ``O((N + M) F + batch_size^2)``, so 50k x 50k sets of 2048-d features are fine.
 Distances are compared squared (``||a||^2 + ||b||^2 - 2 a.b``, clipped at 0, with
-``HIGHEST`` matmul precision); ties count as inside (``<=``), as in the reference code.
+``HIGHEST`` matmul precision, :func:`drifting_jax.distances.sqdist`); ties count as inside
+(``<=``), as in the reference code.
+
+**Range.** Features whose squared norms overflow the float dtype (``||x|| > ~9e18`` in
+float32) raise ``ValueError`` in eager calls; under ``jit`` the radii and the scores are NaN
+(never a finite wrong number).
 """
 
 from __future__ import annotations
@@ -33,25 +38,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax import _validation
+from drifting_jax.distances import sqdist
 
 __all__ = ["PrecisionRecall", "knn_radii", "manifold_membership", "precision_recall"]
 
 
 class PrecisionRecall(NamedTuple):
-  """Improved precision / recall and their harmonic mean (all scalars in ``[0, 1]``)."""
+  """Improved precision / recall and their harmonic mean (all scalars in ``[0, 1]``; NaN
+  under ``jit`` when the features overflow squared distances)."""
   precision: jax.Array
   recall: jax.Array
   f1: jax.Array
 
 
 # ----------------------------------------------------------------------------- block kernels
-
-
-def _sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``[B, C]`` squared distances, clipped at 0 against round-off."""
-  ab = jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
-  d2 = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * ab
-  return jnp.maximum(d2, 0.0)
 
 
 def _blocks(x: jax.Array, block: int) -> jax.Array:
@@ -63,29 +63,33 @@ def _blocks(x: jax.Array, block: int) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("k", "n", "block"))
 def _knn_sq_radii(x: jax.Array, *, k: int, n: int, block: int) -> jax.Array:
-  """``[n]`` squared distance to the k-th nearest neighbour, self excluded."""
+  """``[n]`` squared distance to the k-th nearest neighbour, self excluded (NaN for a row
+  that met a NaN distance, i.e. overflowing norms)."""
   xb = _blocks(x, block)
   nb = xb.shape[0]
   idx = jnp.arange(nb * block).reshape(nb, block)
 
   def row(args):
     rows, ridx = args
-    def col(best, cargs):  # best: [block, k] smallest squared distances so far (ascending)
+    def col(carry, cargs):  # best: [block, k] smallest squared distances so far (ascending)
+      best, bad = carry
       cols, cidx = cargs
-      d2 = _sq_dists(rows, cols)
+      d2 = sqdist(rows, cols)
       drop = (cidx[None, :] >= n) | (cidx[None, :] == ridx[:, None])  # padding and self
-      d2 = jnp.where(drop, jnp.inf, d2)
+      bad = bad | jnp.any(jnp.isnan(d2) & ~drop, axis=1)
+      d2 = jnp.where(drop | jnp.isnan(d2), jnp.inf, d2)
       neg_top, _ = jax.lax.top_k(-jnp.concatenate([best, d2], axis=1), k)
-      return -neg_top, None
-    init = jnp.full((block, k), jnp.inf, x.dtype)
-    best, _ = jax.lax.scan(col, init, (xb, idx))
-    return best[:, k - 1]
+      return (-neg_top, bad), None
+    init = (jnp.full((block, k), jnp.inf, x.dtype), jnp.zeros((block,), bool))
+    (best, bad), _ = jax.lax.scan(col, init, (xb, idx))
+    return jnp.where(bad, jnp.nan, best[:, k - 1])
 
   return jax.lax.map(row, (xb, idx)).reshape(-1)[:n]
 
 
 def _membership(queries, ref, ref_sq_radii, *, batch_size: int):
-  """``[M]`` bool: query within the (squared) radius of at least one reference point."""
+  """``([M] bool, [M] bool)``: query within the (squared) radius of at least one reference
+  point, and whether the query met a NaN distance or radius (overflowing norms)."""
   m, n = queries.shape[0], ref.shape[0]
   return _membership_blocks(queries, ref, ref_sq_radii, n_ref=n, n_query=m,
                             row_block=min(batch_size, m), col_block=min(batch_size, n))
@@ -102,14 +106,19 @@ def _membership_blocks(queries, ref, ref_sq_radii, *, n_ref: int, n_query: int,
   radii = radii.reshape(nrb, col_block)
 
   def row(rows):
-    def col(inside, cargs):
+    def col(carry, cargs):
+      inside, bad = carry
       cols, rad = cargs
-      hit = jnp.any(_sq_dists(rows, cols) <= rad[None, :], axis=1)
-      return inside | hit, None
-    inside, _ = jax.lax.scan(col, jnp.zeros((row_block,), bool), (rb, radii))
-    return inside
+      d2 = sqdist(rows, cols)
+      hit = jnp.any(d2 <= rad[None, :], axis=1)
+      bad = bad | jnp.any(jnp.isnan(d2) | jnp.isnan(rad[None, :]), axis=1)
+      return (inside | hit, bad), None
+    init = (jnp.zeros((row_block,), bool), jnp.zeros((row_block,), bool))
+    (inside, bad), _ = jax.lax.scan(col, init, (rb, radii))
+    return inside, bad
 
-  return jax.lax.map(row, qb).reshape(-1)[:n_query]
+  inside, bad = jax.lax.map(row, qb)
+  return inside.reshape(-1)[:n_query], bad.reshape(-1)[:n_query]
 
 
 # ----------------------------------------------------------------------------- public API
@@ -130,10 +139,8 @@ def _check_batch_size(batch_size: int) -> None:
 
 def _as_features(name: str, x) -> jax.Array:
   _validation.check_points(name, x)
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    x = x.astype(jnp.result_type(float))
-  return x
+  _validation.check_sqnorm_range(name, x)
+  return _validation.as_float(x)
 
 
 def knn_radii(features: jax.Array, *, k: int = 3, batch_size: int = 5000) -> jax.Array:
@@ -150,7 +157,8 @@ def knn_radii(features: jax.Array, *, k: int = 3, batch_size: int = 5000) -> jax
     ``[N]`` radii ``r_k`` (not squared).
 
   Raises:
-    ValueError: if ``features`` is not a finite ``[N, F]`` array, or ``k >= N``.
+    ValueError: if ``features`` is not a finite ``[N, F]`` array, or ``k >= N``, or (eager
+      only) its norms overflow squared distances (under ``jit`` those radii are NaN).
   """
   x = _as_features("features", features)
   _check_k(k, x.shape[0], "features")
@@ -170,10 +178,12 @@ def manifold_membership(queries: jax.Array, reference: jax.Array, radii: jax.Arr
     batch_size: rows / columns per distance block.
 
   Returns:
-    ``[M]`` bool.
+    ``[M]`` bool. A bool cannot hold NaN: under ``jit``, queries whose distances overflow
+    (or whose balls have NaN radii) read as outside; eager calls raise instead.
 
   Raises:
-    ValueError: on shape mismatch or non-finite inputs.
+    ValueError: on shape mismatch or non-finite inputs, or norms that overflow squared
+      distances.
   """
   r = _as_features("reference", reference)
   q = _as_features("queries", queries)
@@ -188,7 +198,7 @@ def manifold_membership(queries: jax.Array, reference: jax.Array, radii: jax.Arr
   _validation.check_finite("radii", radii)
   _check_batch_size(batch_size)
   radii = jnp.asarray(radii, q.dtype)
-  return _membership(q, r, radii * radii, batch_size=int(batch_size))
+  return _membership(q, r, radii * radii, batch_size=int(batch_size))[0]
 
 
 def precision_recall(real_features: jax.Array, fake_features: jax.Array, *, k: int = 3,
@@ -209,7 +219,8 @@ def precision_recall(real_features: jax.Array, fake_features: jax.Array, *, k: i
 
   Raises:
     ValueError: on rank / feature-dimension mismatch, non-finite features, a non-positive
-      ``k`` or ``batch_size``, or ``k >= N`` or ``k >= M``.
+      ``k`` or ``batch_size``, ``k >= N`` or ``k >= M``, or (eager only) norms that overflow
+      squared distances (under ``jit`` the scores are then NaN).
   """
   real = _as_features("real_features", real_features)
   fake = _as_features("fake_features", fake_features)
@@ -224,8 +235,13 @@ def precision_recall(real_features: jax.Array, fake_features: jax.Array, *, k: i
   n, m, k, bs = real.shape[0], fake.shape[0], int(k), int(batch_size)
   r_real = _knn_sq_radii(real, k=k, n=n, block=min(bs, n))
   r_fake = _knn_sq_radii(fake, k=k, n=m, block=min(bs, m))
-  precision = jnp.mean(_membership(fake, real, r_real, batch_size=bs).astype(dtype))
-  recall = jnp.mean(_membership(real, fake, r_fake, batch_size=bs).astype(dtype))
+  in_real, bad_fake = _membership(fake, real, r_real, batch_size=bs)
+  in_fake, bad_real = _membership(real, fake, r_fake, batch_size=bs)
+  # NaN distances or radii (overflowing norms) make the scores NaN, not a finite guess.
+  bad = jnp.any(bad_fake) | jnp.any(bad_real)
+  precision = jnp.where(bad, jnp.nan, jnp.mean(in_real.astype(dtype)))
+  recall = jnp.where(bad, jnp.nan, jnp.mean(in_fake.astype(dtype)))
   total = precision + recall
   f1 = jnp.where(total > 0, 2.0 * precision * recall / jnp.where(total > 0, total, 1.0), 0.0)
+  f1 = jnp.where(bad, jnp.nan, f1)
   return PrecisionRecall(precision, recall, f1)

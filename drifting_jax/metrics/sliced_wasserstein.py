@@ -20,6 +20,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from drifting_jax import _validation
+
 __all__ = ["random_directions", "sliced_wasserstein", "wasserstein_1d"]
 
 
@@ -40,6 +42,7 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
   Returns:
     ``[L]`` values of ``W_p^p`` (not yet raised to ``1/p``).
   """
+  u, v = _validation.as_float(u, v)
   n, m = u.shape[0], v.shape[0]
   u = jnp.sort(u, axis=0)
   v = jnp.sort(v, axis=0)
@@ -86,8 +89,7 @@ def sliced_wasserstein(
   Raises:
     ValueError: on rank/dimension mismatch, empty inputs, or bad ``num_projections``/``p``.
   """
-  x = jnp.asarray(x)
-  y = jnp.asarray(y)
+  x, y = _validation.as_float(x, y)
   if x.ndim != 2 or y.ndim != 2:
     raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {x.shape} and {y.shape}")
   if x.shape[1] != y.shape[1]:
@@ -98,5 +100,4 @@ def sliced_wasserstein(
     raise ValueError(f"`num_projections` must be >= 1, got {num_projections}")
   if p < 1:
     raise ValueError(f"`p` must be >= 1, got {p}")
-  dtype = jnp.promote_types(x.dtype, y.dtype)
-  return _sliced(x.astype(dtype), y.astype(dtype), key, int(num_projections), float(p))
+  return _sliced(x, y, key, int(num_projections), float(p))
