@@ -54,18 +54,18 @@ def _operators(bandwidth: float = 1.0) -> dict:
           lambda x, p: dj.deng_field(x, p, x, kernel=lap, exclude_self=True,
                                      column_normalize=True), 2),
       "doubly_stochastic_field": (
-          lambda x, p: dj.doubly_stochastic_field(x, p, x, bandwidth=bandwidth), 2),
+          lambda x, p: dj.doubly_stochastic_field(x, p, x, bandwidth=bandwidth, exclude_self=True), 2),
       "annealed_gauss (traced σ)": (
           lambda x, p: dj.doubly_stochastic_field(
-              x, p, x, bandwidth=jnp.maximum(1.5 * jnp.exp(-0.01 * 100.0), 0.03)), 2),
+              x, p, x, bandwidth=jnp.maximum(1.5 * jnp.exp(-0.01 * 100.0), 0.03), exclude_self=True), 2),
       "drift_loss[kde,laplace] (v&g)": (
           vg(lambda x, p: dj.drift_loss(x, dj.drift_field(x, p, sg(x), kernel=lap,
                                                            exclude_self=True))), 2),
       "log_kde_loss[laplace] (v&g)": (
-          vg(lambda x, p: dj.log_kde_loss(x, p, x, kernel=lap)), 2),
-      "mmd_loss[gauss] (v&g)": (vg(lambda x, p: dj.mmd_loss(x, p, x, kernel=gau)), 2),
+          vg(lambda x, p: dj.log_kde_loss(x, p, x, kernel=lap, exclude_self=True)), 2),
+      "mmd_loss[gauss] (v&g)": (vg(lambda x, p: dj.mmd_loss(x, p, x, kernel=gau, exclude_self=True)), 2),
       "deng_drift_loss, 3 temperatures (v&g)": (
-          vg(lambda x, p: jnp.sum(dj.deng_drift_loss(x[None], p[None])[0])), 4),
+          vg(lambda x, p: jnp.sum(dj.deng_drift_loss(x[None], p[None]))), 4),
   }
   try:
     from drifting_jax import sinkhorn  # issue 3; optional until it lands
@@ -73,7 +73,7 @@ def _operators(bandwidth: float = 1.0) -> dict:
     sinkhorn = None
   if sinkhorn is not None:
     ops["sinkhorn_drift (α=0.05)"] = (
-        lambda x, p: sinkhorn.sinkhorn_drift(x, p, alpha=0.05, return_info=True), 2)
+        lambda x, p: sinkhorn.sinkhorn_drift_with_info(x, p, alpha=0.05, exclude_self=True), 2)
   return ops
 
 

@@ -7,7 +7,7 @@ papers "Drifting Fields are not Conservative" (Franz et al.) and
 
 from drifting_jax import grouped, kernels, normalization, schedules, spectral
 from drifting_jax.calculus import asymmetry, curl, curl_indices, jacobian, line_integral_potential
-from drifting_jax.deng import deng_drift_loss
+from drifting_jax.deng import deng_drift_loss, deng_drift_loss_with_info
 from drifting_jax.fields import (deng_field, doubly_stochastic_field, drift_field, mmd_field,
                                  multiscale, sub_field)
 from drifting_jax.grouped import (cfg_negative_weight, grouped_loss, guided_grouped_loss,
@@ -29,6 +29,7 @@ _LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli
 # Names whose modules import ott-jax or flax: loaded on first access, so that
 # ``import drifting_jax`` pulls in neither flax, orbax nor ott.
 _LAZY_NAMES = {"sinkhorn_drift": "sinkhorn", "sinkhorn_loss": "sinkhorn",
+               "sinkhorn_drift_with_info": "sinkhorn", "sinkhorn_loss_with_info": "sinkhorn",
                "SinkhornDriftInfo": "sinkhorn", "sliced_wasserstein": "metrics"}
 
 
@@ -50,7 +51,8 @@ __all__ = [
     "line_integral_potential", "schedules", "get_schedule", "spectral", "gaussian_decay_rate",
     "laplace_decay_rate", "optimal_mode", "fixed_convergence_time", "convergence_time",
     "simulate_modes", "spectral_error", "normalization", "KernelWidthState", "knn_mean_distance",
-    "sinkhorn_drift", "sinkhorn_loss", "SinkhornDriftInfo", "make_objective", "objective_names",
+    "sinkhorn_drift", "sinkhorn_loss", "sinkhorn_drift_with_info", "sinkhorn_loss_with_info",
+    "SinkhornDriftInfo", "deng_drift_loss_with_info", "make_objective", "objective_names",
     "sliced_wasserstein", "data", "models", "training", "metrics", "objectives",
     "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight", "sample_cfg_scale",
     "kernel_scaled", "stream_loss",

@@ -39,7 +39,7 @@ def _check_group(name, arr, b=None, s=None):
     raise ValueError(f"`{name}` must have rank 3 with shape [B, C, S], got {shape}.")
   if b is not None and (shape[0] != b or shape[2] != s):
     raise ValueError(f"`{name}` must have shape [{b}, C, {s}] (batch and feature size of "
-                     f"`gen`), got {shape}.")
+                     f"`x`), got {shape}.")
   _validation.check_finite(name, arr)
 
 
@@ -51,14 +51,24 @@ def _weights(name, w, like):
   return jnp.asarray(w, jnp.float32)
 
 
-def deng_drift_loss(gen: Array, pos: Array, neg: Array | None = None, *,
-                    weight_gen: Array | None = None, weight_pos: Array | None = None,
-                    weight_neg: Array | None = None,
-                    temperatures: Sequence[float] = (0.02, 0.05, 0.2)) -> tuple[Array, dict]:
-  """Deng et al.'s multi-temperature drift loss on grouped inputs (the ``drifting-*`` recipe).
+def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
+  """``[B]`` Deng et al.'s multi-temperature drift loss per group; see
+  :func:`deng_drift_loss_with_info` (same arguments) for the definition."""
+  return deng_drift_loss_with_info(x, pos, neg, **kwargs)[0]
+
+
+def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
+                              weight_gen: Array | None = None, weight_pos: Array | None = None,
+                              weight_neg: Array | None = None,
+                              temperatures: Sequence[float] = (0.02, 0.05, 0.2)
+                              ) -> tuple[Array, dict]:
+  """Deng et al.'s multi-temperature drift loss on grouped inputs, with diagnostics.
+
+  The generated samples are their own negatives (self-pairs masked, step 3 of the module
+  notes); ``neg`` adds further, optionally weighted, negatives.
 
   Args:
-    gen: ``[B, C_g, S]`` generated features (differentiable), one drift problem per group.
+    x: ``[B, C_g, S]`` generated features (differentiable), one drift problem per group.
     pos: ``[B, C_p, S]`` positive (data) features.
     neg: optional ``[B, C_n, S]`` extra negatives (e.g. unconditional samples for CFG).
     weight_gen: optional ``[B, C_g]`` weights of the generated targets (default 1).
@@ -70,10 +80,11 @@ def deng_drift_loss(gen: Array, pos: Array, neg: Array | None = None, *,
     ``(loss [B], info)`` where ``info`` holds ``scale`` (the feature scale) and
     ``loss_<R>`` (the mean squared force before its normalization, per temperature).
   """
-  _check_group("gen", gen)
+  gen = x
+  _check_group("x", gen)
   b, c_g, s = np.shape(gen)
   if c_g < 1:
-    raise ValueError("`gen` must hold at least one sample per group.")
+    raise ValueError("`x` must hold at least one sample per group.")
   _check_group("pos", pos, b, s)
   if np.shape(pos)[1] < 1:
     raise ValueError("`pos` must hold at least one sample per group.")
@@ -135,4 +146,4 @@ def deng_drift_loss(gen: Array, pos: Array, neg: Array | None = None, *,
   return loss, info
 
 
-__all__ = ["deng_drift_loss"]
+__all__ = ["deng_drift_loss", "deng_drift_loss_with_info"]

@@ -9,7 +9,7 @@ are formed in log domain (softmax / logsumexp), so far-away queries stay finite.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -190,7 +190,7 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
 
 
 def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
-                            exclude_self: bool = True) -> Array:
+                            exclude_self: bool = False) -> Array:
   """Gaussian doubly-stochastic drift, Secretly-SM App. G.3.1, Eq. (40) and Algorithm 1.
 
   Gaussian logits ``−‖x−y‖²/2σ²`` over ``[pos ‖ neg]``, affinity
@@ -200,9 +200,9 @@ def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
   Args:
     x: ``[N, D]`` generated samples.
     pos: ``[M, D]`` data samples.
-    neg: ``[K, D]`` negatives (``x`` itself by default, hence ``exclude_self=True``).
+    neg: ``[K, D]`` negatives (Secretly-SM uses ``x`` itself with ``exclude_self=True``).
     bandwidth: σ > 0, possibly traced (annealing schedules, Secretly-SM §6.2).
-    exclude_self: mask self-interactions (K = N).
+    exclude_self: ``neg`` is ``x``: mask the self-interactions (K = N).
 
   Returns:
     ``[N, D]`` drift vectors.
@@ -211,31 +211,43 @@ def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
                     column_normalize=True)
 
 
-def multiscale(field_fn: Callable[..., Array], bandwidths: Sequence[float], *,
-               normalize: bool = False, eps: float = 1e-8) -> Callable[..., Array]:
-  """Sums a field over several bandwidths, ``V = Σ_σ V_σ`` (Deng et al.'s multi-temperature).
+def multiscale(field_fn: Callable[..., Array], scales: Sequence[Any], *,
+               normalize: bool = False, eps: float = 1e-8, **field_kwargs: Any
+               ) -> Callable[..., Array]:
+  """Sums a field over several kernels or bandwidths, ``V = Σ_k V_k`` (Deng et al.'s
+  multi-temperature form).
 
   Args:
-    field_fn: ``field_fn(x, pos, neg, bandwidth) -> [N, D]``, e.g.
-      ``lambda x, p, n, s: drift_field(x, p, n, kernel=gaussian(s))``.
-    bandwidths: the bandwidths σ (non-empty, positive).
-    normalize: divide each ``V_σ`` by its RMS ``sqrt(max(mean(V_σ²), eps))`` before summing,
+    field_fn: a field of this module's convention, ``field_fn(x, pos, neg, *, kernel=...)``
+      or ``field_fn(x, pos, neg, *, bandwidth=...)``, e.g. :func:`drift_field` or
+      :func:`doubly_stochastic_field`.
+    scales: non-empty; :class:`~drifting_jax.kernels.RadialKernel` items are passed as
+      ``kernel=``, positive numbers as ``bandwidth=``.
+    normalize: divide each ``V_k`` by its RMS ``sqrt(max(mean(V_k²), eps))`` before summing,
       as Deng et al. do so that every scale contributes equally.
     eps: floor of the mean square in the normalization.
+    **field_kwargs: further keyword arguments of ``field_fn`` (e.g. ``exclude_self=True``).
 
   Returns:
     ``fn(x, pos, neg) -> [N, D]``.
+
+  Example::
+
+    v = multiscale(drift_field, [laplacian(t) for t in (0.02, 0.05, 0.2)],
+                   normalize=True, exclude_self=True)(x, pos, x)
   """
-  bandwidths = tuple(bandwidths)
-  if not bandwidths:
-    raise ValueError("`bandwidths` must be a non-empty sequence.")
-  for s in bandwidths:
-    _validation.check_positive("bandwidths", s)
+  scales = tuple(scales)
+  if not scales:
+    raise ValueError("`scales` must be a non-empty sequence of kernels or bandwidths.")
+  for s in scales:
+    if not isinstance(s, RadialKernel):
+      _validation.check_positive("scales", s)
 
   def fn(x, pos, neg):
     total = 0.0
-    for s in bandwidths:
-      v = field_fn(x, pos, neg, s)
+    for s in scales:
+      arg = {"kernel": s} if isinstance(s, RadialKernel) else {"bandwidth": s}
+      v = field_fn(x, pos, neg, **arg, **field_kwargs)
       if normalize:
         v = v / jnp.sqrt(jnp.maximum(jnp.mean(v * v), eps))
       total = total + v

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax.deng import deng_drift_loss
+from drifting_jax.deng import deng_drift_loss_with_info
 
 __all__ = ["cfg_negative_weight", "grouped_loss", "guided_grouped_loss", "kernel_scaled",
            "sample_cfg_scale", "stream_loss"]
@@ -137,7 +137,7 @@ def guided_grouped_loss(gen: Array, pos: Array, uncond: Array, cfg_scale: Array,
 
   def one(x, p, u, wi):
     weight = jnp.full((1, u.shape[0]), wi, jnp.float32)
-    loss, info = deng_drift_loss(x[None], p[None], u[None], weight_neg=weight,
+    loss, info = deng_drift_loss_with_info(x[None], p[None], u[None], weight_neg=weight,
                                  temperatures=temperatures)
     loss = loss[0]
     return loss, {"loss": loss, "drift_norm": jnp.sqrt(sg(loss) * d),

@@ -48,7 +48,7 @@ def drift_loss(x: Array, field: Array) -> Array:
 
 
 def log_kde_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-                 exclude_self: bool = True, chunk_size: int | None = None) -> Array:
+                 exclude_self: bool = False, chunk_size: int | None = None) -> Array:
   """The log-KDE loss, Eq. (20) / Alg. 1 of Franz et al., with the sharp kernel.
 
   ``mean_i [log q_KDE[k#](x_i) − log p_KDE[k#](x_i)]`` with ``q`` built from ``sg(neg)``.
@@ -72,7 +72,7 @@ def log_kde_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
 
 
 def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-             exclude_self: bool = True) -> Array:
+             exclude_self: bool = False) -> Array:
   """Squared-MMD objective in stop-gradient form, Eq. (7) of Franz et al. (App. C).
 
   ``mean_i [E_{y⁻∼sg(q)} k(x_i, y⁻) − E_{y⁺∼p} k(x_i, y⁺)]``; its θ-gradient is half the
@@ -101,7 +101,7 @@ LINKS = {"log": None, "identity": jnp.exp}
 
 
 def kde_link_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-                  link: str | Callable[[Array], Array] = "log", exclude_self: bool = True,
+                  link: str | Callable[[Array], Array] = "log", exclude_self: bool = False,
                   chunk_size: int | None = None) -> Array:
   """The link-function family ``mean_i [g(q_KDE[k#](x_i)) − g(p_KDE[k#](x_i))]``.
 

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax import fields, kernels, losses, schedules
-from drifting_jax.deng import deng_drift_loss
+from drifting_jax.deng import deng_drift_loss_with_info
 
 __all__ = ["FAMILIES", "KERNEL_NAMES", "FamilySpec", "Objective", "family_spec", "make_objective",
            "objective_from_settings",
@@ -80,7 +80,7 @@ class FamilySpec:
   coupled: bool = True
 
 
-_SINKHORN_DEFAULTS = {"alpha": 0.05, "cost_power": 2, "mask_self": True, "step": 1.0,
+_SINKHORN_DEFAULTS = {"alpha": 0.05, "cost_power": 2, "exclude_self": True, "eta": 1.0,
                       "max_iterations": 2000, "threshold": 1e-3}
 FAMILIES: Mapping[str, FamilySpec] = {
     "naive": FamilySpec({"scales": ()}),
@@ -229,7 +229,7 @@ def make_objective(
       ``σ(t) = max(σ0 e^(-r t), bandwidth)``;
       ``drifting-laplace`` with ``official=True``: ``temperatures`` (required; Deng et
       al.'s normalized units, e.g. ``(0.02, 0.05, 0.2)``);
-      ``sinkhorn``: ``alpha``, ``cost_power``, ``mask_self``, ``step``,
+      ``sinkhorn``: ``alpha``, ``cost_power``, ``exclude_self``, ``eta``,
       ``max_iterations``, ``threshold`` of :func:`drifting_jax.sinkhorn.sinkhorn_drift`.
 
   Returns:
@@ -271,7 +271,7 @@ def make_objective(
       return fields.doubly_stochastic_field(x, pos, neg, bandwidth=sigma, exclude_self=True)
     if family == "sinkhorn":
       from drifting_jax import sinkhorn  # ott-jax loads on first use
-      v, info = sinkhorn.sinkhorn_drift(x, pos, return_info=True, **sk_kw)
+      v, info = sinkhorn.sinkhorn_drift_with_info(x, pos, **sk_kw)
       extra["sinkhorn_epsilon"] = sg(info.epsilon)
       extra["sinkhorn_converged"] = jnp.logical_and(info.converged_qp,
                                                     info.converged_qq).astype(jnp.float32)
@@ -281,9 +281,8 @@ def make_objective(
       norm = "kde" if family == "naive" else "sharp"
       if scales:  # Σ_m V_{mσ} / RMS(V_{mσ})
         return fields.multiscale(
-            lambda x_, p_, n_, s: fields.drift_field(x_, p_, n_, kernel=kernels.get(kname, s),
-                                                     normalization=norm, exclude_self=True),
-            [sigma * m for m in scales], normalize=True)(x, pos, neg)
+            fields.drift_field, [kernels.get(kname, sigma * m) for m in scales],
+            normalize=True, normalization=norm, exclude_self=True)(x, pos, neg)
       return fields.drift_field(x, pos, neg, kernel=kern, normalization=norm,
                                 exclude_self=True)
     if family == "drifting":
@@ -306,7 +305,7 @@ def make_objective(
     sigma = bandwidth_at(step) if has_width else None
     metrics = {"bandwidth": sigma} if has_width else {}
     if official:
-      per_group, info = deng_drift_loss(x[None], pos[None], temperatures=temperatures)
+      per_group, info = deng_drift_loss_with_info(x[None], pos[None], temperatures=temperatures)
       loss = per_group[0]
       # The official loss is mean_{C,S} V^2 in Deng's scaled units: report the RMS norm.
       metrics["drift_norm"] = jnp.sqrt(sg(loss) * x.shape[-1])

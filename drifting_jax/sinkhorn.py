@@ -46,7 +46,8 @@ from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
 from drifting_jax import _validation, distances
 
-__all__ = ["SinkhornDriftInfo", "sinkhorn_drift", "sinkhorn_loss"]
+__all__ = ["SinkhornDriftInfo", "sinkhorn_drift", "sinkhorn_drift_with_info", "sinkhorn_loss",
+           "sinkhorn_loss_with_info"]
 
 
 class SinkhornDriftInfo(NamedTuple):
@@ -61,7 +62,7 @@ class SinkhornDriftInfo(NamedTuple):
     error_qp: ``[]`` last recorded L1 marginal error of the ``q→p`` solve.
     error_qq: ``[]`` last recorded L1 marginal error of the ``q→q`` solve.
     pi_qp: ``[N, M]`` coupling ``π_qp`` (marginals ``1/N``, ``1/M``).
-    pi_qq: ``[N, N]`` coupling ``π_qq`` (zero diagonal when ``mask_self``).
+    pi_qq: ``[N, K]`` coupling ``π_qq`` (zero diagonal with ``exclude_self``).
     t_qp: ``[N, D]`` barycentric map ``T_{q→p}(x_i)`` (Eq. 44).
     t_qq: ``[N, D]`` barycentric map ``T_{q→q}(x_i)`` (Eq. 44).
   """
@@ -117,20 +118,29 @@ def _warn_if_not_converged(info: SinkhornDriftInfo, threshold: float) -> None:
         "`max_iterations` or `alpha`, or loosen `threshold`.", RuntimeWarning, stacklevel=3)
 
 
-@functools.partial(jax.jit, static_argnames=("cost_power", "mask_self", "max_iterations"))
-def _drift_core(x, pos, alpha, epsilon, step, threshold, *, cost_power, mask_self,
+@functools.partial(jax.jit, static_argnames=("cost_power", "exclude_self", "max_iterations"))
+def _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, *, cost_power, exclude_self,
                 max_iterations):
   """Algorithm 2 on validated inputs. Jitted so that eager calls hit the compilation cache
   instead of re-tracing ott's loops (~1 s per call on CPU); inlined under an outer jit."""
-  x, pos = _validation.as_float(x, pos)
+  if neg is None:
+    x, pos = _validation.as_float(x, pos)
+  else:
+    x, pos, neg = _validation.as_float(x, pos, neg)
   dtype = x.dtype
   n = x.shape[0]
 
   c_qp = _cost(x, pos, cost_power)
-  c_xx = _cost(x, x, cost_power)
-  c_qq = 0.5 * (c_xx + c_xx.T)  # symmetrize for fp robustness (Alg. 2, line 2)
-  diag = jnp.eye(n, dtype=bool)
-  c_qq = jnp.where(diag, jnp.inf if mask_self else 0.0, c_qq)
+  if neg is None:  # the samples of q are x itself
+    c_xx = _cost(x, x, cost_power)
+    c_qq = 0.5 * (c_xx + c_xx.T)  # symmetrize for fp robustness (Alg. 2, line 2)
+    diag = jnp.eye(n, dtype=bool)
+    c_qq = jnp.where(diag, jnp.inf if exclude_self else 0.0, c_qq)
+    neg = x
+  else:  # a separate sample of q; with exclude_self, neg[i] is x[i] (same shape)
+    c_qq = _cost(x, neg, cost_power)
+    if exclude_self:
+      c_qq = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, c_qq)
   if epsilon is None:
     # Floor: if all points coincide, mean(C_qp) = 0 and any ε gives the uniform coupling.
     epsilon = jnp.maximum(alpha * jnp.mean(c_qp), jnp.finfo(dtype).tiny)
@@ -144,8 +154,8 @@ def _drift_core(x, pos, alpha, epsilon, step, threshold, *, cost_power, mask_sel
       c_qq, epsilon, threshold=threshold, max_iterations=max_iterations)
 
   t_qp = n * (pi_qp @ pos)  # Eq. (44); N corrects for the uniform source marginal 1/N
-  t_qq = n * (pi_qq @ x)
-  v = step * (t_qp - t_qq)  # Eq. (45)
+  t_qq = n * (pi_qq @ neg)
+  v = eta * (t_qp - t_qq)  # Eq. (45)
 
   info = SinkhornDriftInfo(
       epsilon=epsilon, converged_qp=conv_qp, converged_qq=conv_qq, n_iters_qp=it_qp,
@@ -154,9 +164,14 @@ def _drift_core(x, pos, alpha, epsilon, step, threshold, *, cost_power, mask_sel
   return v, info
 
 
-def _validate(x, pos, *, alpha, epsilon, cost_power, mask_self, step, max_iterations, threshold):
-  _validation.check_points("x", x, min_size=2 if mask_self else 1)
+def _validate(x, pos, neg, *, alpha, epsilon, cost_power, exclude_self, eta, max_iterations,
+              threshold):
+  _validation.check_points("x", x, min_size=2 if exclude_self else 1)
   _validation.check_points("pos", pos, dim=np.shape(x)[1])
+  if neg is not None:
+    _validation.check_points("neg", neg, dim=np.shape(x)[1])
+    if exclude_self:
+      _validation.check_self_excludable(x, neg)
   _validation.check_choice("cost_power", cost_power, (1, 2))
   _validation.check_positive("alpha", alpha)
   if epsilon is not None:
@@ -164,71 +179,82 @@ def _validate(x, pos, *, alpha, epsilon, cost_power, mask_self, step, max_iterat
   _validation.check_positive("threshold", threshold)
   if not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
     raise ValueError(f"`max_iterations` must be a positive int, got {max_iterations!r}.")
-  if _validation.is_concrete(step) and not np.all(np.isfinite(np.asarray(step))):
-    raise ValueError(f"`step` must be finite, got {step}.")
+  if _validation.is_concrete(eta) and not np.all(np.isfinite(np.asarray(eta))):
+    raise ValueError(f"`eta` must be finite, got {eta}.")
 
 
-def sinkhorn_drift(
+def sinkhorn_drift_with_info(
     x: jax.Array,
     pos: jax.Array,
+    neg: jax.Array | None = None,
     *,
     alpha: float = 0.05,
     epsilon: float | None = None,
     cost_power: int = 2,
-    mask_self: bool = True,
-    step: float = 1.0,
+    exclude_self: bool = False,
+    eta: float = 1.0,
     max_iterations: int = 2000,
     threshold: float = 1e-3,
-    return_info: bool = False,
-) -> jax.Array | tuple[jax.Array, SinkhornDriftInfo]:
-  """Sinkhorn-divergence drift ``V = η (T_{q→p} − T_{q→q})`` (Secretly-SM Alg. 2, Eq. 45).
+) -> tuple[jax.Array, SinkhornDriftInfo]:
+  """Sinkhorn-divergence drift ``V = η (T_{q→p} − T_{q→q})`` and its solver diagnostics.
 
-  Steps of Algorithm 2: costs ``C_qp = ‖x_i − y_j‖^r`` and the symmetrized self-cost
-  ``C_qq = ½(C + Cᵀ)``; ``ε = α · mean(C_qp)``; with ``mask_self`` the diagonal of ``C_qq``
-  is ``+inf`` so ``π_qq`` has zero diagonal and ``T_{q→q}(x_i)`` is a leave-one-out entropic
-  centroid of the other particles (App. G.4, "Diagonal masking"); log-domain Sinkhorn
-  (Eqs. 41–43, via ott-jax) for ``π_qp`` and ``π_qq``; barycentric maps (Eq. 44).
+  Steps of Algorithm 2 (Secretly-SM, Eq. 45): costs ``C_qp = ‖x_i − y_j‖^r`` and, with
+  ``neg=None`` (the samples of ``q`` are ``x`` itself), the symmetrized self-cost
+  ``C_qq = ½(C + Cᵀ)``; with ``exclude_self`` the diagonal of ``C_qq`` is ``+inf`` so
+  ``π_qq`` has zero diagonal and ``T_{q→q}(x_i)`` is a leave-one-out entropic centroid of the
+  other particles (App. G.4, "Diagonal masking"); ``ε = α · mean(C_qp)``; log-domain
+  Sinkhorn (Eqs. 41–43, via ott-jax) for ``π_qp`` and ``π_qq``; barycentric maps (Eq. 44).
+  A separate sample ``neg`` of ``q`` gives ``C_qq = ‖x_i − neg_j‖^r`` (and, with
+  ``exclude_self``, ``neg[i]`` is taken to be ``x[i]``: its diagonal is masked).
 
   One drift problem per call; for groups ``[G, N, D]`` use ``jax.vmap``. Under ``jit`` /
-  ``vmap`` no convergence warning can be issued: pass ``return_info=True`` and read
-  ``info.converged_qp`` / ``info.converged_qq``. In eager mode a ``RuntimeWarning`` is raised
-  when a solve did not converge. Keyword arguments other than ``alpha``, ``epsilon``,
-  ``step`` and ``threshold`` must be static under ``jit``.
+  ``vmap`` no convergence warning can be issued: read ``info.converged_qp`` /
+  ``info.converged_qq``. In eager mode a ``RuntimeWarning`` is raised when a solve did not
+  converge. ``cost_power``, ``exclude_self`` and ``max_iterations`` must be static under
+  ``jit``.
 
   Args:
     x: ``[N, D]`` generated particles (``q``).
     pos: ``[M, D]`` data samples (``p``).
+    neg: optional ``[K, D]`` samples of ``q`` for ``T_{q→q}`` (default: ``x``).
     alpha: dimensionless temperature, ``ε = α · mean(C_qp)`` (> 0).
     epsilon: absolute ``ε`` (> 0) overriding ``α · mean(C_qp)`` when given (e.g. the fixed
       ``ε = 1e-4`` of Secretly-SM App. F.4). Either way ``ε`` is stop-gradiented.
     cost_power: ``r`` in ``‖x − y‖^r``, 1 or 2.
-    mask_self: mask the self-cost diagonal (needs ``N ≥ 2``). Without it, and with
-      ``r = 2``, ``V ∝ −∇_x S_ε(q, p)`` exactly (Prop. 6.2).
-    step: drift scale ``η`` (finite).
+    exclude_self: mask the self-cost diagonal (needs ``N ≥ 2``; Secretly-SM App. G.4 and
+      the ``sinkhorn`` objective use it). Without it, and with ``r = 2`` and ``neg=None``,
+      ``V ∝ −∇_x S_ε(q, p)`` exactly (Prop. 6.2).
+    eta: drift scale ``η`` (finite).
     max_iterations: maximum Sinkhorn iterations per solve (``T`` in Alg. 2).
     threshold: tolerance on ott's L1 marginal error (see module notes for float32).
-    return_info: also return a :class:`SinkhornDriftInfo`.
 
   Returns:
-    ``[N, D]`` drift ``V(x_i)`` (float32 unless the inputs are wider), or
-    ``(V, info)`` when ``return_info``.
+    ``(V [N, D], info)``: the drift (float32 unless the inputs are wider) and a
+    :class:`SinkhornDriftInfo`.
 
   Raises:
     ValueError: on wrong ranks/dimensions, empty sets, ``cost_power ∉ {1, 2}``,
-      ``alpha ≤ 0``, non-finite ``step``, ``N < 2`` with ``mask_self``, or (eager only)
-      NaN/inf inputs.
+      ``alpha ≤ 0``, non-finite ``eta``, ``N < 2`` with ``exclude_self``, ``neg`` not
+      shaped like ``x`` with ``exclude_self``, or (eager only) NaN/inf inputs.
   """
-  _validate(x, pos, alpha=alpha, epsilon=epsilon, cost_power=cost_power, mask_self=mask_self,
-            step=step, max_iterations=max_iterations, threshold=threshold)
-  x, pos = _validation.as_float(x, pos)  # cast before the jit: one compilation per float type
-  v, info = _drift_core(x, pos, alpha, epsilon, step, threshold, cost_power=cost_power,
-                        mask_self=mask_self, max_iterations=max_iterations)
+  _validate(x, pos, neg, alpha=alpha, epsilon=epsilon, cost_power=cost_power,
+            exclude_self=exclude_self, eta=eta, max_iterations=max_iterations,
+            threshold=threshold)
+  v, info = _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, cost_power=cost_power,
+                        exclude_self=exclude_self, max_iterations=max_iterations)
   _warn_if_not_converged(info, threshold)
-  return (v, info) if return_info else v
+  return v, info
 
 
-def sinkhorn_loss(x: jax.Array, pos: jax.Array, *, return_info: bool = False,
-                  **kwargs: Any) -> jax.Array | tuple[jax.Array, SinkhornDriftInfo]:
+def sinkhorn_drift(x: jax.Array, pos: jax.Array, neg: jax.Array | None = None,
+                   **kwargs: Any) -> jax.Array:
+  """``[N, D]`` Sinkhorn-divergence drift; see :func:`sinkhorn_drift_with_info` (same
+  arguments) for the definition and the diagnostics."""
+  return sinkhorn_drift_with_info(x, pos, neg, **kwargs)[0]
+
+
+def sinkhorn_loss_with_info(x: jax.Array, pos: jax.Array, neg: jax.Array | None = None,
+                            **kwargs: Any) -> tuple[jax.Array, SinkhornDriftInfo]:
   """Stop-gradient Sinkhorn drift loss ``mean_i ‖x_i − sg(x_i + V(x_i))‖²`` (Eq. 46).
 
   The drift is a frozen field (JKO / stop-gradient, Secretly-SM §5.3), so it is computed on
@@ -238,14 +264,21 @@ def sinkhorn_loss(x: jax.Array, pos: jax.Array, *, return_info: bool = False,
   Args:
     x: ``[N, D]`` generated particles (differentiable).
     pos: ``[M, D]`` data samples.
-    return_info: also return the :class:`SinkhornDriftInfo` of the drift.
-    **kwargs: keyword hyperparameters of :func:`sinkhorn_drift`.
+    neg: optional ``[K, D]`` samples of ``q`` (default ``x``).
+    **kwargs: keyword hyperparameters of :func:`sinkhorn_drift_with_info`.
 
   Returns:
-    ``[]`` scalar loss, or ``(loss, info)`` when ``return_info``.
+    ``(loss [], info)``.
   """
-  v, info = sinkhorn_drift(jax.lax.stop_gradient(x), jax.lax.stop_gradient(pos),
-                           return_info=True, **kwargs)
+  sg = jax.lax.stop_gradient
+  v, info = sinkhorn_drift_with_info(sg(x), sg(pos), None if neg is None else sg(neg),
+                                     **kwargs)
   x = jnp.asarray(x, v.dtype)
-  loss = jnp.mean(jnp.sum((x - jax.lax.stop_gradient(x + v)) ** 2, -1))
-  return (loss, info) if return_info else loss
+  loss = jnp.mean(jnp.sum((x - sg(x + v)) ** 2, -1))
+  return loss, info
+
+
+def sinkhorn_loss(x: jax.Array, pos: jax.Array, neg: jax.Array | None = None,
+                  **kwargs: Any) -> jax.Array:
+  """``[]`` stop-gradient Sinkhorn drift loss; see :func:`sinkhorn_loss_with_info`."""
+  return sinkhorn_loss_with_info(x, pos, neg, **kwargs)[0]

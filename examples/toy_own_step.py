@@ -2,7 +2,7 @@
 
 Nothing but public functions: ``dj.drift_field`` (Franz et al. Eq. (3), the "naive"
 normalized field) and ``dj.drift_loss`` (Eq. (1): ``mean ‖x − sg(x + V)‖²``) inside a
-user-written ``@jax.jit`` step with optax. Swap in ``dj.log_kde_loss(x, pos, x, kernel=k)``
+user-written ``@jax.jit`` step with optax. Swap in ``dj.log_kde_loss(x, pos, x, kernel=k, exclude_self=True)``
 (Eq. (20), the conservative sharp-kernel loss) for the two loss lines to train Laplace#.
 
     python examples/toy_own_step.py --steps 2000

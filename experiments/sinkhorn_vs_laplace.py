@@ -48,7 +48,7 @@ from experiments.stop_gradient import sw_floor, train_tracked
 
 NAME = "sinkhorn_vs_laplace"
 TAU = 0.05
-SINKHORN = {"alpha": 0.01, "cost_power": 2, "mask_self": True, "step": 1.0,
+SINKHORN = {"alpha": 0.01, "cost_power": 2, "exclude_self": True, "eta": 1.0,
             "max_iterations": 500, "threshold": 1e-3}
 PAPER_EPSILON = 1e-4
 PROBE_ITERATIONS = 2000
@@ -110,7 +110,7 @@ def probe_paper_epsilon(batch_size: int, steps: int, iterations: int = PROBE_ITE
 
   def objective(x, pos, step):
     xs = jax.lax.stop_gradient(x)
-    v, info = sinkhorn.sinkhorn_drift(xs, pos, return_info=True, **kw)
+    v, info = sinkhorn.sinkhorn_drift_with_info(xs, pos, **kw)
     conv = jnp.logical_and(info.converged_qp, info.converged_qq).astype(jnp.float32)
     return losses.drift_loss(x, v), {"drift_norm": jnp.mean(jnp.linalg.norm(v, axis=-1)),
                                      "converged": conv, "iters_qp": info.n_iters_qp,

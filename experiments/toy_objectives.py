@@ -76,7 +76,7 @@ BATCH = 512
 LAPLACE_TAU = 0.05
 GAUSS_SIGMA = 0.1
 ANNEAL_SIGMA0 = 1.0
-SINKHORN_KWARGS = {"alpha": 0.01, "cost_power": 2, "mask_self": True, "step": 1.0,
+SINKHORN_KWARGS = {"alpha": 0.01, "cost_power": 2, "exclude_self": True, "eta": 1.0,
                    "max_iterations": 500, "threshold": 1e-3}
 EVAL_SAMPLES = 5000
 EVAL_PROJECTIONS = 200

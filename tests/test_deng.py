@@ -1,6 +1,7 @@
 """Deng et al.'s drift loss: against a step-by-step float64 numpy transcription of the
 computation in DESIGN.md, and its gradient structure."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,9 +57,9 @@ def test_matches_reference_number_for_number(with_neg):
   temps = (0.02, 0.05, 0.2)
   ref_loss, ref_info, _, _ = reference(gen, pos, neg, wg, wp, wn, temps)
   f32 = lambda a: jnp.asarray(a, jnp.float32)
-  loss, info = dj.deng_drift_loss(f32(gen), f32(pos), f32(neg) if with_neg else None,
-                                  weight_gen=f32(wg), weight_pos=f32(wp),
-                                  weight_neg=f32(wn) if with_neg else None, temperatures=temps)
+  loss, info = dj.deng_drift_loss_with_info(
+      f32(gen), f32(pos), f32(neg) if with_neg else None, weight_gen=f32(wg),
+      weight_pos=f32(wp), weight_neg=f32(wn) if with_neg else None, temperatures=temps)
   assert loss.dtype == jnp.float32 and loss.shape == (b,)
   np.testing.assert_allclose(loss, ref_loss, rtol=2e-4)
   for key, val in ref_info.items():
@@ -73,7 +74,7 @@ def test_gradient_is_minus_force_direction():
   _, _, force, s_in = reference(gen, pos, np.zeros((2, 0, 4)), np.ones((2, 6)), np.ones((2, 7)),
                                 np.ones((2, 0)), (0.05, 0.2))
   grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, jnp.asarray(pos, jnp.float32),
-                                                       temperatures=(0.05, 0.2))[0]))(
+                                                       temperatures=(0.05, 0.2))))(
                                                            jnp.asarray(gen, jnp.float32))
   np.testing.assert_allclose(grad, -2 * force / (s_in * 6 * 4), rtol=1e-3, atol=1e-6)
 
@@ -81,9 +82,10 @@ def test_gradient_is_minus_force_direction():
 def test_jit_and_bad_input():
   gen = jnp.ones((2, 4, 3)) + jnp.arange(12.0).reshape(1, 4, 3) / 10
   pos = jnp.zeros((2, 5, 3))
-  np.testing.assert_allclose(jax.jit(lambda g, p: dj.deng_drift_loss(g, p)[0])(gen, pos),
-                             dj.deng_drift_loss(gen, pos)[0], rtol=1e-5)
-  with pytest.raises(ValueError, match="gen"):
+  np.testing.assert_allclose(jax.jit(lambda g, p: dj.deng_drift_loss(g, p))(gen, pos),
+                             dj.deng_drift_loss(gen, pos), rtol=1e-5)
+  chex.assert_shape(dj.deng_drift_loss(gen, pos), (2,))
+  with pytest.raises(ValueError, match="`x`"):
     dj.deng_drift_loss(gen[0], pos)
   with pytest.raises(ValueError, match="pos"):
     dj.deng_drift_loss(gen, jnp.zeros((2, 5, 4)))

@@ -45,3 +45,27 @@ def test_mnist_recipe_search_quick(tmp_path, monkeypatch):
 def test_validate_inception_quick():
   r = validate_inception.main(["--quick"])
   assert r["feature_max_abs_diff_over_max_abs"] < 1e-3 and r["fid_rel_diff"] < 5e-3
+
+
+def test_franz_table2_rules():
+  from experiments import franz_table2 as ft
+  curve = [{"steps": n, "fid_classifier_features": f}
+           for n, f in ((1000, 127.0), (2000, 13.9), (4000, 4.3), (8000, 4.0))]
+  assert ft.choose_budget(curve) == 4000  # within 10 % of the 8k FID
+  assert ft.choose_budget(curve, tolerance=3.0) == 2000
+  curve[-1]["fid_classifier_features"] = 2.0  # 4k no longer close enough: capped anyway
+  assert ft.choose_budget(curve) == ft.GRID_MAX_STEPS == 4000
+  assert ft.neighbours(0.2) == [0.1, 0.2, 0.3]
+  assert ft.neighbours(0.025) == [0.025, 0.05, 0.1] and ft.neighbours(1.0) == [0.3, 0.5, 1.0]
+  rows = [{"objective": "naive-gauss", "steps": 4000, "seed": 0, "width": w,
+           "fid_classifier_features": f} for w, f in ((0.1, 9.0), (0.2, float("nan")),
+                                                      (0.3, 7.0))]
+  assert ft.best_width(rows, "naive-gauss", 4000) == 0.3  # a diverged (NaN) run loses
+  table = {"naive-gauss": {"inception_fid": 10.0, "inception_fid_std": 1.0},
+           "drifting-gauss": {"inception_fid": 20.0, "inception_fid_std": 2.0},
+           "naive-laplace": {"inception_fid": 11.0, "inception_fid_std": 2.0}}
+  v = ft.verdicts(table, "inception_fid")
+  assert v["naive_beats_original"]["gauss"]["better"] == "naive-gauss"
+  assert v["naive_beats_original"]["gauss"]["significant"] is True
+  assert v["gauss_beats_laplace"]["naive"]["significant"] is False  # 1 < 1 + 2
+  assert v["naive_beats_original"]["laplace"] is None  # drifting-laplace missing

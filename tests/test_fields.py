@@ -127,7 +127,7 @@ def test_doubly_stochastic_field_is_algorithm1():
     s = 0.9
     x, pos = _problem(7, n=6, m=5)[:2]
     got = dj.doubly_stochastic_field(jnp.asarray(x), jnp.asarray(pos), jnp.asarray(x),
-                                     bandwidth=s)
+                                     bandwidth=s, exclude_self=True)
     d_pos = ((x[:, None] - pos[None]) ** 2).sum(-1)
     d_neg = ((x[:, None] - x[None]) ** 2).sum(-1)
     np.fill_diagonal(d_neg, np.inf)
@@ -145,15 +145,21 @@ def test_multiscale_sums_and_normalizes():
     x, pos, neg = map(jnp.asarray, _problem(8))
     fn = lambda a, p, n, s: dj.drift_field(a, p, n, kernel=dj.gaussian(s))
     bws = (0.3, 1.0, 2.0)
-    total = dj.multiscale(fn, bws)(x, pos, neg)
+    kerns = [dj.gaussian(s) for s in bws]
+    total = dj.multiscale(dj.drift_field, kerns)(x, pos, neg)
     np.testing.assert_allclose(total, sum(fn(x, pos, neg, s) for s in bws), rtol=1e-12)
-    normed = dj.multiscale(fn, bws, normalize=True)(x, pos, neg)
+    normed = dj.multiscale(dj.drift_field, kerns, normalize=True)(x, pos, neg)
     expect = sum(fn(x, pos, neg, s) / jnp.sqrt(jnp.mean(fn(x, pos, neg, s) ** 2)) for s in bws)
     np.testing.assert_allclose(normed, expect, rtol=1e-12)
-  with pytest.raises(ValueError, match="bandwidths"):
-    dj.multiscale(fn, [])
-  with pytest.raises(ValueError, match="bandwidths"):
-    dj.multiscale(fn, [0.1, -1.0])
+    # numbers are passed as bandwidth=, further keywords to every call
+    ds = dj.multiscale(dj.doubly_stochastic_field, bws, exclude_self=True)(x, pos, x)
+    np.testing.assert_allclose(ds, sum(dj.doubly_stochastic_field(x, pos, x, bandwidth=s,
+                                                                  exclude_self=True)
+                                       for s in bws), rtol=1e-12)
+  with pytest.raises(ValueError, match="scales"):
+    dj.multiscale(dj.drift_field, [])
+  with pytest.raises(ValueError, match="scales"):
+    dj.multiscale(dj.doubly_stochastic_field, [0.1, -1.0])
 
 
 def test_fields_jit_and_vmap_over_groups():
@@ -169,7 +175,7 @@ def test_fields_jit_and_vmap_over_groups():
       "mmd": lambda a, p: dj.mmd_field(a, p, a, kernel=kern, exclude_self=True),
       "deng": lambda a, p: dj.deng_field(a, p, a, kernel=kern, exclude_self=True,
                                          column_normalize=True),
-      "ds": lambda a, p: dj.doubly_stochastic_field(a, p, a, bandwidth=0.7),
+      "ds": lambda a, p: dj.doubly_stochastic_field(a, p, a, bandwidth=0.7, exclude_self=True),
   }
   for name, fn in fns.items():
     out = jax.jit(jax.vmap(fn))(xs, ps)
@@ -179,8 +185,8 @@ def test_fields_jit_and_vmap_over_groups():
 
 def test_traced_bandwidth_in_fields():
   x, pos = (jnp.asarray(a, jnp.float32) for a in _problem(9)[:2])
-  f = jax.jit(lambda s: dj.doubly_stochastic_field(x, pos, x, bandwidth=s))
-  np.testing.assert_allclose(f(0.5), dj.doubly_stochastic_field(x, pos, x, bandwidth=0.5),
+  f = jax.jit(lambda s: dj.doubly_stochastic_field(x, pos, x, bandwidth=s, exclude_self=True))
+  np.testing.assert_allclose(f(0.5), dj.doubly_stochastic_field(x, pos, x, bandwidth=0.5, exclude_self=True),
                              rtol=1e-5, atol=1e-6)
 
 

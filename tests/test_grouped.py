@@ -80,7 +80,7 @@ def test_guided_loss_is_deng_loss_with_the_cfg_weights():
   chex.assert_shape([loss, m["drift_norm"]], (G,))
   for g in range(G):
     w = (alpha[g] - 1) * (N - 1) / 5
-    want, _ = dj.deng_drift_loss(gen[g][None], pos[g][None], unc[g][None],
+    want = dj.deng_drift_loss(gen[g][None], pos[g][None], unc[g][None],
                                  weight_neg=jnp.full((1, 5), w), temperatures=temps)
     np.testing.assert_allclose(loss[g], want[0], rtol=1e-6)
   with pytest.raises(ValueError, match="uncond"):

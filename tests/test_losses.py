@@ -29,7 +29,7 @@ def _tree_allclose(a, b, **kw):
 
 @pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
 def test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient(make):
-  """∇θ drift_loss(f_θ, V#) = 2 ∇θ log_kde_loss(f_θ) (Eq. (6); 2 from the square in Eq. (1))."""
+  """∇θ drift_loss(f_θ, V#) = 2 ∇θ log_kde_loss(f_θ, exclude_self=True) (Eq. (6); 2 from the square in Eq. (1))."""
   with x64():
     params, f = _generator()
     pos = jnp.asarray(cloud(1, 12, 2, shift=0.5))
@@ -42,7 +42,7 @@ def test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient(make):
 
     def logkde(p):
       x = f(p)
-      return dj.log_kde_loss(x, pos, x, kernel=kern)
+      return dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True)
 
     _tree_allclose(jax.grad(drift)(params),
                    jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(logkde)(params)),
@@ -58,7 +58,7 @@ def test_eq6_gaussian_naive_drift_equals_log_kde_loss_up_to_sigma2():
     kern = dj.gaussian(s)
     naive = lambda p: dj.drift_loss(f(p), dj.drift_field(f(p), pos, sg(f(p)), kernel=kern,
                                                          exclude_self=True))
-    sharp = lambda p: dj.log_kde_loss(f(p), pos, f(p), kernel=kern)
+    sharp = lambda p: dj.log_kde_loss(f(p), pos, f(p), kernel=kern, exclude_self=True)
     _tree_allclose(jax.grad(naive)(params),
                    jax.tree_util.tree_map(lambda g: 2 * s**2 * g, jax.grad(sharp)(params)),
                    rtol=1e-8, atol=1e-12)
@@ -72,7 +72,7 @@ def test_mmd_loss_gradient_equals_mmd_field_drift_loss(make):
     kern = make(0.9)
     drift = lambda p: dj.drift_loss(f(p), dj.mmd_field(f(p), pos, sg(f(p)), kernel=kern,
                                                        exclude_self=True))
-    mmd = lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=kern)
+    mmd = lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=kern, exclude_self=True)
     _tree_allclose(jax.grad(drift)(params),
                    jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(mmd)(params)),
                    rtol=1e-8, atol=1e-12)
@@ -89,7 +89,7 @@ def test_mmd_loss_value_and_mmd2_relation():
     kxx = np.array(k(x, x))
     np.fill_diagonal(kxx, 0.0)
     expect = kxx.sum(1).mean() / 9 - np.asarray(k(x, pos)).mean()
-    np.testing.assert_allclose(dj.mmd_loss(x, pos, x, kernel=dj.gaussian(s)), expect,
+    np.testing.assert_allclose(dj.mmd_loss(x, pos, x, kernel=dj.gaussian(s), exclude_self=True), expect,
                                rtol=1e-12)
 
     def mmd2(p):  # unbiased within q (diagonal excluded), as in the loss
@@ -98,7 +98,7 @@ def test_mmd_loss_value_and_mmd2_relation():
       return kq.sum() / 90 - 2 * k(xx, pos).mean() + k(pos, pos).mean()
 
     _tree_allclose(jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(
-        lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=dj.gaussian(s)))(params)),
+        lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=dj.gaussian(s), exclude_self=True))(params)),
                    jax.grad(mmd2)(params), rtol=1e-8, atol=1e-12)
 
 
@@ -110,21 +110,21 @@ def test_kde_link_family():
     kern = dj.laplacian(0.4)
     q = np.exp(np.asarray(dj.log_kde(x, x, kernel=kern, which="sharp", exclude_self=True)))
     p = np.exp(np.asarray(dj.log_kde(x, pos, kernel=kern, which="sharp")))
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="log"),
+    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="log", exclude_self=True),
                                np.mean(np.log(q) - np.log(p)), rtol=1e-10)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern),
-                               dj.log_kde_loss(x, pos, x, kernel=kern), rtol=1e-12)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="identity"),
+    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, exclude_self=True),
+                               dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True), rtol=1e-12)
+    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="identity", exclude_self=True),
                                np.mean(q - p), rtol=1e-10)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link=jnp.sqrt),
+    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link=jnp.sqrt, exclude_self=True),
                                np.mean(np.sqrt(q) - np.sqrt(p)), rtol=1e-10)
     # identity link: the x-gradient is minus the unnormalized field (Prop. 7)
     grad = jax.grad(lambda z: 8 * dj.kde_link_loss(z, pos, sg(z), kernel=kern,
-                                                   link="identity"))(x)
+                                                   link="identity", exclude_self=True))(x)
     np.testing.assert_allclose(-grad, dj.drift_field(x, pos, x, kernel=kern, normalization="none",
                                                      exclude_self=True), rtol=1e-8, atol=1e-13)
   with pytest.raises(ValueError, match="link"):
-    dj.kde_link_loss(x, pos, x, kernel=kern, link="exp")
+    dj.kde_link_loss(x, pos, x, kernel=kern, link="exp", exclude_self=True)
 
 
 def test_drift_loss_value_and_gradient():

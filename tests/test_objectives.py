@@ -90,7 +90,7 @@ def test_loss_objective_drift_norm_is_minus_n_grad_potential(name, loss_fn):
   v = -X.shape[0] * grad_x  # per-sample potential gradient (neg stop-gradiented)
   np.testing.assert_allclose(metrics["drift_norm"], jnp.mean(jnp.linalg.norm(v, axis=-1)),
                              rtol=1e-4)
-  np.testing.assert_allclose(loss, loss_fn(X, POS, X, kernel=kern), rtol=1e-5)
+  np.testing.assert_allclose(loss, loss_fn(X, POS, X, kernel=kern, exclude_self=True), rtol=1e-5)
 
 
 def test_annealed_schedule_and_custom_schedule():

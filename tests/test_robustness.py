@@ -27,10 +27,10 @@ def _objectives(kern, bw):
                                                            exclude_self=True,
                                                            column_normalize=True)),
       "ds": lambda x, p: dj.drift_loss(x, dj.doubly_stochastic_field(x, p, sg(x),
-                                                                      bandwidth=bw)),
-      "log_kde": lambda x, p: dj.log_kde_loss(x, p, x, kernel=kern),
-      "mmd": lambda x, p: dj.mmd_loss(x, p, x, kernel=kern),
-      "link_id": lambda x, p: dj.kde_link_loss(x, p, x, kernel=kern, link="identity"),
+                                                                      bandwidth=bw, exclude_self=True)),
+      "log_kde": lambda x, p: dj.log_kde_loss(x, p, x, kernel=kern, exclude_self=True),
+      "mmd": lambda x, p: dj.mmd_loss(x, p, x, kernel=kern, exclude_self=True),
+      "link_id": lambda x, p: dj.kde_link_loss(x, p, x, kernel=kern, link="identity", exclude_self=True),
   }
 
 
@@ -92,9 +92,9 @@ BAD = {
     "rank": (lambda: dj.deng_field(jnp.ones((4,)), jnp.ones((3, 2)), jnp.ones((4, 2)),
                                    kernel=dj.gaussian(1.0)), "x"),
     "rank neg": (lambda: dj.log_kde_loss(jnp.ones((4, 2)), jnp.ones((3, 2)),
-                                         jnp.ones((2, 4, 2)), kernel=dj.gaussian(1.0)), "neg"),
+                                         jnp.ones((2, 4, 2)), kernel=dj.gaussian(1.0), exclude_self=True), "neg"),
     "bandwidth": (lambda: dj.doubly_stochastic_field(jnp.ones((4, 2)), jnp.ones((3, 2)),
-                                                     jnp.ones((4, 2)), bandwidth=0.0),
+                                                     jnp.ones((4, 2)), bandwidth=0.0, exclude_self=True),
                   "bandwidth"),
     "exclude_self": (lambda: dj.drift_field(jnp.ones((4, 2)), jnp.ones((3, 2)), jnp.ones((5, 2)),
                                             kernel=dj.gaussian(1.0), exclude_self=True),
@@ -103,9 +103,9 @@ BAD = {
                                              jnp.ones((4, 2)), kernel=dj.gaussian(1.0),
                                              normalization="softmax"), "normalization"),
     "nan": (lambda: dj.mmd_loss(jnp.ones((4, 2)), jnp.full((3, 2), jnp.nan), jnp.ones((4, 2)),
-                                kernel=dj.laplacian(1.0)), "`pos` contains NaN"),
+                                kernel=dj.laplacian(1.0), exclude_self=True), "`pos` contains NaN"),
     "single negative": (lambda: dj.log_kde_loss(jnp.ones((1, 2)), jnp.ones((3, 2)),
-                                                jnp.ones((1, 2)), kernel=dj.gaussian(1.0)),
+                                                jnp.ones((1, 2)), kernel=dj.gaussian(1.0), exclude_self=True),
                         "2 negatives"),
 }
 

@@ -11,7 +11,8 @@ import pytest
 from ott.geometry import pointcloud
 from ott.tools import sinkhorn_divergence as ott_sd
 
-from drifting_jax.sinkhorn import SinkhornDriftInfo, sinkhorn_drift, sinkhorn_loss
+from drifting_jax.sinkhorn import (SinkhornDriftInfo, sinkhorn_drift, sinkhorn_drift_with_info,
+                                   sinkhorn_loss, sinkhorn_loss_with_info)
 
 enable_x64 = jax.enable_x64  # context manager (jax.experimental.enable_x64 in older jax)
 
@@ -28,8 +29,8 @@ def test_unmasked_drift_is_minus_grad_of_ott_sinkhorn_divergence():
   with enable_x64():
     x, y = _data(dtype=jnp.float64)
     step = 0.5
-    v, info = sinkhorn_drift(x, y, alpha=0.2, cost_power=2, mask_self=False, step=step,
-                             threshold=1e-10, max_iterations=5000, return_info=True)
+    v, info = sinkhorn_drift_with_info(x, y, alpha=0.2, cost_power=2, exclude_self=False,
+                                       eta=step, threshold=1e-10, max_iterations=5000)
     assert bool(info.converged_qp) and bool(info.converged_qq)
     eps = float(info.epsilon)
     np.testing.assert_allclose(eps, 0.2 * np.mean(np.sum((x[:, None] - y[None]) ** 2, -1)))
@@ -51,8 +52,8 @@ def test_unmasked_drift_is_minus_grad_of_ott_sinkhorn_divergence():
 def test_masked_self_coupling_is_leave_one_out_convex_combination():
   with enable_x64():
     x, y = _data(n=9, dtype=jnp.float64)
-    _, info = sinkhorn_drift(x, y, mask_self=True, threshold=1e-10, max_iterations=5000,
-                             return_info=True)
+    _, info = sinkhorn_drift_with_info(x, y, exclude_self=True, threshold=1e-10,
+                                       max_iterations=5000)
     n = x.shape[0]
     w = n * np.asarray(info.pi_qq)
     np.testing.assert_array_equal(np.diag(w), 0.0)  # exact zero mass on the diagonal
@@ -66,7 +67,7 @@ def test_masked_self_coupling_is_leave_one_out_convex_combination():
 
 def test_q_equals_p_gives_near_zero_drift_without_masking():
   x, _ = _data(n=16)
-  v = sinkhorn_drift(x, x, mask_self=False)
+  v = sinkhorn_drift(x, x, exclude_self=False)
   rel = float(jnp.max(jnp.linalg.norm(v, axis=1)) / jnp.std(x))
   print(f"max |V| / std(x) at q = p: {rel:.2e}")
   assert rel < 1e-3
@@ -76,9 +77,9 @@ def test_q_equals_p_gives_near_zero_drift_without_masking():
 def test_cost_powers_finite_in_float32(cost_power):
   x, y = _data(n=12, m=10, d=3)
   x = x.at[1].set(y[0])  # a zero cross distance: r = 1 needs a finite gradient there
-  loss_fn = functools.partial(sinkhorn_loss, cost_power=cost_power, return_info=True)
+  loss_fn = functools.partial(sinkhorn_loss_with_info, cost_power=cost_power, exclude_self=True)
   (loss, info), g = jax.value_and_grad(loss_fn, has_aux=True)(x, y)
-  v = info.t_qp - info.t_qq  # step = 1
+  v = info.t_qp - info.t_qq  # eta = 1
   chex.assert_tree_all_finite((loss, g, v))
   assert loss.dtype == jnp.float32 and v.dtype == jnp.float32
   assert bool(info.converged_qp) and bool(info.converged_qq)
@@ -91,13 +92,13 @@ def test_cost_powers_finite_in_float32(cost_power):
   chex.assert_tree_all_finite(gv)
 
 
-@pytest.mark.parametrize("cost_power, mask_self", [(1, True), (2, False)])
-def test_gradient_through_drift_matches_finite_differences(cost_power, mask_self):
+@pytest.mark.parametrize("cost_power, exclude_self", [(1, True), (2, False)])
+def test_gradient_through_drift_matches_finite_differences(cost_power, exclude_self):
   """Backprop through ott's Sinkhorn (incl. the +inf diagonal) at fixed ε, in float64."""
   with enable_x64():
     x, y = _data(n=6, m=5, dtype=jnp.float64)
     dx = jax.random.normal(jax.random.PRNGKey(3), x.shape, jnp.float64)
-    kw = dict(epsilon=1.0, cost_power=cost_power, mask_self=mask_self, threshold=1e-10,
+    kw = dict(epsilon=1.0, cost_power=cost_power, exclude_self=exclude_self, threshold=1e-10,
               max_iterations=5000)
     f = jax.jit(lambda xx: jnp.sum(jnp.sin(sinkhorn_drift(xx, y, **kw))))
     directional = float(jnp.vdot(jax.jit(jax.grad(f))(x), dx))
@@ -110,7 +111,7 @@ def test_jit_and_vmap_over_groups_match_loop():
   g, n, m, d = 2, 8, 6, 2
   xs = jax.random.normal(jax.random.PRNGKey(1), (g, n, d))
   ys = jax.random.normal(jax.random.PRNGKey(2), (g, m, d)) + 0.5
-  fn = functools.partial(sinkhorn_drift, alpha=0.1, return_info=True)
+  fn = functools.partial(sinkhorn_drift_with_info, alpha=0.1, exclude_self=True)
   v_b, info_b = jax.jit(jax.vmap(fn))(xs, ys)
   chex.assert_shape(v_b, (g, n, d))
   chex.assert_shape(info_b.pi_qq, (g, n, n))
@@ -125,7 +126,7 @@ def test_jit_and_vmap_over_groups_match_loop():
 
 def test_info_reports_convergence_and_warns_eagerly():
   x, y = _data(n=10, m=10)
-  _, info = sinkhorn_drift(x, y, return_info=True)
+  _, info = sinkhorn_drift_with_info(x, y)
   assert isinstance(info, SinkhornDriftInfo)
   assert bool(info.converged_qp) and bool(info.converged_qq)
   assert 0 < int(info.n_iters_qp) <= 2000 and 0 < int(info.n_iters_qq) <= 2000
@@ -135,7 +136,7 @@ def test_info_reports_convergence_and_warns_eagerly():
     sinkhorn_drift(x, y, **kw)
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # no warning under jit: the user reads info instead
-    _, info_jit = jax.jit(functools.partial(sinkhorn_drift, return_info=True, **kw))(x, y)
+    _, info_jit = jax.jit(functools.partial(sinkhorn_drift_with_info, **kw))(x, y)
   assert not bool(info_jit.converged_qp)
   assert int(info_jit.n_iters_qp) == 20
 
@@ -144,13 +145,13 @@ def test_info_reports_convergence_and_warns_eagerly():
     ((np.zeros((4,)), np.zeros((3, 2))), {}, "`x`"),
     ((np.zeros((4, 2)), np.zeros((3, 2, 1))), {}, "`pos`"),
     ((np.zeros((4, 2)), np.zeros((3, 5))), {}, "`pos`.*D=2"),
-    ((np.zeros((0, 2)), np.zeros((3, 2))), {"mask_self": False}, "`x`"),
+    ((np.zeros((0, 2)), np.zeros((3, 2))), {"exclude_self": False}, "`x`"),
     ((np.zeros((4, 2)), np.zeros((0, 2))), {}, "`pos`"),
-    ((np.zeros((1, 2)), np.zeros((3, 2))), {"mask_self": True}, "`x`.*at least 2"),
+    ((np.zeros((1, 2)), np.zeros((3, 2))), {"exclude_self": True}, "`x`.*at least 2"),
     ((np.zeros((4, 2)), np.zeros((3, 2))), {"cost_power": 3}, "`cost_power`"),
     ((np.zeros((4, 2)), np.zeros((3, 2))), {"alpha": 0.0}, "`alpha`"),
     ((np.zeros((4, 2)), np.zeros((3, 2))), {"epsilon": -1.0}, "`epsilon`"),
-    ((np.zeros((4, 2)), np.zeros((3, 2))), {"step": float("nan")}, "`step`"),
+    ((np.zeros((4, 2)), np.zeros((3, 2))), {"eta": float("nan")}, "`eta`"),
     ((np.full((4, 2), np.nan), np.zeros((3, 2))), {}, "`x`.*NaN"),
     ((np.zeros((4, 2)), np.full((3, 2), np.inf)), {}, "`pos`.*NaN"),
 ])
@@ -159,3 +160,19 @@ def test_bad_input_raises_value_error_naming_argument(args, kwargs, match):
     sinkhorn_drift(*args, **kwargs)
   with pytest.raises(ValueError, match=match):
     sinkhorn_loss(*args, **kwargs)
+
+
+def test_negatives_like_the_other_fields():
+  x, y = _data(n=8, m=6)
+  # neg = x given explicitly is the default (neg=None) problem
+  np.testing.assert_allclose(sinkhorn_drift(x, y, x, exclude_self=True),
+                             sinkhorn_drift(x, y, exclude_self=True), rtol=1e-5, atol=1e-6)
+  # a separate sample of q: T_qq is the barycentric map onto it
+  neg = _data(seed=7, n=11)[0]
+  v, info = sinkhorn_drift_with_info(x, y, neg)
+  chex.assert_shape(info.pi_qq, (8, 11))
+  np.testing.assert_allclose(info.t_qq, 8 * np.asarray(info.pi_qq) @ np.asarray(neg),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(v, info.t_qp - info.t_qq, rtol=1e-6)
+  with pytest.raises(ValueError, match="exclude_self=True. needs `neg`"):
+    sinkhorn_drift(x, y, neg, exclude_self=True)

@@ -12,7 +12,7 @@ def get_config() -> ToyConfig:
   return ToyConfig(
       dataset="checkerboard",
       objective="sinkhorn",
-      objective_kwargs={"alpha": 0.01, "cost_power": 2, "mask_self": True, "step": 1.0,
+      objective_kwargs={"alpha": 0.01, "cost_power": 2, "exclude_self": True, "eta": 1.0,
                         "max_iterations": 500, "threshold": 1e-3},
       batch_size=512,
       num_steps=2000,
