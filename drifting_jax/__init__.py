@@ -25,7 +25,8 @@ from drifting_jax.spectral import (convergence_time, fixed_convergence_time, gau
 
 __version__ = "0.1.0"
 
-_LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli", "sinkhorn")
+_LAZY_SUBPACKAGES = ("data", "models", "training", "metrics", "objectives", "cli", "sinkhorn",
+                     "testing")
 # Names whose modules import ott-jax or flax: loaded on first access, so that
 # ``import drifting_jax`` pulls in neither flax, orbax nor ott.
 _LAZY_NAMES = {"sinkhorn_drift": "sinkhorn", "sinkhorn_loss": "sinkhorn",
@@ -54,6 +55,6 @@ __all__ = [
     "sinkhorn_drift", "sinkhorn_loss", "sinkhorn_drift_with_info", "sinkhorn_loss_with_info",
     "SinkhornDriftInfo", "deng_drift_loss_with_info", "make_objective", "objective_names",
     "sliced_wasserstein", "data", "models", "training", "metrics", "objectives",
-    "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight", "sample_cfg_scale",
+    "testing", "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight", "sample_cfg_scale",
     "kernel_scaled", "stream_loss",
 ]
