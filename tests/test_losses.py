@@ -1,5 +1,6 @@
 """Losses: Eq. (6) gradient identities on a small generator, MMD and the link family."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,11 +23,6 @@ def _generator():
   return params, f
 
 
-def _tree_allclose(a, b, **kw):
-  for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-    np.testing.assert_allclose(u, v, **kw)
-
-
 @pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
 def test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient(make):
   """∇θ drift_loss(f_θ, V#) = 2 ∇θ log_kde_loss(f_θ, exclude_self=True) (Eq. (6); 2 from the square in Eq. (1))."""
@@ -44,7 +40,7 @@ def test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient(make):
       x = f(p)
       return dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True)
 
-    _tree_allclose(jax.grad(drift)(params),
+    chex.assert_trees_all_close(jax.grad(drift)(params),
                    jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(logkde)(params)),
                    rtol=1e-8, atol=1e-12)
 
@@ -59,7 +55,7 @@ def test_eq6_gaussian_naive_drift_equals_log_kde_loss_up_to_sigma2():
     naive = lambda p: dj.drift_loss(f(p), dj.drift_field(f(p), pos, sg(f(p)), kernel=kern,
                                                          exclude_self=True))
     sharp = lambda p: dj.log_kde_loss(f(p), pos, f(p), kernel=kern, exclude_self=True)
-    _tree_allclose(jax.grad(naive)(params),
+    chex.assert_trees_all_close(jax.grad(naive)(params),
                    jax.tree_util.tree_map(lambda g: 2 * s**2 * g, jax.grad(sharp)(params)),
                    rtol=1e-8, atol=1e-12)
 
@@ -73,7 +69,7 @@ def test_mmd_loss_gradient_equals_mmd_field_drift_loss(make):
     drift = lambda p: dj.drift_loss(f(p), dj.mmd_field(f(p), pos, sg(f(p)), kernel=kern,
                                                        exclude_self=True))
     mmd = lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=kern, exclude_self=True)
-    _tree_allclose(jax.grad(drift)(params),
+    chex.assert_trees_all_close(jax.grad(drift)(params),
                    jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(mmd)(params)),
                    rtol=1e-8, atol=1e-12)
 
@@ -97,7 +93,7 @@ def test_mmd_loss_value_and_mmd2_relation():
       kq = k(xx, xx) * (1 - jnp.eye(10))
       return kq.sum() / 90 - 2 * k(xx, pos).mean() + k(pos, pos).mean()
 
-    _tree_allclose(jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(
+    chex.assert_trees_all_close(jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(
         lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=dj.gaussian(s), exclude_self=True))(params)),
                    jax.grad(mmd2)(params), rtol=1e-8, atol=1e-12)
 
