@@ -51,8 +51,7 @@ _SCRIPT = textwrap.dedent("""
             cfg.parallel = mode[:4]
             cfg.group_chunks = 2 if mode == "mesh4" else 1  # 2 groups/device, 1 per chunk
             run = build_image_run(cfg, dataset=ds)
-            runner = run.runner(devices=jax.devices()[:4] if mode == "mesh4" else None,
-                                with_grads=True)
+            runner = run._runner_cached(jax.devices()[:4] if mode == "mesh4" else None, True)
             state, bank, data = runner.place(*run.init(), run.data)
             losses, gnorms, grads = [], [], []
             for _ in range(2):

@@ -15,7 +15,7 @@ import pytest
 
 from drifting_jax import objectives
 from drifting_jax.data.images import load_digits
-from drifting_jax.training.image_loop import load_image_run, train_images
+from drifting_jax.training.image_loop import _train_images_until, load_image_run, train_images
 from drifting_jax.training.images import ImageConfig
 
 
@@ -41,7 +41,7 @@ def digits():
 def test_killed_run_resumes_exactly(tmp_path, digits):
   full = train_images(cfg(), tmp_path / "full", dataset=digits)
   # "Kill" after iteration 7 of 8: checkpoints exist at 3 and 6, iteration 7 is lost.
-  partial = train_images(cfg(), tmp_path / "split", dataset=digits, stop_at=7)
+  partial = _train_images_until(cfg(), tmp_path / "split", 7, dataset=digits)
   assert partial["step"] == 7
   assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == ["3", "6"]
   assert not os.path.exists(tmp_path / "split" / "metrics.json")

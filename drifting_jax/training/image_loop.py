@@ -44,7 +44,7 @@ from drifting_jax.training.image_sampling import _grid, load_image_run, sample_i
 from drifting_jax.training.images import (ImageBatch, ImageTrainState,
                                           init_image_state, make_group_loss,
                                           make_image_optimizer,
-                                          make_stats_step, make_train_step, sample_cfg_scale,
+                                          make_stats_step, _make_train_step, sample_cfg_scale,
                                           validate_image_config)
 
 __all__ = ["ImageData", "ImageRun", "apply_image_overrides", "build_image_run",
@@ -172,16 +172,20 @@ class ImageRun:
         bank = init_bank(self.cfg, self.data, self.model.num_classes)
     return state, bank
 
-  def runner(self, *, devices: Any = None, with_grads: bool = False) -> parallel.Runner:
+  def runner(self, *, devices: Any = None) -> parallel.Runner:
     """The parallel runner of ``cfg.parallel`` (:func:`parallel.make_runner`)."""
+    return self._runner_cached(devices, False)
+
+  def _runner_cached(self, devices, with_grads: bool) -> parallel.Runner:
+    """``runner``; ``with_grads`` also returns the averaged gradients (tests only)."""
     ids = None if devices is None else tuple(d.id for d in devices)
     return self._cached(("runner", ids, with_grads), lambda: self._runner(devices, with_grads))
 
   def _runner(self, devices, with_grads) -> parallel.Runner:
     def make_steps(axis_name):
-      return (make_train_step(self.cfg, self.model, self.optimizer, self.extractor,
-                              objective=self.objective, axis_name=axis_name,
-                              with_grads=with_grads),
+      return (_make_train_step(self.cfg, self.model, self.optimizer, self.extractor,
+                               objective=self.objective, axis_name=axis_name,
+                               with_grads=with_grads),
               make_stats_step(self.cfg, self.extractor, axis_name=axis_name))
     return parallel.make_runner(self.cfg.parallel, make_steps=make_steps,
                                 prepare=make_prepare(self.cfg),
@@ -285,8 +289,7 @@ def _scalars(metrics: dict) -> dict[str, float]:
 
 def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.PathLike, *,
                  overrides: Any = None, dataset: image_data.Dataset | None = None,
-                 objective: Any = None, force_new: bool = False,
-                 stop_at: int | None = None) -> dict[str, float]:
+                 objective: Any = None, force_new: bool = False) -> dict[str, float]:
   """Trains (or resumes) a class-conditional image generator in ``workdir``.
 
   Runs ``norm_warmup`` statistics-only iterations, then ``num_steps`` optimizer iterations
@@ -301,8 +304,6 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
       ``config.objective``.
     force_new: start over even if ``workdir`` holds a run (its files are moved into
       ``workdir/replaced-<time>/``).
-    stop_at: stop after this many iterations as if the process were killed (no final
-      checkpoint, grid or metrics.json): simulates preemption in tests.
 
   Returns:
     Final metrics: the last iteration's ``loss``, ``grad_norm``, ``drift_norm``, ...,
@@ -324,6 +325,20 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     if force_new:
       rundir.move_aside(workdir, RUN_FILES)
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    return _train_locked(cfg, run, workdir, None)
+
+
+def _train_images_until(config, workdir, stop_at: int, **kwargs) -> dict[str, float]:
+  """``train_images`` that stops after ``stop_at`` iterations as if the process were killed
+  (no final checkpoint, grid or metrics.json): simulates preemption in tests."""
+  cfg = _resolve(config, kwargs.pop("overrides", None))
+  run = build_image_run(cfg, dataset=kwargs.pop("dataset", None),
+                        objective=kwargs.pop("objective", None))
+  if kwargs:
+    raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+  workdir = os.path.abspath(os.fspath(workdir))
+  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+  with rundir.RunLock(workdir):
     return _train_locked(cfg, run, workdir, stop_at)
 
 

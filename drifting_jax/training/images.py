@@ -221,7 +221,7 @@ def make_stats_step(cfg: ImageConfig, extractor: FeatureExtractor, *,
 
 def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTransformation,
                     extractor: FeatureExtractor, *, objective: Objective | None = None,
-                    axis_name: str | None = None, with_grads: bool = False) -> StepFn:
+                    axis_name: str | None = None) -> StepFn:
   """The per-device training step ``(state, batch, rng) -> (state, metrics)``.
 
   For each local group ``g``: draw ``N_gen`` generator inputs from
@@ -241,13 +241,20 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
     extractor: feature streams (:mod:`~drifting_jax.training.features`).
     objective: optional per-group objective ``fn(x, pos, step)`` overriding ``cfg``'s.
     axis_name: device axis for collectives (None on a single device).
-    with_grads: also return the averaged gradients as ``metrics["grads"]`` (tests).
 
   Returns:
     The step. ``metrics``: ``loss``, ``grad_norm`` (before clipping), ``lr``, ``drift_norm``,
     ``kernel_scale`` and the objective's other scalars (``loss/<stream>`` with several
     streams), all averaged over groups and devices.
   """
+  return _make_train_step(cfg, model, optimizer, extractor, objective=objective,
+                          axis_name=axis_name, with_grads=False)
+
+
+def _make_train_step(cfg, model, optimizer, extractor, *, objective, axis_name,
+                     with_grads: bool) -> StepFn:
+  """:func:`make_train_step`; ``with_grads`` also returns the averaged gradients as
+  ``metrics["grads"]`` (tests compare them across parallel modes)."""
   group_loss = make_group_loss(cfg, objective)
   schedule = make_lr_schedule(cfg)
   n_gen, warm = cfg.num_gen, cfg.norm_warmup if cfg.kernel_width_norm else 0
