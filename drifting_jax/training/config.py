@@ -8,13 +8,13 @@ dotted key (``--set objective_kwargs.alpha=0.01``).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.util
 import json
 import os
-import typing
 from typing import Any
+
+from drifting_jax.training import overrides as overrides_lib
 
 __all__ = [
     "ToyConfig",
@@ -195,78 +195,16 @@ def run_config_file(path: str, config_type: type) -> Any:
   return cfg
 
 
-def _parse_literal(text: str) -> Any:
-  low = text.strip().lower()
-  if low in ("none", "null"):
-    return None
-  if low in ("true", "false"):
-    return low == "true"
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def _coerce(name: str, text: str) -> Any:
-  """Parses ``text`` into the annotated type of field ``name``."""
-  hint = typing.get_type_hints(ToyConfig)[name]
-  args = typing.get_args(hint)
-  optional = type(None) in args
-  base = next(a for a in args if a is not type(None)) if args else hint
-  value = _parse_literal(text)
-  if value is None:
-    if optional:
-      return None
-    raise ValueError(f"`{name}` cannot be None")
-  if base is str:
-    return str(text)
-  if base is bool:
-    if not isinstance(value, bool):
-      raise ValueError(f"`{name}` expects true/false, got {text!r}")
-    return value
-  if base is int:
-    if isinstance(value, bool) or not isinstance(value, int):
-      if isinstance(value, float) and value.is_integer():
-        return int(value)
-      raise ValueError(f"`{name}` expects an int, got {text!r}")
-    return value
-  if base is float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-      raise ValueError(f"`{name}` expects a number, got {text!r}")
-    return float(value)
-  if base is dict:
-    if not isinstance(value, dict):
-      raise ValueError(f"`{name}` expects a dict literal, got {text!r}")
-    return value
-  return value
-
-
 def apply_overrides(cfg: ToyConfig, overrides: list[str] | None) -> ToyConfig:
   """Returns a copy of ``cfg`` with ``key=value`` overrides applied.
 
   Args:
     cfg: base config.
     overrides: strings ``"field=value"`` or ``"dict_field.key=value"``; values are
-      parsed as Python literals and coerced to the field's type.
+      parsed as Python literals and coerced to the field's type
+      (:mod:`drifting_jax.training.overrides`; non-finite floats are rejected).
 
   Raises:
     ValueError: malformed override, unknown field, or a value of the wrong type.
   """
-  cfg = dataclasses.replace(cfg, **{
-      k: dict(v) for k, v in dataclasses.asdict(cfg).items() if isinstance(v, dict)})
-  for item in overrides or ():
-    if "=" not in item:
-      raise ValueError(f"`--set` expects key=value, got {item!r}")
-    key, text = item.split("=", 1)
-    key = key.strip().replace("-", "_")
-    field, _, sub = key.partition(".")
-    if field not in _FIELDS:
-      raise ValueError(f"unknown config field {field!r} in `--set {item}`")
-    if sub:
-      target = getattr(cfg, field)
-      if not isinstance(target, dict):
-        raise ValueError(f"`{field}` is not a dict; cannot set {key!r}")
-      target[sub] = _parse_literal(text)
-    else:
-      setattr(cfg, field, _coerce(field, text))
-  return cfg
+  return overrides_lib.apply(cfg, list(overrides or ()))

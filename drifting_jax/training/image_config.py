@@ -7,14 +7,13 @@ The recipe the defaults encode is Franz et al. §5.1 / Table 3 (see
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import math
 import os
-import typing
 from typing import Any
 
+from drifting_jax.training import overrides as overrides_lib
 from drifting_jax.training.config import run_config_file
 
 __all__ = ["ImageConfig", "apply_image_overrides", "image_config_from_dict", "load_image_config",
@@ -225,26 +224,6 @@ def image_config_from_dict(d: dict) -> ImageConfig:
   return ImageConfig(**d)
 
 
-_FIELDS = {f.name for f in dataclasses.fields(ImageConfig)}
-
-
-def _parse(name: str, text: str) -> Any:
-  """Parses ``--set`` text for field ``name`` (a Python literal; strings may be bare)."""
-  low = text.strip().lower()
-  if low in ("none", "null"):
-    return None
-  if low in ("true", "false"):
-    return low == "true"
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text
-  hint = typing.get_type_hints(ImageConfig).get(name)
-  if hint is float and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  if hint is str and not isinstance(value, str):
-    value = text
-  return value
 
 
 def apply_image_overrides(cfg: ImageConfig, overrides: Any) -> ImageConfig:
@@ -255,29 +234,4 @@ def apply_image_overrides(cfg: ImageConfig, overrides: Any) -> ImageConfig:
   Raises:
     ValueError: malformed item or unknown field.
   """
-  cfg = dataclasses.replace(cfg, **{k: dict(v) for k, v in dataclasses.asdict(cfg).items()
-                                    if isinstance(v, dict)})
-  if overrides is None:
-    return cfg
-  if isinstance(overrides, dict):
-    items = list(overrides.items())
-  else:
-    items = []
-    for item in overrides:
-      if not isinstance(item, str) or "=" not in item:
-        raise ValueError(f"`overrides` items must be 'key=value', got {item!r}")
-      key, text = item.split("=", 1)
-      key = key.strip().replace("-", "_")
-      items.append((key, _parse(key.partition(".")[0], text) if "." not in key else
-                    _parse("", text)))
-  for key, value in items:
-    field, _, sub = key.partition(".")
-    if field not in _FIELDS:
-      raise ValueError(f"unknown config field {field!r} in `overrides`; known: {sorted(_FIELDS)}")
-    if sub:
-      if not isinstance(getattr(cfg, field), dict):
-        raise ValueError(f"`{field}` is not a dict; cannot set {key!r}")
-      getattr(cfg, field)[sub] = value
-    else:
-      setattr(cfg, field, value)
-  return cfg
+  return overrides_lib.apply(cfg, overrides)

@@ -1,0 +1,139 @@
+"""Benchmark: ``deng_drift_loss`` against a plain transcription of the reference algorithm and
+against two limits measured in the same run.
+
+* **reference**: Deng et al.'s algorithm as their code computes it, transcribed here from the
+  algorithm description (not from our implementation): per temperature a softmax over the
+  targets and one over the generated samples, ``A = sqrt(max(A_row · A_col, 1e-6))``, the
+  weighted attraction/repulsion coefficients, the force matmul, its RMS normalization;
+* **roofline**: the 4 matmuls of shape ``[C, T] × [T, S]`` the loss needs (distances and
+  the force of 3 temperatures), jitted back to back;
+* **exp bound**: the minimal elementwise work, 2 exponentials per ``[B, C, T]`` entry (a row
+  and a column normalizer), summed so XLA cannot drop them.
+
+All four are jitted and timed interleaved, best of ``--repeats`` (3 temperatures, positives =
+generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples)::
+
+    python benchmarks/deng_loss.py          # writes benchmarks/results/deng_loss.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import drifting_jax as dj
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+SHAPES = ((1, 1024, 256), (5, 96, 784), (1, 256, 256))
+TEMPS = (0.02, 0.05, 0.2)
+sg = jax.lax.stop_gradient
+
+
+def reference_loss(gen, pos, temperatures=TEMPS):
+  """The reference computation (unweighted, no extra negatives), ``[B, C, S] -> [B]``."""
+  b, c, s = gen.shape
+  old = sg(gen)
+  targets = jnp.concatenate([old, pos], axis=1)                              # [B, T, S]
+  d2 = (jnp.sum(old ** 2, -1)[:, :, None] + jnp.sum(targets ** 2, -1)[:, None, :]
+        - 2 * jnp.einsum("bcs,bts->bct", old, targets, precision="highest"))
+  dist = jnp.sqrt(jnp.maximum(d2, 1e-8))
+  scale = jnp.mean(dist)
+  s_in = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)
+  x_s, t_s = old / s_in, targets / s_in
+  dn = dist / jnp.maximum(scale, 1e-3)
+  dn = dn + 100.0 * jnp.pad(jnp.eye(c), ((0, 0), (0, c)))[None]
+  force = 0.0
+  for r in temperatures:
+    logits = -dn / r
+    a = jnp.sqrt(jnp.maximum(jax.nn.softmax(logits, -1) * jax.nn.softmax(logits, -2), 1e-6))
+    a_neg, a_pos = a[..., :c], a[..., c:]
+    coef = jnp.concatenate([-a_neg * a_pos.sum(-1, keepdims=True),
+                            a_pos * a_neg.sum(-1, keepdims=True)], -1)
+    f = jnp.einsum("bct,bts->bcs", coef, t_s, precision="highest") - coef.sum(-1)[..., None] * x_s
+    force = force + f / jnp.sqrt(jnp.maximum(jnp.mean(f * f), 1e-8))
+  goal = sg(x_s + force)
+  return jnp.mean((gen / s_in - goal) ** 2, axis=(-1, -2))
+
+
+def roofline(gen, pos):
+  targets = jnp.concatenate([gen, pos], axis=1)
+  out = jnp.einsum("bcs,bts->bct", gen, targets, precision="highest")
+  total = 0.0
+  for _ in range(3):
+    total = total + jnp.einsum("bct,bts->bcs", out, targets, precision="highest")
+  return jnp.sum(total)
+
+
+def exp_bound(gen, pos):
+  b, c, _ = gen.shape
+  t = c + pos.shape[1]
+  z = jax.lax.broadcasted_iota(jnp.float32, (b, c, t), 2) * jnp.sum(gen[:, :1, :1]) * 1e-9
+  return jnp.sum(jnp.exp(-z), axis=-1) + jnp.sum(jnp.exp(z - 1.0), axis=-2).sum(-1)[:, None]
+
+
+def _best(fns: dict, args, repeats: int) -> dict:
+  for f in fns.values():
+    jax.block_until_ready(f(*args))
+  times = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, f in fns.items():
+      t = time.perf_counter()
+      jax.block_until_ready(f(*args))
+      times[k].append(time.perf_counter() - t)
+  return {k: 1e3 * min(v) for k, v in times.items()}
+
+
+def run(repeats: int) -> list[dict]:
+  rows = []
+  for shape in SHAPES:
+    kx, kp = jax.random.split(jax.random.PRNGKey(sum(shape)))
+    gen = jax.random.normal(kx, shape)
+    pos = jax.random.normal(kp, shape) + 0.3
+    ours = lambda g, p: dj.deng_drift_loss(g, p, temperatures=TEMPS)
+    vg = lambda f: jax.value_and_grad(lambda g, p: jnp.sum(f(g, p)))
+    fwd = _best({"ours": jax.jit(ours), "reference": jax.jit(reference_loss),
+                 "roofline": jax.jit(roofline), "exp_bound": jax.jit(exp_bound)},
+                (gen, pos), repeats)
+    grad = _best({"ours": jax.jit(vg(ours)), "reference": jax.jit(vg(reference_loss))},
+                 (gen, pos), repeats)
+    rel = float(jnp.max(jnp.abs(ours(gen, pos) - reference_loss(gen, pos))
+                        / jnp.abs(reference_loss(gen, pos))))
+    limit = max(fwd["roofline"], fwd["exp_bound"])
+    row = {"shape": list(shape), "forward_ms": fwd, "value_and_grad_ms": grad,
+           "ratio_forward": fwd["ours"] / fwd["reference"],
+           "ratio_value_and_grad": grad["ours"] / grad["reference"],
+           "ratio_to_slower_limit": fwd["ours"] / limit,
+           "max_rel_diff_vs_reference": rel}
+    rows.append(row)
+    print(f"(B, C, S) = {shape}: forward ours {fwd['ours']:.2f} ms, reference "
+          f"{fwd['reference']:.2f} ({row['ratio_forward']:.2f}x); value&grad ours "
+          f"{grad['ours']:.2f}, reference {grad['reference']:.2f} "
+          f"({row['ratio_value_and_grad']:.2f}x); roofline {fwd['roofline']:.2f}, exp bound "
+          f"{fwd['exp_bound']:.2f} (ours / slower limit {row['ratio_to_slower_limit']:.2f}); "
+          f"max rel. diff {rel:.1e}", flush=True)
+  return rows
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--repeats", type=int, default=9)
+  p.add_argument("--out", default=str(RESULTS / "deng_loss.json"))
+  args = p.parse_args(argv)
+  rows = run(args.repeats)
+  result = {"rows": rows, "temperatures": TEMPS, "repeats": args.repeats,
+            "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(), "jax": jax.__version__, "python": platform.python_version()}
+  pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+  return result
+
+
+if __name__ == "__main__":
+  main()

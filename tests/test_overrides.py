@@ -1,0 +1,30 @@
+"""One typed --set parser for toy and image configurations."""
+
+import pytest
+
+from drifting_jax.training import ToyConfig, apply_overrides
+from drifting_jax.training.image_config import ImageConfig, apply_image_overrides
+
+
+@pytest.mark.parametrize("apply, cfg", [(apply_overrides, ToyConfig()),
+                                        (apply_image_overrides, ImageConfig())])
+def test_typed_values_and_errors_are_the_same_for_both_configs(apply, cfg):
+  out = apply(cfg, ["bandwidth=1", "seed=3.0", "objective=laplace#", "progress=false",
+                    "objective_kwargs.scales=(0.5, 2.0)"])
+  assert out.bandwidth == 1.0 and isinstance(out.bandwidth, float)
+  assert out.seed == 3 and isinstance(out.seed, int)
+  assert out.objective == "laplace#" and out.progress is False
+  assert out.objective_kwargs == {"scales": (0.5, 2.0)}
+  assert cfg.objective_kwargs == {}  # the input is not modified
+  for item, match in (("bandwidth=nan", "`bandwidth` must be a finite number"),
+                      ("bandwidth=inf", "finite"), ("seed=0.5", "`seed` expects an int"),
+                      ("progress=maybe", "true/false"), ("bandwidth=wide", "number"),
+                      ("nope=1", "unknown config field 'nope'"), ("seed", "key=value"),
+                      ("seed=none", "cannot be None")):
+    with pytest.raises(ValueError, match=match):
+      apply(cfg, [item])
+
+
+def test_dict_overrides_keep_their_values():
+  out = apply_image_overrides(ImageConfig(), {"num_steps": 7, "model_overrides.depth": 2})
+  assert out.num_steps == 7 and out.model_overrides["depth"] == 2
