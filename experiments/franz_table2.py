@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if bw is not None:
           for s in SEEDS[1:]:
             run(o, bw, s, full)
-    if last >= PHASES.index("inception") and inc_n:
+    if last >= PHASES.index("inception") and inc_n and not collect_only:
       for o in objectives:
         bw = best_width(list(rows.values()), o, full)
         for s in SEEDS if bw is not None else ():
