@@ -284,7 +284,12 @@ def cumulative_decay(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, num_
     rate_fn: dispersion rate ``(k, w) -> λ``, broadcasting; default ``gaussian_decay_rate``.
 
   Returns:
-    ``(t [n], Lambda [K, n])`` with ``Lambda[:, 0] = 0``.
+    ``(t [n], Lambda [K, n])`` with ``Lambda[:, 0] = 0`` (NaN for a traced ``t_max`` that
+    is not finite and positive).
+
+  Raises:
+    ValueError: on NaN/inf modes (eager), a non-positive ``t_max``, ``num_points`` not an
+      integer >= 2, or a ``schedule`` / ``rate_fn`` that is not callable.
   """
   num_points = _validation.check_int("num_points", num_points, minimum=2)
   _check_callables(schedule, rate_fn)
@@ -347,7 +352,11 @@ def convergence_time(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, eps:
     rate_fn: dispersion rate ``(k, w) -> λ``; default ``gaussian_decay_rate``.
 
   Returns:
-    Convergence times T(k), shape ``[K]``.
+    Convergence times T(k), shape ``[K]`` (``inf`` when not reached by ``t_max``; NaN for
+    NaN modes or widths under ``jit``).
+
+  Raises:
+    ValueError: see :func:`cumulative_decay`, and ``eps`` outside (0, 1).
   """
   big_l = _log_inv_eps(eps)
   t, decay = cumulative_decay(k, schedule, t_max=t_max, num_points=num_points, rate_fn=rate_fn)
@@ -389,7 +398,12 @@ def simulate_modes(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, num_st
     rate_fn: dispersion rate ``(k, w) -> λ``; default ``gaussian_decay_rate``.
 
   Returns:
-    A ``ModeSimulation``.
+    A ``ModeSimulation`` (crossing times NaN for NaN modes or widths under ``jit``).
+
+  Raises:
+    ValueError: on NaN/inf modes or amplitude (eager), a non-positive ``t_max``,
+      ``num_steps`` not a positive integer, ``eps`` outside (0, 1), or a ``schedule`` /
+      ``rate_fn`` that is not callable.
   """
   big_l = _log_inv_eps(eps)
   num_steps = _validation.check_int("num_steps", num_steps, minimum=1)

@@ -80,11 +80,12 @@ def mmd(
   if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[1] != np.shape(y)[1]:
     raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {np.shape(x)} and "
                      f"{np.shape(y)}")
-  if isinstance(bandwidth, (str, bytes)) or not (np.ndim(bandwidth) == 0
-                                                 or hasattr(bandwidth, "__iter__")):
-    raise ValueError(f"`bandwidth` must be a positive number or a sequence of them, got "
-                     f"{bandwidth!r}")
-  bws = (bandwidth,) if np.ndim(bandwidth) == 0 else tuple(bandwidth)
+  if hasattr(bandwidth, "shape"):  # numpy / JAX scalars and arrays, tracers
+    bws = (bandwidth,) if np.ndim(bandwidth) == 0 else tuple(bandwidth)
+  elif isinstance(bandwidth, (str, bytes)) or not hasattr(bandwidth, "__iter__"):
+    bws = (bandwidth,)  # a Python number (anything else fails the check below)
+  else:
+    bws = tuple(bandwidth)
   if not bws:
     raise ValueError("`bandwidth` must be a positive number or a non-empty sequence of them")
   for b in bws:
