@@ -7,6 +7,7 @@ papers "Drifting Fields are not Conservative" (Franz et al.) and
 
 from drifting_jax import grouped, kernels, normalization, schedules, spectral
 from drifting_jax.calculus import asymmetry, curl, curl_indices, jacobian, line_integral_potential
+from drifting_jax.checking import checked
 from drifting_jax.deng import deng_drift_loss, deng_drift_loss_with_info
 from drifting_jax.fields import (deng_field, doubly_stochastic_field, drift_field, mmd_field,
                                  multiscale, sub_field)
@@ -55,6 +56,6 @@ __all__ = [
     "sinkhorn_drift", "sinkhorn_loss", "sinkhorn_drift_with_info", "sinkhorn_loss_with_info",
     "SinkhornDriftInfo", "deng_drift_loss_with_info", "make_objective", "objective_names",
     "sliced_wasserstein", "data", "models", "training", "metrics", "objectives",
-    "testing", "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight", "sample_cfg_scale",
-    "kernel_scaled", "stream_loss",
+    "testing", "grouped", "grouped_loss", "guided_grouped_loss", "cfg_negative_weight",
+    "sample_cfg_scale", "kernel_scaled", "stream_loss", "checked",
 ]

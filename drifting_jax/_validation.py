@@ -2,17 +2,23 @@
 
 Every check raises ``ValueError`` naming the offending argument and what was expected.
 Shape checks use static shapes, so they also run while tracing under ``jit``; value checks
-(NaN/inf, positivity, squared-norm range) run only on concrete arrays and are skipped for
-tracers. :func:`as_float` casts inputs to a float dtype before any arithmetic.
+(NaN/inf, positivity, squared-norm range) raise only on concrete arrays. On tracers they
+register a ``jax.experimental.checkify`` check with the same message instead (a no-op
+unless the caller runs under ``checkify``, e.g. through :func:`drifting_jax.checked`),
+and the functions that use a traced hyperparameter replace it by NaN where it is invalid
+(:func:`positive_or_nan`), so that invalid traced values give NaN outputs, never finite
+ones. :func:`as_float` casts inputs to a float dtype before any arithmetic.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 
 def is_concrete(value: Any) -> bool:
@@ -80,27 +86,172 @@ def check_points(name: str, x: Any, *, dim: int | None = None, min_size: int = 1
   check_finite(name, x)
 
 
+def traced_check(valid: Any, message: str, *values: Any) -> None:
+  """Registers a ``checkify`` check ``valid`` (reduced with ``all``) with ``message``.
+
+  A no-op unless the computation runs under ``jax.experimental.checkify.checkify``
+  (:func:`drifting_jax.checked`); then a false ``valid`` raises ``message`` formatted with
+  ``values`` (``{}`` placeholders). Costs nothing under a plain ``jit``: the check and its
+  predicate are removed by the compiler.
+  """
+  checkify.debug_check(jnp.all(jnp.asarray(valid)), message,
+                       *(jnp.asarray(v) for v in values))
+
+
 def check_finite(name: str, x: Any) -> None:
-  """Raises if a concrete ``x`` contains NaN or inf (skipped under tracing)."""
-  if is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+  """Raises if a concrete ``x`` contains NaN or inf (a ``checkify`` check when traced)."""
+  if not is_concrete(x):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+      traced_check(jnp.isfinite(x), f"`{name}` contains NaN or inf values.")
+    return
+  if not bool(np.all(np.isfinite(np.asarray(x)))):
     raise ValueError(f"`{name}` contains NaN or inf values.")
 
 
-def check_positive(name: str, value: Any) -> None:
-  """Raises if a concrete scalar ``value`` is not finite and strictly positive."""
+def _is_real_dtype(dtype: Any) -> bool:
+  return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
+
+
+def _is_real_scalar_type(value: Any) -> bool:
+  """Python/NumPy/JAX real numbers (not bools, strings or containers)."""
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if isinstance(value, numbers.Real):
+    return True
+  dtype = getattr(value, "dtype", None)
+  return dtype is not None and _is_real_dtype(dtype)
+
+
+def is_numeric(value: Any) -> bool:
+  """Whether ``value`` is a real (integer or float, not bool) number or array-like."""
+  if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+    return False
+  dtype = getattr(value, "dtype", None)
+  if dtype is None:
+    try:
+      dtype = np.asarray(value).dtype
+    except Exception:  # noqa: BLE001 - ragged or odd objects are not numeric
+      return False
+  return _is_real_dtype(dtype)
+
+
+def scalar(name: str, value: Any, *, what: str = "a real number") -> float:
+  """A concrete real scalar (Python, NumPy or JAX number, or a one-element array) as float.
+
+  Raises ``ValueError`` for strings, bools, ``None``, complex numbers and arrays with more
+  than one element. Use :func:`check_positive` for tracers.
+  """
+  if not _is_real_scalar_type(value) or np.size(value) != 1:
+    raise ValueError(f"`{name}` must be {what}, got {value!r}.")
+  return float(np.asarray(value).reshape(()))
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+  """A concrete integer (Python, NumPy or JAX int, or an integral float), as ``int``.
+
+  Raises ``ValueError`` naming ``name`` for bools, non-integral or non-finite values,
+  non-numbers and values below ``minimum``.
+  """
+  expected = {None: "an integer", 0: "a nonnegative integer", 1: "a positive integer"}.get(
+      minimum, f"an integer >= {minimum}")
   if not is_concrete(value):
+    raise ValueError(f"`{name}` must be a concrete integer (static under `jit`), got a "
+                     "traced value.")
+  if not _is_real_scalar_type(value) or np.size(value) != 1:
+    raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
+  v = np.asarray(value).reshape(())
+  if not np.isfinite(v) or float(v) != int(v):
+    raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
+  if minimum is not None and int(v) < minimum:
+    raise ValueError(f"`{name}` must be {expected}, got {int(v)}.")
+  return int(v)
+
+
+def check_bool(name: str, value: Any) -> bool:
+  """Raises unless ``value`` is a Python or NumPy bool; returns it as ``bool``."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+  return bool(value)
+
+
+def positive_mask(value: Any) -> Any:
+  """``isfinite(value) & (value > 0)``, elementwise (NaN gives False)."""
+  value = jnp.asarray(value)
+  return jnp.isfinite(value) & (value > 0)
+
+
+def check_positive(name: str, value: Any) -> None:
+  """Checks that a scalar ``value`` is a finite, strictly positive real number.
+
+  Concrete values raise ``ValueError`` (strings, bools and non-scalars too); a traced value
+  registers a ``checkify`` check with the same message (see :func:`positive_or_nan` for
+  the NaN a traced invalid value should turn into).
+  """
+  if not is_concrete(value):
+    if np.size(value) != 1:
+      raise ValueError(f"`{name}` must be a scalar, got shape {np.shape(value)}.")
+    traced_check(positive_mask(value), f"`{name}` must be a finite positive number, got {{}}.",
+                 jnp.reshape(value, ()))
     return
-  arr = np.asarray(value)
-  if arr.shape != () and arr.size != 1:
-    raise ValueError(f"`{name}` must be a scalar, got shape {arr.shape}.")
-  v = float(arr.reshape(()))
+  if np.ndim(value) and np.size(value) != 1:
+    raise ValueError(f"`{name}` must be a scalar, got shape {np.shape(value)}.")
+  v = scalar(name, value, what="a finite positive number")
   if not np.isfinite(v) or v <= 0:
     raise ValueError(f"`{name}` must be a finite positive number, got {v}.")
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-  """Raises if ``value`` is not one of ``choices``."""
-  if value not in choices:
+def check_positive_array(name: str, value: Any) -> None:
+  """:func:`check_positive` for an array of any shape (every entry finite and > 0)."""
+  if not is_concrete(value):
+    traced_check(positive_mask(value), f"`{name}` must be finite and positive, got {{}}.",
+                 jnp.min(jnp.asarray(value)) if np.size(value) else jnp.zeros(()))
+    return
+  if not is_numeric(value):
+    raise ValueError(f"`{name}` must be a positive number or array, got {value!r}.")
+  arr = np.asarray(value, np.float64)
+  if not np.all(np.isfinite(arr) & (arr > 0)):
+    raise ValueError(f"`{name}` must be finite and positive, got {value!r}.")
+
+
+def positive_or_nan(name: str, value: Any) -> Any:
+  """A positive hyperparameter that may be traced: validated, and NaN where invalid.
+
+  Concrete values go through :func:`check_positive` (raising) and are returned unchanged.
+  A traced value gets a ``checkify`` check and comes back as
+  ``where(finite & > 0, value, NaN)``: whatever uses it then computes NaN, never a finite
+  number (the gradient for a valid value is unchanged).
+  """
+  check_positive(name, value)
+  if is_concrete(value):
+    return value
+  value = jnp.asarray(value)
+  return jnp.where(positive_mask(value), value, jnp.nan)
+
+
+def nan_unless(valid: Any, tree: Any) -> Any:
+  """Replaces every float leaf of ``tree`` by NaN where the scalar ``valid`` is false."""
+  if is_concrete(valid) and bool(np.all(np.asarray(valid))):
+    return tree
+
+  def poison(leaf):
+    leaf = jnp.asarray(leaf)
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+      return leaf
+    return jnp.where(valid, leaf, jnp.nan)
+  return jax.tree_util.tree_map(poison, tree)
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+  """Raises if ``value`` is not one of ``choices`` (a bool never matches a number)."""
+  def same(c):
+    if isinstance(value, (bool, np.bool_)) != isinstance(c, (bool, np.bool_)):
+      return False
+    try:
+      return bool(value == c)
+    except Exception:  # noqa: BLE001 - arrays, tracers, odd types: not a choice
+      return False
+  if not any(same(c) for c in choices):
     raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
 
 

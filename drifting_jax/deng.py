@@ -48,6 +48,15 @@ def _weights(name, w, like):
     return jnp.ones(like.shape[:2], jnp.float32)
   if np.shape(w) != like.shape[:2]:
     raise ValueError(f"`{name}` must have shape {like.shape[:2]} ([B, C]), got {np.shape(w)}.")
+  if _validation.is_concrete(w):
+    arr = np.asarray(w)
+    if not (_validation.is_numeric(arr) or arr.dtype == np.bool_) or not np.all(
+        np.isfinite(arr)) or np.any(arr < 0):
+      raise ValueError(f"`{name}` must hold finite nonnegative weights, got min "
+                       f"{np.min(arr) if arr.size else 0:g}.")
+  else:
+    _validation.traced_check(jnp.isfinite(w) & (w >= 0),
+                             f"`{name}` must hold finite nonnegative weights.")
   return jnp.asarray(w, jnp.float32)
 
 
@@ -93,6 +102,42 @@ def _softmax_geomeans(dist: Array, temperatures: Sequence[float]) -> list[Array]
   return out
 
 
+def _check_weight_sums(w_gen, w_neg, w_pos):
+  """Each group needs positive total weight on its positives and on its negatives (the
+  generated samples and ``neg``): without one of them the force is identically zero.
+
+  Returns the validity of traced weights (a scalar; ``True`` when all are concrete)."""
+  pos_ok = jnp.sum(w_pos, axis=1) > 0
+  neg_ok = jnp.sum(w_gen, axis=1) + jnp.sum(w_neg, axis=1) > 0
+  if all(_validation.is_concrete(w) for w in (w_gen, w_neg, w_pos)):
+    for name, ok in (("weight_pos", pos_ok), ("weight_gen` / `weight_neg", neg_ok)):
+      bad = np.flatnonzero(~np.asarray(ok))
+      if bad.size:
+        raise ValueError(f"`{name}` must have a positive sum in every group; group(s) "
+                         f"{bad.tolist()} have total weight 0.")
+    return True
+  _validation.traced_check(pos_ok, "`weight_pos` must have a positive sum in every group.")
+  _validation.traced_check(neg_ok, "`weight_gen` / `weight_neg` must have a positive sum in "
+                           "every group.")
+  finite = [jnp.all(jnp.isfinite(w) & (w >= 0)) for w in (w_gen, w_neg, w_pos)]
+  return jnp.all(pos_ok) & jnp.all(neg_ok) & finite[0] & finite[1] & finite[2]
+
+
+def _check_temperatures(temperatures) -> tuple[float, ...]:
+  if isinstance(temperatures, (str, bytes)) or not hasattr(temperatures, "__iter__"):
+    raise ValueError(f"`temperatures` must be a non-empty sequence of positive numbers, got "
+                     f"{temperatures!r}.")
+  temperatures = tuple(temperatures)
+  if not temperatures:
+    raise ValueError("`temperatures` must be non-empty.")
+  for r in temperatures:
+    if not _validation.is_concrete(r):
+      raise ValueError("`temperatures` must be concrete numbers (they name the `loss_<R>` "
+                       "diagnostics), got a traced value; close over them instead.")
+    _validation.check_positive("temperatures", r)
+  return tuple(float(np.asarray(r).reshape(())) for r in temperatures)
+
+
 def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
   """``[B]`` Deng et al.'s multi-temperature drift loss per group; see
   :func:`deng_drift_loss_with_info` (same arguments) for the definition."""
@@ -116,11 +161,19 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
     weight_gen: optional ``[B, C_g]`` weights of the generated targets (default 1).
     weight_pos: optional ``[B, C_p]`` weights of the positives (default 1).
     weight_neg: optional ``[B, C_n]`` weights of the negatives (default 1).
-    temperatures: the temperatures ``R`` (logits ``−dist/R`` on normalized distances).
+      Weights must be finite and nonnegative, and every group needs a positive total on its
+      positives and on its negatives (``weight_gen`` and ``weight_neg`` together; an
+      all-zero ``weight_neg`` alone is fine). Traced invalid weights give NaN outputs.
+    temperatures: the temperatures ``R`` (logits ``−dist/R`` on normalized distances),
+      a non-empty sequence of concrete positive numbers.
 
   Returns:
     ``(loss [B], info)`` where ``info`` holds ``scale`` (the feature scale) and
     ``loss_<R>`` (the mean squared force before its normalization, per temperature).
+
+  Raises:
+    ValueError: on wrong shapes, empty groups, NaN/inf inputs (eager), invalid weights
+      (eager) or temperatures.
   """
   gen = x
   _check_group("x", gen)
@@ -130,11 +183,7 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   _check_group("pos", pos, b, s)
   if np.shape(pos)[1] < 1:
     raise ValueError("`pos` must hold at least one sample per group.")
-  temperatures = tuple(float(r) for r in temperatures)
-  if not temperatures:
-    raise ValueError("`temperatures` must be non-empty.")
-  for r in temperatures:
-    _validation.check_positive("temperatures", r)
+  temperatures = _check_temperatures(temperatures)
 
   gen = jnp.asarray(gen, jnp.float32)
   pos = jnp.asarray(pos, jnp.float32)
@@ -146,6 +195,8 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   w_gen = _weights("weight_gen", weight_gen, gen)
   w_pos = _weights("weight_pos", weight_pos, pos)
   w_neg = _weights("weight_neg", weight_neg, neg)
+  weights_valid = (True if weight_gen is None and weight_pos is None and weight_neg is None
+                   else _check_weight_sums(w_gen, w_neg, w_pos))
 
   old_gen = sg(gen)
   targets = jnp.concatenate([old_gen, neg, pos], axis=1)            # [B, T, S]
@@ -179,7 +230,9 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
 
   goal = sg(old_gen_scaled + force)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))
-  return loss, info
+  # Traced invalid weights (negative, non-finite, or a group without positive or negative
+  # weight) make everything NaN: the feature scale mixes all groups.
+  return _validation.nan_unless(weights_valid, (loss, info))
 
 
 __all__ = ["deng_drift_loss", "deng_drift_loss_with_info"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from drifting_jax._validation import as_float
 
@@ -48,7 +49,13 @@ def sqdist(x: Array, y: Array, *, precision=HIGHEST) -> Array:
 
   Returns:
     ``[N, M]`` squared distances in ``jnp.result_type(x, y, jnp.float32)``.
+
+  Raises:
+    ValueError: unless ``x`` and ``y`` have rank 2 and the same ``D``.
   """
+  if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[1] != np.shape(y)[1]:
+    raise ValueError(f"`x` and `y` must be [N, D] and [M, D] arrays with one D, got shapes "
+                     f"{np.shape(x)} and {np.shape(y)}.")
   x, y = as_float(x, y)
   xx = jnp.sum(x * x, axis=-1)[:, None]
   yy = jnp.sum(y * y, axis=-1)[None, :]
@@ -69,6 +76,10 @@ def batched_sqdist(x: Array, y: Array, *, precision=HIGHEST) -> Array:
   Returns:
     ``[B, N, M]`` squared distances.
   """
+  if (np.ndim(x) != 3 or np.ndim(y) != 3 or np.shape(x)[0] != np.shape(y)[0]
+      or np.shape(x)[2] != np.shape(y)[2]):
+    raise ValueError(f"`x` and `y` must be [B, N, D] and [B, M, D] arrays with one B and D, "
+                     f"got shapes {np.shape(x)} and {np.shape(y)}.")
   return jax.vmap(lambda a, b: sqdist(a, b, precision=precision))(x, y)
 
 

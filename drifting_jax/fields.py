@@ -9,6 +9,7 @@ are formed in log domain (softmax / logsumexp), so far-away queries stay finite.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import jax
@@ -16,15 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax import _validation
-from drifting_jax.kernels import RadialKernel, gaussian, pairwise_sqdist
+from drifting_jax.kernels import RadialKernel, check_kernel, gaussian, pairwise_sqdist
 
 Array = jax.Array
 NORMALIZATIONS = ("kde", "sharp", "none")
 
 
-def check_problem(x, pos, neg=None, *, exclude_self: bool = False) -> None:
+def check_problem(x, pos, neg=None, *, exclude_self: bool = False, kernel=None) -> None:
   """Validates a drift problem: ``x [N, D]``, ``pos [M, D]``, ``neg [K, D]`` (K = N if
-  ``exclude_self``). Raises ``ValueError`` naming the offending argument."""
+  ``exclude_self``), and ``kernel`` when given. Raises ``ValueError`` naming the offending
+  argument."""
+  _validation.check_bool("exclude_self", exclude_self)
+  if kernel is not None:
+    check_kernel(kernel)
   _validation.check_points("x", x)
   d = np.shape(x)[1]
   _validation.check_points("pos", pos, dim=d)
@@ -62,12 +67,31 @@ def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: 
     samples: ``[M, D]`` samples of the distribution.
     kernel: the radial kernel ``k``.
     normalization: one of ``"kde"``, ``"sharp"``, ``"none"``.
-    exclude_self: drop ``j = i`` (``samples`` is ``x``); expectations then average ``M − 1``.
+    exclude_self: drop ``j = i`` (``samples`` is ``x``, so ``M = N ≥ 2``); expectations
+      then average ``M − 1``.
 
   Returns:
     ``[N, D]`` field values.
+
+  Raises:
+    ValueError: on wrong shapes, NaN/inf inputs (eager), an unknown ``normalization``, or
+      ``exclude_self=True`` with ``samples`` not shaped like ``x``.
   """
+  _validation.check_bool("exclude_self", exclude_self)
+  check_kernel(kernel)
+  _validation.check_points("x", x)
+  _validation.check_points("samples", samples, dim=np.shape(x)[1])
+  if exclude_self:
+    _validation.check_self_excludable(x, samples, "samples")
+    if np.shape(samples)[0] < 2:
+      raise ValueError("`exclude_self=True` needs at least 2 samples.")
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  return _sub_field(x, samples, kernel, normalization, exclude_self)
+
+
+def _sub_field(x: Array, samples: Array, kernel: RadialKernel, normalization: str,
+               exclude_self: bool) -> Array:
+  """:func:`sub_field` on validated inputs."""
   x, samples = _validation.as_float(x, samples)
   d2 = pairwise_sqdist(x, samples)
   log_k = _mask_diagonal(kernel.log_k(d2), exclude_self)
@@ -101,12 +125,11 @@ def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   Returns:
     ``[N, D]`` drift vectors.
   """
-  check_problem(x, pos, neg, exclude_self=exclude_self)
+  check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
   x, pos, neg = _validation.as_float(x, pos, neg)
-  v_pos = sub_field(x, pos, kernel=kernel, normalization=normalization)
-  v_neg = sub_field(x, neg, kernel=kernel, normalization=normalization,
-                    exclude_self=exclude_self)
+  v_pos = _sub_field(x, pos, kernel, normalization, False)
+  v_neg = _sub_field(x, neg, kernel, normalization, exclude_self)
   return v_pos - v_neg
 
 
@@ -130,7 +153,7 @@ def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   Returns:
     ``[N, D]`` field values.
   """
-  check_problem(x, pos, neg, exclude_self=exclude_self)
+  check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   x, pos, neg = _validation.as_float(x, pos, neg)
 
   def flat_term(y, mask):
@@ -169,7 +192,8 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   Returns:
     ``[N, D]`` drift vectors.
   """
-  check_problem(x, pos, neg, exclude_self=exclude_self)
+  check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
+  _validation.check_bool("column_normalize", column_normalize)
   x, pos, neg = _validation.as_float(x, pos, neg)
   m = pos.shape[0]
   logits = jnp.concatenate(
@@ -211,6 +235,21 @@ def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
                     column_normalize=True)
 
 
+def _check_field_kwargs(field_fn, scale, field_kwargs) -> None:
+  """Raises if ``field_fn`` cannot take ``field_kwargs`` (checked on its signature)."""
+  try:
+    signature = inspect.signature(field_fn)
+  except (TypeError, ValueError):  # no introspectable signature: let the call decide
+    return
+  arg = {"kernel": scale} if isinstance(scale, RadialKernel) else {"bandwidth": scale}
+  try:
+    signature.bind(None, None, None, **arg, **field_kwargs)
+  except TypeError as e:
+    raise ValueError(f"`field_fn` {getattr(field_fn, '__name__', field_fn)!r} does not take "
+                     f"the scale ({next(iter(arg))}=) and the keyword arguments "
+                     f"{sorted(field_kwargs)}: {e}.") from None
+
+
 def multiscale(field_fn: Callable[..., Array], scales: Sequence[Any], *,
                normalize: bool = False, eps: float = 1e-8, **field_kwargs: Any
                ) -> Callable[..., Array]:
@@ -222,11 +261,12 @@ def multiscale(field_fn: Callable[..., Array], scales: Sequence[Any], *,
       or ``field_fn(x, pos, neg, *, bandwidth=...)``, e.g. :func:`drift_field` or
       :func:`doubly_stochastic_field`.
     scales: non-empty; :class:`~drifting_jax.kernels.RadialKernel` items are passed as
-      ``kernel=``, positive numbers as ``bandwidth=``.
+      ``kernel=``, positive numbers (possibly traced) as ``bandwidth=``.
     normalize: divide each ``V_k`` by its RMS ``sqrt(max(mean(V_k²), eps))`` before summing,
       as Deng et al. do so that every scale contributes equally.
-    eps: floor of the mean square in the normalization.
-    **field_kwargs: further keyword arguments of ``field_fn`` (e.g. ``exclude_self=True``).
+    eps: floor of the mean square in the normalization (finite, ``>= 0``).
+    **field_kwargs: further keyword arguments of ``field_fn`` (e.g. ``exclude_self=True``;
+      not ``kernel`` or ``bandwidth``, which ``scales`` sets).
 
   Returns:
     ``fn(x, pos, neg) -> [N, D]``.
@@ -236,12 +276,25 @@ def multiscale(field_fn: Callable[..., Array], scales: Sequence[Any], *,
     v = multiscale(drift_field, [laplacian(t) for t in (0.02, 0.05, 0.2)],
                    normalize=True, exclude_self=True)(x, pos, x)
   """
+  if not callable(field_fn):
+    raise ValueError(f"`field_fn` must be a field function, got {field_fn!r}.")
+  if isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__"):
+    raise ValueError(f"`scales` must be a non-empty sequence of kernels or bandwidths, got "
+                     f"{scales!r}.")
   scales = tuple(scales)
   if not scales:
     raise ValueError("`scales` must be a non-empty sequence of kernels or bandwidths.")
   for s in scales:
     if not isinstance(s, RadialKernel):
       _validation.check_positive("scales", s)
+  _validation.check_bool("normalize", normalize)
+  if _validation.scalar("eps", eps) < 0 or not np.isfinite(float(eps)):
+    raise ValueError(f"`eps` must be a finite number >= 0, got {eps!r}.")
+  clash = sorted({"kernel", "bandwidth"} & set(field_kwargs))
+  if clash:
+    raise ValueError(f"`{clash[0]}` is set by `scales`; pass it there, not as a field "
+                     "keyword argument.")
+  _check_field_kwargs(field_fn, scales[0], field_kwargs)
 
   def fn(x, pos, neg):
     total = 0.0

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax import _validation
-from drifting_jax.kernels import RadialKernel, pairwise_sqdist
+from drifting_jax.kernels import RadialKernel, check_kernel, pairwise_sqdist
 
 Array = jax.Array
 
@@ -66,23 +66,33 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
     kernel: a :class:`~drifting_jax.kernels.RadialKernel`.
     which: ``"k"`` for the kernel itself, ``"sharp"`` for ``k#`` (the normalizer ``Z#`` of
       Eq. (17)), ``"flat"`` for ``k♭``.
-    weights: optional ``[M]`` nonnegative sample weights (normalized internally).
+    weights: optional ``[M]`` nonnegative sample weights with a positive sum (normalized
+      internally); under ``jit``, invalid weights give NaN.
     exclude_self: drop ``j = i`` (requires ``M = N`` and ``samples`` to be ``x``-like) and
       normalize by the remaining weight (``N − 1`` for uniform weights), as in Alg. 1.
     chunk_size: stream the samples in blocks of this size (online logsumexp); memory
       ``O(N · chunk_size)``. ``None`` computes the ``[N, M]`` matrix at once.
 
   Returns:
-    ``[N]`` values of ``log p_KDE(x_i)``.
+    ``[N]`` values of ``log p_KDE(x_i)`` (NaN for the rows of NaN queries, and everywhere
+    for a traced invalid bandwidth or weights).
+
+  Raises:
+    ValueError: on wrong shapes, NaN/inf inputs (eager), an unknown ``which``, a
+      ``chunk_size`` that is not a positive integer, or negative / all-zero ``weights``.
   """
   _validation.check_points("x", x)
   _validation.check_points("samples", samples, dim=np.shape(x)[1])
   _validation.check_choice("which", which, ("k", "sharp", "flat"))
+  check_kernel(kernel)
+  _validation.check_bool("exclude_self", exclude_self)
   m = np.shape(samples)[0]
   if exclude_self:
     _validation.check_self_excludable(x, samples, "samples")
     if m < 2:
       raise ValueError("`exclude_self=True` needs at least 2 samples.")
+  if chunk_size is not None:
+    chunk_size = _validation.check_int("chunk_size", chunk_size, minimum=1)
   x, samples = _validation.as_float(x, samples)  # integer inputs would overflow in ‖x‖²
   if weights is None:
     log_w = jnp.zeros((m,), x.dtype)
@@ -91,11 +101,15 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
       raise ValueError(f"`weights` must have shape [{m}] (one per sample), got "
                        f"{np.shape(weights)}.")
     _validation.check_finite("weights", weights)
-    if _validation.is_concrete(weights) and np.any(np.asarray(weights) < 0):
-      raise ValueError("`weights` must be nonnegative.")
+    if _validation.is_concrete(weights):
+      w = np.asarray(weights)
+      if np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("`weights` must be nonnegative with a positive sum, got "
+                         f"min {np.min(w):g}, sum {np.sum(w):g}.")
+    else:  # a negative weight makes its log NaN, an all-zero set gives -inf - (-inf) = NaN
+      _validation.traced_check((jnp.min(weights) >= 0) & (jnp.max(weights) > 0),
+                               "`weights` must be nonnegative with a positive sum.")
     log_w = jnp.log(jnp.asarray(weights, x.dtype))
-  if chunk_size is not None and (int(chunk_size) < 1):
-    raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
 
   if chunk_size is None or chunk_size >= m:
     ids = jnp.arange(x.shape[0])

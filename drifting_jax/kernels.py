@@ -40,7 +40,8 @@ class RadialKernel:
 
   Attributes:
     name: short name (``"gauss"``, ``"laplace"``, ``"rq"`` or a user name).
-    bandwidth: scalar bandwidth σ (a pytree leaf: may be traced).
+    bandwidth: scalar bandwidth σ (a pytree leaf: may be traced; a traced bandwidth that
+      is not finite and positive makes every kernel value NaN).
   """
 
   name: str
@@ -49,17 +50,29 @@ class RadialKernel:
   _log_sharp: LogFn
   _log_flat: LogFn
 
+  def _bw(self) -> Array:
+    """The bandwidth; a traced one is NaN where it is not finite and > 0.
+
+    Concrete bandwidths were validated when the kernel was made. A traced one (a schedule,
+    a ``jit`` argument) cannot raise: it is replaced by NaN when invalid, so every kernel
+    value, and everything computed from it, is NaN rather than a finite wrong number, and
+    a ``checkify`` check names it (:func:`drifting_jax.checked`).
+    """
+    if _validation.is_concrete(self.bandwidth):
+      return self.bandwidth
+    return _validation.positive_or_nan("bandwidth", self.bandwidth)
+
   def log_k(self, sqdist: Array) -> Array:
     """``log k`` on squared distances ``sqdist`` (any shape, elementwise)."""
-    return self._log_k(_validation.as_float(sqdist), self.bandwidth)
+    return self._log_k(_validation.as_float(sqdist), self._bw())
 
   def log_sharp(self, sqdist: Array) -> Array:
     """``log k#`` on squared distances (Eq. (10)/(12) of Franz et al.)."""
-    return self._log_sharp(_validation.as_float(sqdist), self.bandwidth)
+    return self._log_sharp(_validation.as_float(sqdist), self._bw())
 
   def log_flat(self, sqdist: Array) -> Array:
     """``log k♭`` on squared distances (Eq. (11)/(12)); may be ``+inf`` at zero distance."""
-    return self._log_flat(_validation.as_float(sqdist), self.bandwidth)
+    return self._log_flat(_validation.as_float(sqdist), self._bw())
 
   def log(self, sqdist: Array, which: str = "k") -> Array:
     """``log k``, ``log k#`` or ``log k♭`` selected by ``which`` in {"k", "sharp", "flat"}."""
@@ -77,6 +90,13 @@ class RadialKernel:
   @classmethod
   def tree_unflatten(cls, aux, children):
     return cls(aux[0], children[0], *aux[1:])
+
+
+def check_kernel(kernel) -> None:
+  """Raises ``ValueError`` unless ``kernel`` is a :class:`RadialKernel`."""
+  if not isinstance(kernel, RadialKernel):
+    raise ValueError(f"`kernel` must be a RadialKernel (e.g. drifting_jax.gaussian(0.5)), got "
+                     f"{kernel!r}.")
 
 
 def _safe_norm(sqdist: Array) -> Array:
@@ -213,8 +233,12 @@ def radial(profile: Callable[[Array], Array], *, bandwidth=1.0, log_profile: boo
   Returns:
     A :class:`RadialKernel`.
   """
-  if num_nodes < 8:
-    raise ValueError(f"`num_nodes` must be at least 8, got {num_nodes}.")
+  if not callable(profile):
+    raise ValueError(f"`profile` must be a callable u -> phi(u), got {profile!r}.")
+  num_nodes = _validation.check_int("num_nodes", num_nodes, minimum=8)
+  _validation.check_bool("log_profile", log_profile)
+  if not isinstance(name, str):
+    raise ValueError(f"`name` must be a string, got {name!r}.")
   log_phi = profile if log_profile else (lambda u: jnp.log(profile(u)))
   nodes, weights = np.polynomial.legendre.leggauss(num_nodes)
   t_nodes = 0.5 * (nodes + 1.0)            # Gauss–Legendre on (0, 1)
@@ -253,7 +277,7 @@ _REGISTRY = {"gauss": gaussian, "gaussian": gaussian, "laplace": laplacian,
 
 def get(name: str, bandwidth) -> RadialKernel:
   """Kernel by name: ``"gauss"``, ``"laplace"`` or ``"rq"`` (long names accepted too)."""
-  if name not in _REGISTRY:
+  if not isinstance(name, str) or name not in _REGISTRY:
     raise ValueError(f"`name` must be one of {sorted(_REGISTRY)}, got {name!r}.")
   return _REGISTRY[name](bandwidth)
 

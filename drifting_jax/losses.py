@@ -38,10 +38,16 @@ def drift_loss(x: Array, field: Array) -> Array:
 
   Returns:
     Scalar loss.
+
+  Raises:
+    ValueError: unless ``x`` is ``[N, D]`` with ``N >= 1`` and ``field`` has its shape, or
+      (eager) when either contains NaN or inf.
   """
+  _validation.check_points("x", x)
   if jnp.shape(x) != jnp.shape(field):
     raise ValueError(f"`field` must have the shape of `x` {jnp.shape(x)}, got "
                      f"{jnp.shape(field)}.")
+  _validation.check_finite("field", field)
   x, field = _validation.as_float(x, field)
   target = sg(x + field)
   return jnp.mean(jnp.sum(jnp.square(x - target), axis=-1))
@@ -89,7 +95,7 @@ def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   Returns:
     Scalar loss.
   """
-  check_problem(x, pos, neg, exclude_self=exclude_self)
+  check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   x, pos, neg = _validation.as_float(x, pos, neg)
   neg = sg(neg)
   log_q = log_kde(x, neg, kernel=kernel, exclude_self=exclude_self)
@@ -122,7 +128,7 @@ def kde_link_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   Returns:
     Scalar loss.
   """
-  check_problem(x, pos, neg, exclude_self=exclude_self)
+  check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   if isinstance(link, str):
     if link not in LINKS:
       raise ValueError(f"`link` must be one of {tuple(LINKS)} or a callable, got {link!r}.")

@@ -59,17 +59,17 @@ class KernelWidthState(NamedTuple):
   step: jnp.ndarray
 
 
-def _check_k(k: Any, n: int, name: str = "x") -> None:
-  if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-    raise ValueError(f"`k` must be a positive integer, got {k!r}.")
+def _check_k(k: Any, n: int, name: str = "x") -> int:
+  k = _validation.check_int("k", k, minimum=1)
   if k >= n:
     raise ValueError(f"`k` must be < the number of samples per group N={n} in `{name}` "
                      f"(a sample is not its own neighbour), got k={k}.")
+  return k
 
 
 def _check_decay(decay: Any) -> None:
   if _validation.is_concrete(decay):
-    d = float(np.asarray(decay))
+    d = _validation.scalar("decay", decay, what="a number in the open interval (0, 1)")
     if not 0.0 < d < 1.0:
       raise ValueError(f"`decay` must lie in the open interval (0, 1), got {decay!r}.")
 
@@ -99,7 +99,9 @@ def _knn_mean_from_dist(dist: jnp.ndarray, k: int, mask: jnp.ndarray | None) -> 
   w = mask.astype(dist.dtype)
   # Rows of masked-out samples may hold inf; zero them before weighting.
   per_sample = jnp.where(mask, per_sample, 0.0)
-  return jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
+  mean = jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
+  # Fewer than k + 1 masked-in samples have no k neighbours: NaN, not 0 or inf.
+  return jnp.where(jnp.sum(mask) > k, mean, jnp.nan)
 
 
 def knn_mean_distance(x: Any, *, k: int = 5, mask: Any = None) -> jnp.ndarray:
@@ -110,25 +112,29 @@ def knn_mean_distance(x: Any, *, k: int = 5, mask: Any = None) -> jnp.ndarray:
   Args:
     x: samples, shape ``[N, D]`` (flatten images first).
     k: number of neighbours, 1 ≤ k < N.
-    mask: optional boolean ``[N]``; only masked-in samples are queries and neighbours (the
-      result is meaningful only when at least k + 1 are masked in).
+    mask: optional boolean ``[N]``; only masked-in samples are queries and neighbours; at
+      least k + 1 must be masked in (under ``jit``, fewer give NaN).
 
   Returns:
     A scalar (NaN under ``jit`` when squared distances overflow the float dtype).
 
   Raises:
-    ValueError: if ``x`` is not a finite ``[N, D]`` array, ``k`` is out of range, or (eager
-      only) the norms of ``x`` overflow squared distances (``‖x‖ ≳ 9e18`` in float32).
+    ValueError: if ``x`` is not a finite ``[N, D]`` array, ``k`` is out of range, a concrete
+      ``mask`` selects fewer than k + 1 samples, or (eager only) the norms of ``x`` overflow
+      squared distances (``‖x‖ ≳ 9e18`` in float32).
   """
   _validation.check_points("x", x)
   _validation.check_sqnorm_range("x", x)
   x = _validation.as_float(x)
-  _check_k(k, x.shape[0])
+  k = _check_k(k, x.shape[0])
   if mask is not None:
     mask = jnp.asarray(mask)
     if mask.shape != x.shape[:1]:
       raise ValueError(f"`mask` must have shape [N]={x.shape[:1]}, got {mask.shape}.")
     mask = mask.astype(bool)
+    if _validation.is_concrete(mask) and int(np.sum(np.asarray(mask))) <= k:
+      raise ValueError(f"`mask` must select at least k + 1 = {k + 1} samples (each needs k "
+                       f"neighbours), got {int(np.sum(np.asarray(mask)))}.")
   return _knn_mean(x, k, mask)
 
 
@@ -139,8 +145,7 @@ def init(num_classes: int, *, dtype: Any = jnp.float32) -> KernelWidthState:
     num_classes: number of classes C ≥ 1 (use 1 for unconditional models).
     dtype: float dtype of ``scale``.
   """
-  if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-    raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
+  num_classes = _validation.check_int("num_classes", num_classes, minimum=1)
   return KernelWidthState(scale=jnp.ones((num_classes,), dtype),
                           count=jnp.zeros((num_classes,), jnp.int32),
                           step=jnp.zeros((), jnp.int32))
@@ -194,7 +199,7 @@ def observe(samples: Any, *, k: int = 5) -> jnp.ndarray:
   shape = np.shape(samples)
   if len(shape) != 3:
     raise ValueError(f"`samples` must have shape [G, N, D], got shape {shape}.")
-  _check_k(k, shape[1], "samples")
+  k = _check_k(k, shape[1], "samples")
   return jax.vmap(lambda g: _knn_mean(g, k, None))(jnp.asarray(samples))
 
 
@@ -238,7 +243,7 @@ def update(state: KernelWidthState, samples: Any, class_ids: Any, *, k: int = 5,
   shape = np.shape(samples)
   if len(shape) != 3:
     raise ValueError(f"`samples` must have shape [G, N, D], got shape {shape}.")
-  _check_k(k, shape[1], "samples")
+  k = _check_k(k, shape[1], "samples")
   _check_decay(decay)
   ids = _check_class_ids(class_ids, shape[:1], num_classes)
   _validation.check_finite("samples", samples)
@@ -266,7 +271,7 @@ def update_from_labels(state: KernelWidthState, x: Any, labels: Any, *, k: int =
   """
   num_classes = _check_state(state)
   _validation.check_points("x", x)
-  _check_k(k, np.shape(x)[0])
+  k = _check_k(k, np.shape(x)[0])
   _check_decay(decay)
   labels = _check_class_ids(labels, np.shape(x)[:1], num_classes)
   x = jnp.asarray(x, state.scale.dtype)

@@ -27,10 +27,13 @@ schedule also reaches σmin at t = T.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable
 
 import jax.numpy as jnp
+
+from drifting_jax import _validation
 
 __all__ = [
     "Schedule",
@@ -48,10 +51,9 @@ Schedule = Callable[[Any], jnp.ndarray]
 
 
 def _check_positive(name: str, value: Any) -> float:
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.") from None
+  # Python, NumPy or JAX real scalars (not strings or bools), concrete: the schedule's
+  # constants are baked into the returned function.
+  v = _validation.scalar(name, value, what="a finite positive number")
   if not math.isfinite(v) or v <= 0:
     raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
   return v
@@ -103,10 +105,7 @@ def exponential(*, sigma0: Any, rate: Any, sigma_min: Any) -> Schedule:
     A schedule ``step -> σ(step)``.
   """
   s0, smin = _check_sigmas(sigma0, sigma_min)
-  try:
-    r = float(rate)
-  except (TypeError, ValueError):
-    raise ValueError(f"`rate` must be a finite number >= 0, got {rate!r}.") from None
+  r = _validation.scalar("rate", rate, what="a finite number >= 0")
   if not math.isfinite(r) or r < 0:
     raise ValueError(f"`rate` must be a finite number >= 0, got {rate!r}.")
 
@@ -201,9 +200,14 @@ def get_schedule(name: str, **kwargs: Any) -> Schedule:
   Returns:
     The schedule callable.
   """
-  if name not in SCHEDULES:
+  if not isinstance(name, str) or name not in SCHEDULES:
     raise ValueError(f"`name` must be one of {tuple(SCHEDULES)}, got {name!r}.")
-  try:
-    return SCHEDULES[name](**kwargs)
-  except TypeError as e:
-    raise ValueError(f"bad hyperparameters for schedule {name!r}: {e}") from None
+  params = inspect.signature(SCHEDULES[name]).parameters
+  unknown = sorted(set(kwargs) - set(params))
+  if unknown:
+    raise ValueError(f"unknown option(s) {', '.join(f'`{k}`' for k in unknown)} for schedule "
+                     f"{name!r}; its options are {list(params)}.")
+  missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs]
+  if missing:
+    raise ValueError(f"schedule {name!r} needs {', '.join(f'`{k}`' for k in missing)}.")
+  return SCHEDULES[name](**kwargs)

@@ -141,9 +141,15 @@ def _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, *, cost_power, excl
     c_qq = _cost(x, neg, cost_power)
     if exclude_self:
       c_qq = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, c_qq)
+  # Traced hyperparameters cannot raise: invalid ones (α ≤ 0, ε ≤ 0, NaN, non-finite η)
+  # make every output NaN below. The solves then run with a harmless ε (that of α = 1).
+  valid = _validation.positive_mask(alpha) & jnp.isfinite(eta)
+  if epsilon is not None:
+    valid = valid & _validation.positive_mask(epsilon)
   if epsilon is None:
     # Floor: if all points coincide, mean(C_qp) = 0 and any ε gives the uniform coupling.
     epsilon = jnp.maximum(alpha * jnp.mean(c_qp), jnp.finfo(dtype).tiny)
+  epsilon = jnp.where(valid, epsilon, jnp.maximum(jnp.mean(c_qp), jnp.finfo(dtype).tiny))
   # ε is a scale normalization, not part of the field: no gradient through it (it would
   # also meet the +inf diagonal as d(C/ε)/dε · 0 = inf · 0 = NaN).
   epsilon = jax.lax.stop_gradient(jnp.asarray(epsilon, dtype))
@@ -161,7 +167,7 @@ def _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, *, cost_power, excl
       epsilon=epsilon, converged_qp=conv_qp, converged_qq=conv_qq, n_iters_qp=it_qp,
       n_iters_qq=it_qq, error_qp=err_qp, error_qq=err_qq, pi_qp=pi_qp, pi_qq=pi_qq,
       t_qp=t_qp, t_qq=t_qq)
-  return v, info
+  return _validation.nan_unless(valid, (v, info))
 
 
 def _validate(x, pos, neg, *, alpha, epsilon, cost_power, exclude_self, eta, max_iterations,
@@ -173,14 +179,18 @@ def _validate(x, pos, neg, *, alpha, epsilon, cost_power, exclude_self, eta, max
     if exclude_self:
       _validation.check_self_excludable(x, neg)
   _validation.check_choice("cost_power", cost_power, (1, 2))
+  _validation.check_bool("exclude_self", exclude_self)
   _validation.check_positive("alpha", alpha)
   if epsilon is not None:
     _validation.check_positive("epsilon", epsilon)
   _validation.check_positive("threshold", threshold)
-  if not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
-    raise ValueError(f"`max_iterations` must be a positive int, got {max_iterations!r}.")
-  if _validation.is_concrete(eta) and not np.all(np.isfinite(np.asarray(eta))):
-    raise ValueError(f"`eta` must be finite, got {eta}.")
+  max_iterations = _validation.check_int("max_iterations", max_iterations, minimum=1)
+  if _validation.is_concrete(eta):
+    if not np.isfinite(_validation.scalar("eta", eta, what="a finite number")):
+      raise ValueError(f"`eta` must be a finite number, got {eta}.")
+  else:
+    _validation.traced_check(jnp.isfinite(eta), "`eta` must be a finite number, got {}.", eta)
+  return int(cost_power), bool(exclude_self), max_iterations
 
 
 def sinkhorn_drift_with_info(
@@ -234,12 +244,14 @@ def sinkhorn_drift_with_info(
 
   Raises:
     ValueError: on wrong ranks/dimensions, empty sets, ``cost_power ∉ {1, 2}``,
-      ``alpha ≤ 0``, non-finite ``eta``, ``N < 2`` with ``exclude_self``, ``neg`` not
-      shaped like ``x`` with ``exclude_self``, or (eager only) NaN/inf inputs.
+      ``alpha ≤ 0``, ``epsilon ≤ 0``, non-finite ``eta``, ``N < 2`` with ``exclude_self``,
+      ``neg`` not shaped like ``x`` with ``exclude_self``, or (eager only) NaN/inf inputs.
+      Traced ``alpha``, ``epsilon`` or ``eta`` that are invalid cannot raise under ``jit``:
+      the drift and every float diagnostic are then NaN.
   """
-  _validate(x, pos, neg, alpha=alpha, epsilon=epsilon, cost_power=cost_power,
-            exclude_self=exclude_self, eta=eta, max_iterations=max_iterations,
-            threshold=threshold)
+  cost_power, exclude_self, max_iterations = _validate(
+      x, pos, neg, alpha=alpha, epsilon=epsilon, cost_power=cost_power,
+      exclude_self=exclude_self, eta=eta, max_iterations=max_iterations, threshold=threshold)
   v, info = _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, cost_power=cost_power,
                         exclude_self=exclude_self, max_iterations=max_iterations)
   _warn_if_not_converged(info, threshold)

@@ -32,6 +32,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from drifting_jax import _validation
 
@@ -58,6 +59,33 @@ GAUSSIAN_PEAK_RATE = 2.0 / math.e
 """max_k λ_G(k, σ) = 2/e for every σ (B.5: f(u) = u e^(−u/2) peaks at u = σ²k² = 2)."""
 
 
+def _numeric(name: str, value: Any) -> jnp.ndarray:
+  """``value`` as a float array; raises ``ValueError`` for strings, bools and other types."""
+  if not _validation.is_numeric(value):
+    raise ValueError(f"`{name}` must be a real number or array, got {value!r}.")
+  value = jnp.asarray(value)
+  if not jnp.issubdtype(value.dtype, jnp.floating):
+    value = value.astype(jnp.result_type(float))
+  return value
+
+
+def _width(name: str, value: Any) -> jnp.ndarray:
+  """A kernel width (scalar or array): concrete values must be finite and > 0 (else
+  ``ValueError``); traced ones are NaN where invalid, so the rates are NaN, not finite."""
+  value = _numeric(name, value)
+  _validation.check_positive_array(name, value)
+  if _validation.is_concrete(value):
+    return value
+  return jnp.where(_validation.positive_mask(value), value, jnp.nan)
+
+
+def _u_rate(u: jnp.ndarray, fn: Callable[[jnp.ndarray], jnp.ndarray]) -> jnp.ndarray:
+  """``fn(u)`` for a rate that vanishes as ``u → ∞``: 0 where ``u`` is ``+inf`` (an
+  overflowed ``σ²k²``) instead of ``inf · 0 = NaN``; NaN stays NaN."""
+  big = jnp.isposinf(u)
+  return jnp.where(big, 0.0, fn(jnp.where(big, 1.0, u)))
+
+
 def gaussian_decay_rate(k: Any, sigma: Any) -> jnp.ndarray:
   """Gaussian-kernel dispersion rate λ_G(k, σ) = σ² k² exp(−σ² k² / 2) (App. B.4, F.2).
 
@@ -68,10 +96,15 @@ def gaussian_decay_rate(k: Any, sigma: Any) -> jnp.ndarray:
     sigma: Gaussian bandwidth(s) σ, broadcastable with ``k``.
 
   Returns:
-    The decay rates, shape ``broadcast(k, sigma)``.
+    The decay rates, shape ``broadcast(k, sigma)`` (NaN where a traced ``sigma`` is not
+    finite and positive).
+
+  Raises:
+    ValueError: if a concrete ``sigma`` is not finite and positive, or an input is not
+      numeric.
   """
-  u = jnp.square(jnp.asarray(sigma) * jnp.asarray(k))
-  return u * jnp.exp(-0.5 * u)
+  u = jnp.square(_width("sigma", sigma) * _numeric("k", k))
+  return _u_rate(u, lambda v: v * jnp.exp(-0.5 * v))
 
 
 def laplace_decay_rate(k: Any, tau: Any, *, dim: int = 1) -> jnp.ndarray:
@@ -87,12 +120,16 @@ def laplace_decay_rate(k: Any, tau: Any, *, dim: int = 1) -> jnp.ndarray:
     dim: ambient dimension d ≥ 1.
 
   Returns:
-    The decay rates, shape ``broadcast(k, tau)``.
+    The decay rates, shape ``broadcast(k, tau)`` (NaN where a traced ``tau`` is invalid).
+
+  Raises:
+    ValueError: if a concrete ``tau`` is not finite and positive or ``dim`` is not an
+      integer >= 1.
   """
-  if not isinstance(dim, int) or dim < 1:
-    raise ValueError(f"`dim` must be an integer >= 1, got {dim!r}.")
-  u = jnp.square(jnp.asarray(tau) * jnp.asarray(k))
-  return (dim + 1) * u * (1.0 + u) ** (-(dim + 3) / 2.0)
+  dim = _validation.check_int("dim", dim, minimum=1)
+  u = jnp.square(_width("tau", tau) * _numeric("k", k))
+  # v/(1+v) ≤ 1 first: (d+1)·v alone can overflow where the product is tiny.
+  return _u_rate(u, lambda v: (dim + 1) * (v / (1.0 + v)) * (1.0 + v) ** (-(dim + 1) / 2.0))
 
 
 def laplace_decay_rate_f2(k: Any, tau: Any) -> jnp.ndarray:
@@ -101,23 +138,24 @@ def laplace_decay_rate_f2(k: Any, tau: Any) -> jnp.ndarray:
   Kept for reproducing Figure 2(a) as described; see the module docstring for why it
   disagrees with the derivation of App. B.3 (``laplace_decay_rate``).
   """
-  tau = jnp.asarray(tau)
-  k2 = jnp.square(jnp.asarray(k))
+  tau = _width("tau", tau)
+  k2 = jnp.square(_numeric("k", k))
   return 2.0 * tau**3 * k2 / (1.0 + tau**2 * k2)
 
 
 def optimal_mode(sigma: Any) -> jnp.ndarray:
-  """k* = argmax_k λ_G(k, σ) = √2 / σ (F.2; σ²k² = 2 in §6.2 and B.5)."""
-  return jnp.sqrt(2.0) / jnp.asarray(sigma)
+  """k* = argmax_k λ_G(k, σ) = √2 / σ (F.2; σ²k² = 2 in §6.2 and B.5); σ > 0 (NaN where a
+  traced σ is invalid)."""
+  return jnp.sqrt(2.0) / _width("sigma", sigma)
 
 
 def optimal_bandwidth(k: Any) -> jnp.ndarray:
   """σ*(k) = argmax_σ λ_G(k, σ) = √2 / |k|, the bandwidth at which mode k decays fastest."""
-  return jnp.sqrt(2.0) / jnp.abs(jnp.asarray(k))
+  return jnp.sqrt(2.0) / jnp.abs(_numeric("k", k))
 
 
 def _log_inv_eps(eps: Any) -> float:
-  e = float(eps)
+  e = _validation.scalar("eps", eps, what="a number in (0, 1)")
   if not 0.0 < e < 1.0:
     raise ValueError(f"`eps` must lie in (0, 1), got {eps!r}.")
   return math.log(1.0 / e)
@@ -131,9 +169,21 @@ def fixed_convergence_time(rate: Any, *, eps: float = 1e-3) -> jnp.ndarray:
     eps: reduction factor ε in (0, 1).
 
   Returns:
-    Convergence times, same shape as ``rate``.
+    Convergence times, same shape as ``rate`` (NaN where a traced rate is negative or NaN).
+
+  Raises:
+    ValueError: if ``eps`` is not in (0, 1) or a concrete ``rate`` is negative or NaN.
   """
-  return _log_inv_eps(eps) / jnp.asarray(rate)
+  big_l = _log_inv_eps(eps)
+  rate = _numeric("rate", rate)
+  ok = rate >= 0
+  if _validation.is_concrete(rate):
+    if not bool(np.all(np.asarray(ok))):
+      raise ValueError(f"`rate` must be >= 0 (a decay rate), got {rate!r}.")
+  else:
+    _validation.traced_check(ok, "`rate` must be >= 0 (a decay rate).")
+    rate = jnp.where(ok, rate, jnp.nan)
+  return big_l / rate
 
 
 def exponential_annealing_convergence_time(k: Any, *, sigma0: float, rate: float,
@@ -159,14 +209,15 @@ def exponential_annealing_convergence_time(k: Any, *, sigma0: float, rate: float
   big_l = _log_inv_eps(eps)
   _validation.check_positive("sigma0", sigma0)
   _validation.check_positive("sigma_min", sigma_min)
-  if float(sigma_min) > float(sigma0):
+  sigma0, sigma_min = float(np.asarray(sigma0)), float(np.asarray(sigma_min))
+  if sigma_min > sigma0:
     raise ValueError(f"`sigma_min` must be <= `sigma0` ({sigma0}), got {sigma_min}.")
-  if float(rate) < 0:
-    raise ValueError(f"`rate` must be >= 0, got {rate}.")
-  k = jnp.asarray(k, dtype=jnp.result_type(float))
-  if float(rate) == 0.0:
+  r = _validation.scalar("rate", rate, what="a finite number >= 0")
+  if not np.isfinite(r) or r < 0:
+    raise ValueError(f"`rate` must be a finite number >= 0, got {rate}.")
+  k = _numeric("k", k)
+  if r == 0.0:
     return big_l / gaussian_decay_rate(k, sigma0)
-  r = float(rate)
   u0 = jnp.square(sigma0 * k)
   e0 = jnp.exp(-0.5 * u0)
   t_ann = math.log(sigma0 / sigma_min) / r
@@ -209,6 +260,8 @@ def annealing_time_bound(k_max: float, *, sigma0: float, rate: float, sigma_min:
   for name, value in (("k_max", k_max), ("sigma0", sigma0), ("rate", rate),
                       ("sigma_min", sigma_min)):
     _validation.check_positive(name, value)
+  k_max, sigma0, rate, sigma_min = (float(np.asarray(v)) for v in (k_max, sigma0, rate,
+                                                                   sigma_min))
   if sigma_min > sigma0:
     raise ValueError(f"`sigma_min` must be <= `sigma0` ({sigma0}), got {sigma_min}.")
   u = (sigma_min * k_max) ** 2
@@ -231,15 +284,28 @@ def cumulative_decay(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, num_
     rate_fn: dispersion rate ``(k, w) -> λ``, broadcasting; default ``gaussian_decay_rate``.
 
   Returns:
-    ``(t [n], Lambda [K, n])`` with ``Lambda[:, 0] = 0``.
+    ``(t [n], Lambda [K, n])`` with ``Lambda[:, 0] = 0`` (NaN for a traced ``t_max`` that
+    is not finite and positive).
+
+  Raises:
+    ValueError: on NaN/inf modes (eager), a non-positive ``t_max``, ``num_points`` not an
+      integer >= 2, or a ``schedule`` / ``rate_fn`` that is not callable.
   """
-  if not isinstance(num_points, int) or num_points < 2:
-    raise ValueError(f"`num_points` must be an integer >= 2, got {num_points!r}.")
-  _validation.check_positive("t_max", t_max)
-  k = jnp.atleast_1d(jnp.asarray(k, dtype=jnp.result_type(float)))
+  num_points = _validation.check_int("num_points", num_points, minimum=2)
+  _check_callables(schedule, rate_fn)
+  t_max = _validation.positive_or_nan("t_max", t_max)
+  _validation.check_finite("k", _numeric("k", k))
+  k = jnp.atleast_1d(_numeric("k", k))
   if k.ndim != 1:
     raise ValueError(f"`k` must have shape [K], got shape {k.shape}.")
   return _cumulative_decay(k, jnp.asarray(t_max, k.dtype), schedule, rate_fn, num_points)
+
+
+def _check_callables(schedule, rate_fn) -> None:
+  if not callable(schedule):
+    raise ValueError(f"`schedule` must be a callable t -> width, got {schedule!r}.")
+  if not callable(rate_fn):
+    raise ValueError(f"`rate_fn` must be a callable (k, width) -> rate, got {rate_fn!r}.")
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
@@ -263,7 +329,9 @@ def _first_crossing(t: jnp.ndarray, decay: jnp.ndarray, level: Any) -> jnp.ndarr
   frac = jnp.clip((level - d_lo) / jnp.where(d_hi > d_lo, d_hi - d_lo, 1.0), 0.0, 1.0)
   t_cross = t[hi - 1] + frac * (t[hi] - t[hi - 1])
   t_cross = jnp.where(idx == 0, t[0], t_cross)
-  return jnp.where(any_reached, t_cross, jnp.inf)
+  # A NaN decay (NaN mode, width or horizon) is NaN, not "never converged" (inf).
+  undefined = jnp.any(jnp.isnan(decay), axis=1) | jnp.isnan(t[-1])
+  return jnp.where(undefined, jnp.nan, jnp.where(any_reached, t_cross, jnp.inf))
 
 
 def convergence_time(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, eps: float = 1e-3,
@@ -284,7 +352,11 @@ def convergence_time(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, eps:
     rate_fn: dispersion rate ``(k, w) -> λ``; default ``gaussian_decay_rate``.
 
   Returns:
-    Convergence times T(k), shape ``[K]``.
+    Convergence times T(k), shape ``[K]`` (``inf`` when not reached by ``t_max``; NaN for
+    NaN modes or widths under ``jit``).
+
+  Raises:
+    ValueError: see :func:`cumulative_decay`, and ``eps`` outside (0, 1).
   """
   big_l = _log_inv_eps(eps)
   t, decay = cumulative_decay(k, schedule, t_max=t_max, num_points=num_points, rate_fn=rate_fn)
@@ -326,15 +398,23 @@ def simulate_modes(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, num_st
     rate_fn: dispersion rate ``(k, w) -> λ``; default ``gaussian_decay_rate``.
 
   Returns:
-    A ``ModeSimulation``.
+    A ``ModeSimulation`` (crossing times NaN for NaN modes or widths under ``jit``).
+
+  Raises:
+    ValueError: on NaN/inf modes or amplitude (eager), a non-positive ``t_max``,
+      ``num_steps`` not a positive integer, ``eps`` outside (0, 1), or a ``schedule`` /
+      ``rate_fn`` that is not callable.
   """
   big_l = _log_inv_eps(eps)
-  if not isinstance(num_steps, int) or num_steps < 1:
-    raise ValueError(f"`num_steps` must be an integer >= 1, got {num_steps!r}.")
-  _validation.check_positive("t_max", t_max)
-  k = jnp.atleast_1d(jnp.asarray(k, dtype=jnp.result_type(float)))
+  num_steps = _validation.check_int("num_steps", num_steps, minimum=1)
+  _check_callables(schedule, rate_fn)
+  t_max = _validation.positive_or_nan("t_max", t_max)
+  _validation.check_finite("k", _numeric("k", k))
+  k = jnp.atleast_1d(_numeric("k", k))
   if k.ndim != 1:
     raise ValueError(f"`k` must have shape [K], got shape {k.shape}.")
+  amplitude = _numeric("amplitude", amplitude)
+  _validation.check_finite("amplitude", amplitude)
   return _simulate(k, jnp.asarray(t_max, k.dtype), jnp.asarray(amplitude, k.dtype),
                    jnp.asarray(big_l, k.dtype), schedule, rate_fn, num_steps)
 
@@ -365,4 +445,4 @@ def spectral_error(amplitudes: Any) -> jnp.ndarray:
   Returns:
     E, shape ``[...]``.
   """
-  return jnp.sum(jnp.abs(jnp.asarray(amplitudes)), axis=-1)
+  return jnp.sum(jnp.abs(_numeric("amplitudes", amplitudes)), axis=-1)

@@ -11,6 +11,7 @@
 """
 
 import functools
+import re
 
 import chex
 import jax
@@ -396,3 +397,480 @@ def test_low_precision_cross_term_would_break_the_field(round_inputs):
   low = _gaussian_field_from_sqdist(
       lambda a, b: _emulated_sqdist(a, b, round_inputs), x32, pos32, x32, bw)
   assert np.max(np.abs(low - ref)) > 20 * FIELD_TOL * scale
+
+
+# ------------------------------------------- 4. invalid traced hyperparameters give NaN
+def _kernel_logs(make):
+  return lambda x, p, bw: {w: make(bw).log(dj.pairwise_sqdist(x, p), w)
+                           for w in ("k", "sharp", "flat")}
+
+
+def _sinkhorn(name):
+  """``sinkhorn_drift`` with the hyperparameter ``name`` set to the traced value."""
+  return lambda x, p, v: dj.sinkhorn_drift(x, p, **{"alpha": 0.5, "max_iterations": 200,
+                                                    name: v})
+
+
+# name -> fn(x, pos, h): h is the traced hyperparameter; every case is called with the
+# invalid values of its group under jit, and must give NaN in every float output.
+TRACED_BANDWIDTH = {
+    **{f"{make.__name__}.log": _kernel_logs(make)
+       for make in (dj.gaussian, dj.laplacian, dj.rational_quadratic)},
+    "radial.log": lambda x, p, bw: dj.radial(lambda u: jnp.exp(-u), bandwidth=bw,
+                                             num_nodes=16).log(dj.pairwise_sqdist(x, p)),
+    "log_kde": lambda x, p, bw: dj.log_kde(x, p, kernel=dj.laplacian(bw), which="sharp"),
+    "log_kde/chunked": lambda x, p, bw: dj.log_kde(x, x, kernel=dj.gaussian(bw),
+                                                   exclude_self=True, chunk_size=3),
+    "sub_field": lambda x, p, bw: dj.sub_field(x, p, kernel=dj.gaussian(bw)),
+    **{f"drift_field/{norm}": functools.partial(
+        lambda x, p, bw, norm: dj.drift_field(x, p, x, kernel=dj.gaussian(bw),
+                                              normalization=norm, exclude_self=True),
+        norm=norm) for norm in ("kde", "sharp", "none")},
+    "mmd_field": lambda x, p, bw: dj.mmd_field(x, p, x, kernel=dj.laplacian(bw)),
+    "deng_field": lambda x, p, bw: dj.deng_field(x, p, x, kernel=dj.laplacian(bw),
+                                                 column_normalize=True),
+    "doubly_stochastic_field": lambda x, p, bw: dj.doubly_stochastic_field(
+        x, p, x, bandwidth=bw, exclude_self=True),
+    "multiscale": lambda x, p, bw: dj.multiscale(dj.doubly_stochastic_field, (bw, 1.0))(
+        x, p, x),
+    "log_kde_loss": lambda x, p, bw: dj.log_kde_loss(x, p, x, kernel=dj.gaussian(bw),
+                                                     exclude_self=True),
+    "mmd_loss": lambda x, p, bw: dj.mmd_loss(x, p, x, kernel=dj.gaussian(bw),
+                                             exclude_self=True),
+    "kde_link_loss": lambda x, p, bw: dj.kde_link_loss(x, p, x, kernel=dj.gaussian(bw),
+                                                       link="identity"),
+    "jacobian": lambda x, p, bw: dj.jacobian(_field_fn(p, bw), x),
+    "curl": lambda x, p, bw: dj.curl(_field_fn(p, bw), x),
+    "line_integral_potential": lambda x, p, bw: dj.line_integral_potential(
+        _field_fn(p, bw), x, num_nodes=4),
+    "metrics.mmd": lambda x, p, bw: metrics.mmd(x, p, bandwidth=bw),
+    "metrics.mmd/multi": lambda x, p, bw: metrics.mmd(x, p, bandwidth=(1.0, bw)),
+    "gaussian_decay_rate": lambda x, p, bw: dj.gaussian_decay_rate(x, bw),
+    "laplace_decay_rate": lambda x, p, bw: dj.laplace_decay_rate(x, bw, dim=2),
+    "optimal_mode": lambda x, p, bw: dj.optimal_mode(bw),
+    "make_objective/schedule": lambda x, p, bw: dj.make_objective(
+        "gauss#", schedule=lambda t: bw)(x, p, 0)[0],
+}
+TRACED_OTHER = {  # name -> (fn(x, pos, h), invalid values of h)
+    "sinkhorn_drift/alpha": (_sinkhorn("alpha"), [-0.5, 0.0, np.nan, np.inf]),
+    "sinkhorn_drift/epsilon": (_sinkhorn("epsilon"), [-1e-3, 0.0, np.nan]),
+    "sinkhorn_drift/eta": (_sinkhorn("eta"), [np.inf, -np.inf, np.nan]),
+    "sinkhorn_loss_with_info/alpha": (lambda x, p, a: dj.sinkhorn_loss_with_info(
+        x, p, alpha=a, exclude_self=True, max_iterations=200), [-0.5]),
+    "deng_drift_loss/weight_gen": (lambda x, p, w: dj.deng_drift_loss(
+        x[None], p[None], weight_gen=w), [-np.ones((1, N)), np.zeros((1, N)),
+                                          np.full((1, N), np.nan)]),
+    "deng_drift_loss/weight_pos": (lambda x, p, w: dj.deng_drift_loss_with_info(
+        x[None], p[None], weight_pos=w), [np.zeros((1, M)), -np.ones((1, M))]),
+    "deng_drift_loss/weight_neg": (lambda x, p, w: dj.deng_drift_loss(
+        x[None], p[None], p[None], weight_neg=w), [-np.ones((1, M))]),
+    "log_kde/weights": (lambda x, p, w: dj.log_kde(x, p, kernel=dj.gaussian(0.5), weights=w),
+                        [-np.ones(M), np.zeros(M)]),
+    "knn_mean_distance/mask": (lambda x, p, m: dj.knn_mean_distance(x, k=3, mask=m),
+                               [np.zeros(N, bool), np.arange(N) < 3]),
+    "convergence_time/t_max": (lambda x, p, t: dj.convergence_time(
+        jnp.abs(x[:, 0]) + 0.5, dj.schedules.constant(0.5), t_max=t, num_points=101),
+                               [-1.0, 0.0, np.nan]),
+    "simulate_modes/t_max": (lambda x, p, t: dj.simulate_modes(
+        jnp.abs(x[:, 0]) + 0.5, dj.schedules.constant(0.5), t_max=t, num_steps=10
+    ).crossing_times, [-1.0, np.nan]),
+    "fixed_convergence_time/rate": (lambda x, p, r: dj.fixed_convergence_time(r),
+                                    [-np.ones(3), np.full(3, np.nan)]),
+    "wasserstein_1d/p": (lambda x, p, q: metrics.wasserstein_1d(x, p, p=q),
+                         [0.5, np.inf, np.nan]),
+    "frechet_distance/sigma1": (lambda x, p, s: metrics.frechet_distance(
+        x.mean(0), s, p.mean(0), jnp.eye(D)), [-jnp.eye(D), jnp.eye(D) + jnp.triu(
+            jnp.ones((D, D)), 1)]),
+}
+
+
+def _traced_cases():
+  for name, fn in TRACED_BANDWIDTH.items():
+    for bad in (-0.5, 0.0, np.nan, np.inf):
+      yield pytest.param(fn, bad, id=f"{name}-{bad}")
+  for name, (fn, bads) in TRACED_OTHER.items():
+    for i, bad in enumerate(bads):
+      yield pytest.param(fn, bad, id=f"{name}-{i}")
+
+
+def _all_nan(tree):
+  leaves = _float_leaves(tree)
+  return bool(leaves) and all(np.all(np.isnan(np.asarray(leaf))) for leaf in leaves)
+
+
+@pytest.mark.filterwarnings("ignore:sinkhorn_drift:RuntimeWarning")
+@pytest.mark.parametrize("fn,bad", list(_traced_cases()))
+def test_traced_invalid_hyperparameters_give_nan(fn, bad):
+  x = jnp.asarray(cloud(20, N, D, dtype=np.float32))
+  p = jnp.asarray(cloud(21, M, D, shift=0.5, dtype=np.float32))
+  bad = jnp.asarray(bad, jnp.float32) if np.asarray(bad).dtype.kind == "f" else bad
+  out = jax.jit(fn)(x, p, bad)
+  assert _all_nan(out), out
+
+
+@pytest.mark.parametrize("case", ["log_kde", "drift_field/kde", "mmd_field", "deng_field",
+                                  "doubly_stochastic_field", "mmd_loss", "log_kde_loss",
+                                  "metrics.mmd", "gaussian_decay_rate", "curl"])
+def test_valid_traced_hyperparameters_are_unchanged(case):
+  """The NaN guard changes nothing for valid values: same values, finite gradients."""
+  fn = TRACED_BANDWIDTH[case]
+  x = jnp.asarray(cloud(22, N, D, dtype=np.float32))
+  p = jnp.asarray(cloud(23, M, D, shift=0.5, dtype=np.float32))
+  chex.assert_trees_all_close(jax.jit(fn)(x, p, jnp.float32(0.7)), fn(x, p, 0.7),
+                              rtol=1e-4, atol=1e-5)
+  total = lambda a, bw: sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(fn(a, p, bw)))
+  grads = jax.jit(jax.grad(total, argnums=(0, 1)))(x, jnp.float32(0.7))
+  chex.assert_tree_all_finite(grads)
+
+
+def test_nan_guard_compiles_to_no_callback():
+  """The checkify checks are no-ops outside ``checked``: nothing of them is compiled."""
+  x = jnp.asarray(cloud(24, N, D, dtype=np.float32))
+  fn = jax.jit(lambda a, bw: dj.drift_field(a, a + 1.0, a, kernel=dj.gaussian(bw),
+                                            exclude_self=True))
+  hlo = fn.lower(x, 0.5).compile().as_text()
+  assert not re.search(r"custom-call\(", hlo), [l for l in hlo.splitlines() if "custom-call(" in l]
+
+
+# ------------------------------------------------ 5. NaN inputs under jit: NaN rows, not 0
+# name -> fn(x) with a NaN in x[0, 0]: the affected outputs are NaN (rows of x for fields
+# and KDEs, the whole value for losses and scalar summaries); the others stay finite.
+NAN_ROWS = {  # row-wise outputs whose other rows do not depend on x[0]
+    "log_kde": lambda x, p: dj.log_kde(x, p, kernel=dj.laplacian(0.5)),
+    "log_kde/chunked": lambda x, p: dj.log_kde(x, p, kernel=dj.gaussian(0.5), chunk_size=4),
+    "log_kde/sharp": lambda x, p: dj.log_kde(x, p, kernel=dj.rational_quadratic(0.5),
+                                             which="sharp"),
+    "sub_field": lambda x, p: dj.sub_field(x, p, kernel=dj.gaussian(0.5)),
+    "drift_field/pos-neg": lambda x, p: dj.drift_field(x, p, p + 1.0, kernel=dj.gaussian(0.5)),
+    "mmd_field": lambda x, p: dj.mmd_field(x, p, p + 1.0, kernel=dj.laplacian(0.5)),
+    "deng_field": lambda x, p: dj.deng_field(x, p, p + 1.0, kernel=dj.laplacian(0.5)),
+    "pairwise_sqdist": lambda x, p: dj.pairwise_sqdist(x, p),
+    "jacobian": lambda x, p: dj.jacobian(_field_fn(p, 0.5), x),
+    "gaussian_decay_rate": lambda x, p: dj.gaussian_decay_rate(x[:, 0], 0.5),
+    "convergence_time": lambda x, p: dj.convergence_time(
+        jnp.abs(x[:, 0]) + 0.5, dj.schedules.constant(0.5), t_max=500.0, num_points=2001),
+    "simulate_modes": lambda x, p: dj.simulate_modes(
+        jnp.abs(x[:, 0]) + 0.5, dj.schedules.constant(0.5), t_max=500.0,
+        num_steps=200).crossing_times,
+}
+NAN_ALL = {  # outputs that depend on every x (x is also the negatives, or a summary)
+    "drift_field/self": lambda x, p: dj.drift_field(x, p, x, kernel=dj.gaussian(0.5),
+                                                    exclude_self=True),
+    "doubly_stochastic_field": lambda x, p: dj.doubly_stochastic_field(x, p, x, bandwidth=0.5),
+    "drift_loss": lambda x, p: dj.drift_loss(x, jnp.ones_like(x)),
+    "log_kde_loss": lambda x, p: dj.log_kde_loss(x, p, x, kernel=dj.gaussian(0.5),
+                                                 exclude_self=True),
+    "mmd_loss": lambda x, p: dj.mmd_loss(x, p, x, kernel=dj.gaussian(0.5), exclude_self=True),
+    "kde_link_loss": lambda x, p: dj.kde_link_loss(x, p, x, kernel=dj.laplacian(0.5),
+                                                   link="identity"),
+    "deng_drift_loss": lambda x, p: dj.deng_drift_loss(x[None], p[None]),
+    "sinkhorn_drift": lambda x, p: dj.sinkhorn_drift(x, p, max_iterations=100),
+    "asymmetry": lambda x, p: dj.asymmetry(_field_fn(p, 0.5), x),
+    "knn_mean_distance": lambda x, p: dj.knn_mean_distance(x, k=2),
+    "metrics.mmd": lambda x, p: metrics.mmd(x, p, bandwidth=0.5),
+    "sliced_wasserstein": lambda x, p: metrics.sliced_wasserstein(
+        x, p, key=jax.random.PRNGKey(0), num_projections=8),
+    "frechet_distance_from_features": lambda x, p: metrics.frechet_distance_from_features(x, p),
+    "precision_recall": lambda x, p: metrics.precision_recall(p, x, k=2).precision,
+}
+
+
+@pytest.mark.filterwarnings("ignore:sinkhorn_drift:RuntimeWarning")
+@pytest.mark.parametrize("case", list(NAN_ROWS) + list(NAN_ALL))
+def test_nan_inputs_under_jit_give_nan_rows(case):
+  x = cloud(25, N, D, dtype=np.float32)
+  p = jnp.asarray(cloud(26, M, D, shift=0.5, dtype=np.float32))
+  x[0, 0] = np.nan
+  out = np.asarray(jax.jit(NAN_ROWS.get(case) or NAN_ALL[case])(jnp.asarray(x), p))
+  if case in NAN_ROWS:
+    assert np.all(np.isnan(out[0])), out[0]
+    assert np.all(np.isfinite(out[1:])), out[1:]
+  else:
+    assert np.any(np.isnan(out)), out
+
+
+def test_asymmetry_and_convergence_time_are_nan_not_zero_or_inf():
+  """The reported cases: a NaN Jacobian counted as 0, a NaN mode as never converged."""
+  x = jnp.asarray(cloud(27, 4, 2, dtype=np.float32)).at[1, 0].set(jnp.nan)
+  p = jnp.asarray(cloud(28, 5, 2, dtype=np.float32))
+  assert np.isnan(float(jax.jit(lambda a: dj.asymmetry(_field_fn(p, 0.5), a))(x)))
+  t = jax.jit(lambda k: dj.convergence_time(k, dj.schedules.constant(0.5), t_max=100.0,
+                                            num_points=101))(jnp.array([1.0, jnp.nan]))
+  assert np.isfinite(float(t[0])) and np.isnan(float(t[1]))
+
+
+# ------------------------------------------- 6. every option validated (eager ValueError)
+_X = cloud(29, N, D, dtype=np.float32)
+_P = cloud(30, M, D, shift=0.5, dtype=np.float32)
+_K = dj.gaussian(0.5)
+_S = np.cov(_X.T)
+
+BAD_OPTIONS = {  # name -> (thunk, regex the ValueError must match)
+    "deng/weight_gen<0": (lambda: dj.deng_drift_loss(_X[None], _P[None],
+                                                     weight_gen=-np.ones((1, N))), "weight_gen"),
+    "deng/weight_pos=0": (lambda: dj.deng_drift_loss(_X[None], _P[None],
+                                                     weight_pos=np.zeros((1, M))), "weight_pos"),
+    "deng/all-zero-negatives": (lambda: dj.deng_drift_loss_with_info(
+        _X[None], _P[None], _P[None], weight_gen=np.zeros((1, N)),
+        weight_neg=np.zeros((1, M))), "weight_gen"),
+    "deng/weight_neg-nan": (lambda: dj.deng_drift_loss(
+        _X[None], _P[None], _P[None], weight_neg=np.full((1, M), np.nan)), "weight_neg"),
+    "deng/temperatures-empty": (lambda: dj.deng_drift_loss(_X[None], _P[None],
+                                                           temperatures=()), "temperatures"),
+    "deng/temperatures-negative": (lambda: dj.deng_drift_loss(
+        _X[None], _P[None], temperatures=(0.1, -0.1)), "temperatures"),
+    "deng/temperatures-traced": (lambda: jax.jit(lambda t: dj.deng_drift_loss(
+        _X[None], _P[None], temperatures=(t,)))(0.1), "temperatures"),
+    **{f"{fn.__name__}/wrong-shape-field": (functools.partial(
+        lambda fn: fn(lambda z: z[:, :1], _X), fn=fn), "field_fn")
+       for fn in (dj.jacobian, dj.curl, dj.asymmetry, dj.line_integral_potential)},
+    "curl/field-returns-tuple": (lambda: dj.curl(lambda z: (z, z), _X), "field_fn"),
+    "curl/not-callable": (lambda: dj.curl("field", _X), "field_fn"),
+    "curl_indices/dim=1": (lambda: dj.curl_indices(1), "dim"),
+    "curl_indices/dim=2.5": (lambda: dj.curl_indices(2.5), "dim"),
+    "line_integral_potential/num_nodes": (lambda: dj.line_integral_potential(
+        _field_fn(_P, 0.5), _X, num_nodes=0), "num_nodes"),
+    "line_integral_potential/origin-nan": (lambda: dj.line_integral_potential(
+        _field_fn(_P, 0.5), _X, origin=np.full(D, np.nan)), "origin"),
+    "sub_field/exclude_self-rows": (lambda: dj.sub_field(_X, _P, kernel=_K, exclude_self=True),
+                                    "samples"),
+    "sub_field/nan": (lambda: dj.sub_field(np.full((2, D), np.nan), _P, kernel=_K), "`x`"),
+    "sub_field/dim": (lambda: dj.sub_field(_X, _P[:, :2], kernel=_K), "samples"),
+    "sub_field/normalization": (lambda: dj.sub_field(_X, _P, kernel=_K, normalization="x"),
+                                "normalization"),
+    "sub_field/kernel": (lambda: dj.sub_field(_X, _P, kernel=0.5), "kernel"),
+    "drift_field/normalization": (lambda: dj.drift_field(_X, _P, _X, kernel=_K,
+                                                         normalization="kde#"),
+                                  "normalization"),
+    "drift_field/exclude_self-not-bool": (lambda: dj.drift_field(_X, _P, _X, kernel=_K,
+                                                                 exclude_self="yes"),
+                                          "exclude_self"),
+    "deng_field/column_normalize": (lambda: dj.deng_field(_X, _P, _X, kernel=_K,
+                                                          column_normalize=1),
+                                    "column_normalize"),
+    "multiscale/eps": (lambda: dj.multiscale(dj.drift_field, [_K], eps=-1.0), "eps"),
+    "multiscale/kernel-kwarg": (lambda: dj.multiscale(dj.drift_field, [_K], kernel=_K),
+                                "kernel"),
+    "multiscale/unknown-kwarg": (lambda: dj.multiscale(dj.drift_field, [_K], bogus=1),
+                                 "field_fn"),
+    "multiscale/string-scale": (lambda: dj.multiscale(dj.doubly_stochastic_field, ["0.5"]),
+                                "scales"),
+    "log_kde/which": (lambda: dj.log_kde(_X, _P, kernel=_K, which="sharp#"), "which"),
+    "log_kde/chunk_size=2.5": (lambda: dj.log_kde(_X, _P, kernel=_K, chunk_size=2.5),
+                               "chunk_size"),
+    "log_kde/chunk_size-str": (lambda: dj.log_kde(_X, _P, kernel=_K, chunk_size="4"),
+                               "chunk_size"),
+    "log_kde/zero-weights": (lambda: dj.log_kde(_X, _P, kernel=_K, weights=np.zeros(M)),
+                             "weights"),
+    "kernel/string-bandwidth": (lambda: dj.gaussian("0.5"), "bandwidth"),
+    "kernel/bool-bandwidth": (lambda: dj.laplacian(True), "bandwidth"),
+    "radial/num_nodes": (lambda: dj.radial(jnp.exp, num_nodes=8.5), "num_nodes"),
+    "radial/profile": (lambda: dj.radial("exp"), "profile"),
+    "radial/name": (lambda: dj.radial(jnp.exp, name=3), "name"),
+    "radial/log_profile": (lambda: dj.radial(jnp.exp, log_profile="yes"), "log_profile"),
+    "kernels.get/name": (lambda: kernels.get(["gauss"], 0.5), "name"),
+    "drift_loss/rank": (lambda: dj.drift_loss(_X[0], _X[0]), "`x`"),
+    "pairwise_sqdist/rank": (lambda: dj.pairwise_sqdist(_X[0], _P), "`x`"),
+    "sinkhorn/cost_power-bool": (lambda: dj.sinkhorn_drift(_X, _P, cost_power=True),
+                                 "cost_power"),
+    "sinkhorn/max_iterations": (lambda: dj.sinkhorn_drift(_X, _P, max_iterations=2.5),
+                                "max_iterations"),
+    "sinkhorn/eta-str": (lambda: dj.sinkhorn_drift(_X, _P, eta="1"), "eta"),
+    "sliced_wasserstein/p=inf": (lambda: metrics.sliced_wasserstein(
+        _X, _P, key=jax.random.PRNGKey(0), p=np.inf), "`p`"),
+    "sliced_wasserstein/p=nan": (lambda: metrics.sliced_wasserstein(
+        _X, _P, key=jax.random.PRNGKey(0), p=np.nan), "`p`"),
+    "sliced_wasserstein/num_projections": (lambda: metrics.sliced_wasserstein(
+        _X, _P, key=jax.random.PRNGKey(0), num_projections=2.5), "num_projections"),
+    "wasserstein_1d/p": (lambda: metrics.wasserstein_1d(_X, _P, p=0.5), "`p`"),
+    "wasserstein_1d/empty": (lambda: metrics.wasserstein_1d(_X[:0], _P), "non-empty"),
+    "wasserstein_1d/rank": (lambda: metrics.wasserstein_1d(_X[:, 0], _P), "`u`"),
+    "random_directions/num": (lambda: metrics.random_directions(jax.random.PRNGKey(0), 0, 3),
+                              "num"),
+    "frechet/asymmetric": (lambda: metrics.frechet_distance(
+        _X.mean(0), _S + np.triu(np.ones_like(_S), 1), _P.mean(0), _S), "sigma1"),
+    "frechet/not-psd": (lambda: metrics.frechet_distance(
+        _X.mean(0), _S, _P.mean(0), _S - 2 * np.max(np.abs(_S)) * np.eye(D)), "sigma2"),
+    "metrics.mmd/bandwidth-empty": (lambda: metrics.mmd(_X, _P, bandwidth=()), "bandwidth"),
+    "metrics.mmd/bandwidth-str": (lambda: metrics.mmd(_X, _P, bandwidth="0.5"), "bandwidth"),
+    "metrics.mmd/unbiased": (lambda: metrics.mmd(_X, _P, bandwidth=0.5, unbiased="yes"),
+                             "unbiased"),
+    "knn_mean_distance/k=2.5": (lambda: dj.knn_mean_distance(_X, k=2.5), "`k`"),
+    "knn_mean_distance/mask": (lambda: dj.knn_mean_distance(_X, k=3, mask=np.arange(N) < 3),
+                               "mask"),
+    "knn_radii/k=nan": (lambda: metrics.knn_radii(_X, k=np.nan), "`k`"),
+    "precision_recall/k=None": (lambda: metrics.precision_recall(_P, _X, k=None), "`k`"),
+    "precision_recall/batch_size": (lambda: metrics.precision_recall(_P, _X, batch_size=2.5),
+                                    "batch_size"),
+    "manifold_membership/negative-radii": (lambda: metrics.manifold_membership(
+        _X, _P, -np.ones(M)), "radii"),
+    "normalization.init/bool": (lambda: normalization.init(True), "num_classes"),
+    "get_schedule/unknown-option": (lambda: dj.get_schedule(
+        "exponential", sigma0=1.0, rate=0.1, sigma_min=0.1, total_steps=5), "total_steps"),
+    "get_schedule/missing-option": (lambda: dj.get_schedule("linear", sigma0=1.0,
+                                                            sigma_min=0.1), "total_steps"),
+    "get_schedule/string-value": (lambda: dj.get_schedule("constant", value="0.5"), "value"),
+    "get_schedule/bool-value": (lambda: dj.get_schedule("constant", value=True), "value"),
+    "gaussian_decay_rate/sigma<=0": (lambda: dj.gaussian_decay_rate(1.0, 0.0), "sigma"),
+    "gaussian_decay_rate/sigma-str": (lambda: dj.gaussian_decay_rate(1.0, "0.5"), "sigma"),
+    "laplace_decay_rate/tau": (lambda: dj.laplace_decay_rate(1.0, -1.0), "tau"),
+    "laplace_decay_rate/dim-bool": (lambda: dj.laplace_decay_rate(1.0, 1.0, dim=True), "dim"),
+    "optimal_mode/sigma": (lambda: dj.optimal_mode(-0.5), "sigma"),
+    "fixed_convergence_time/rate": (lambda: dj.fixed_convergence_time(-1.0), "rate"),
+    "fixed_convergence_time/eps-str": (lambda: dj.fixed_convergence_time(1.0, eps="0.1"),
+                                       "eps"),
+    "convergence_time/nan-mode": (lambda: dj.convergence_time(
+        np.array([1.0, np.nan]), dj.schedules.constant(0.5), t_max=1.0), "`k`"),
+    "convergence_time/rate_fn": (lambda: dj.convergence_time(
+        np.ones(2), dj.schedules.constant(0.5), t_max=1.0, rate_fn="gauss"), "rate_fn"),
+    "simulate_modes/amplitude": (lambda: dj.simulate_modes(
+        np.ones(2), dj.schedules.constant(0.5), t_max=1.0, num_steps=4, amplitude=np.nan),
+                                 "amplitude"),
+    "checked/not-callable": (lambda: dj.checked(3), "fn"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_raise_naming_the_argument(case):
+  thunk, match = BAD_OPTIONS[case]
+  with pytest.raises(ValueError, match=match):
+    thunk()
+
+
+def test_cfg_style_zero_negative_weights_stay_valid():
+  """An all-zero ``weight_neg`` (CFG scale 1) is fine while the generated negatives count."""
+  uncond = _P[None] + 1.0
+  loss = dj.deng_drift_loss(_X[None], _P[None], uncond, weight_neg=np.zeros((1, M)))
+  chex.assert_tree_all_finite(loss)
+  traced = jax.jit(lambda w: dj.deng_drift_loss(_X[None], _P[None], uncond, weight_neg=w))
+  chex.assert_trees_all_close(traced(jnp.zeros((1, M))), loss, rtol=1e-5)
+
+
+# name -> (fn(value), Python value): numpy and JAX scalars give the Python value's answer.
+SCALAR_OPTIONS = {
+    "metrics.mmd/bandwidth": (lambda b: metrics.mmd(_X, _P, bandwidth=b), 0.5),
+    "metrics.mmd/bandwidths": (lambda b: metrics.mmd(_X, _P, bandwidth=(b, 1.0)), 0.5),
+    "gaussian": (lambda b: dj.drift_field(_X, _P, _X, kernel=dj.gaussian(b)), 0.5),
+    "doubly_stochastic_field": (lambda b: dj.doubly_stochastic_field(_X, _P, _X, bandwidth=b),
+                                0.5),
+    "multiscale": (lambda b: dj.multiscale(dj.doubly_stochastic_field, (b,))(_X, _P, _X), 0.5),
+    "radial/num_nodes": (lambda n: dj.radial(lambda u: jnp.exp(-u), num_nodes=n).log(1.0,
+                                                                                     "sharp"),
+                         16),
+    "log_kde/chunk_size": (lambda c: dj.log_kde(_X, _P, kernel=_K, chunk_size=c), 4),
+    "knn_mean_distance/k": (lambda k: dj.knn_mean_distance(_X, k=k), 3),
+    "precision_recall/k": (lambda k: metrics.precision_recall(_P, _X, k=k), 2),
+    "sliced_wasserstein/p": (lambda q: metrics.sliced_wasserstein(
+        _X, _P, key=jax.random.PRNGKey(0), num_projections=8, p=q), 2.0),
+    "sliced_wasserstein/num_projections": (lambda n: metrics.sliced_wasserstein(
+        _X, _P, key=jax.random.PRNGKey(0), num_projections=n), 8),
+    "sinkhorn/alpha": (lambda a: dj.sinkhorn_drift(_X, _P, alpha=a, max_iterations=50), 0.5),
+    "sinkhorn/max_iterations": (lambda n: dj.sinkhorn_drift(_X, _P, max_iterations=n), 50),
+    "deng/temperatures": (lambda t: dj.deng_drift_loss(_X[None], _P[None], temperatures=(t,)),
+                          0.05),
+    "get_schedule/sigma0": (lambda s: dj.get_schedule("exponential", sigma0=s, rate=0.1,
+                                                      sigma_min=0.1)(3), 1.5),
+    "laplace_decay_rate/dim": (lambda d: dj.laplace_decay_rate(2.0, 0.5, dim=d), 2),
+    "convergence_time/num_points": (lambda n: dj.convergence_time(
+        np.ones(2), dj.schedules.constant(0.5), t_max=20.0, num_points=n), 101),
+    "simulate_modes/num_steps": (lambda n: dj.simulate_modes(
+        np.ones(2), dj.schedules.constant(0.5), t_max=20.0, num_steps=n).crossing_times, 10),
+    "curl_indices/dim": (lambda d: dj.curl_indices(d), 3),
+    "normalization.init": (lambda c: normalization.init(c).scale, 2),
+}
+
+
+def _scalar_forms(value):
+  if isinstance(value, int):
+    return [np.int64(value), np.int32(value), jnp.asarray(value, jnp.int32)]
+  return [np.float32(value), np.float64(value), jnp.asarray(value, jnp.float32)]
+
+
+@pytest.mark.filterwarnings("ignore:sinkhorn_drift:RuntimeWarning")
+@pytest.mark.parametrize("case", list(SCALAR_OPTIONS))
+def test_numpy_and_jax_scalars_are_accepted(case):
+  fn, value = SCALAR_OPTIONS[case]
+  want = fn(value)
+  for form in _scalar_forms(value):
+    chex.assert_trees_all_close(fn(form), want, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------- 7. dj.checked: errors instead of NaN in jit
+def _mmd_loss(x, bw):
+  return dj.mmd_loss(x, _P, x, kernel=dj.gaussian(bw), exclude_self=True)
+
+
+CHECKED = {  # name -> (fn, args with an invalid traced value, regex of the error)
+    "bandwidth": (_mmd_loss, (_X, -0.5), r"`bandwidth` must be a finite positive number, "
+                                         r"got -0\.5"),
+    "nan-input": (_mmd_loss, (np.where(np.arange(N)[:, None] == 2, np.nan, _X), 0.5),
+                  "`x` contains NaN"),
+    "nan-pos": (lambda x, p: dj.drift_field(x, p, x, kernel=_K), (_X, np.full((M, D), np.nan)),
+                "`pos` contains NaN"),
+    "alpha": (lambda x, a: dj.sinkhorn_drift(x, _P, alpha=a, max_iterations=50), (_X, -1.0),
+              "`alpha` must be a finite positive number, got -1"),
+    "epsilon": (lambda x, e: dj.sinkhorn_drift(x, _P, epsilon=e, max_iterations=50),
+                (_X, 0.0), "`epsilon`"),
+    "eta": (lambda x, e: dj.sinkhorn_drift(x, _P, eta=e, max_iterations=50), (_X, np.inf),
+            "`eta` must be a finite number"),
+    "weight_gen": (lambda x, w: dj.deng_drift_loss(x[None], _P[None], weight_gen=w),
+                   (_X, -np.ones((1, N))), "`weight_gen` must hold finite nonnegative"),
+    "weight_pos-zero": (lambda x, w: dj.deng_drift_loss(x[None], _P[None], weight_pos=w),
+                        (_X, np.zeros((1, M))), "`weight_pos` must have a positive sum"),
+    "metrics.mmd": (lambda x, b: metrics.mmd(x, _P, bandwidth=b), (_X, 0.0), "`bandwidth`"),
+    "schedule": (lambda x, s: dj.make_objective("gauss#", schedule=lambda t: s)(x, _P, 0)[0],
+                 (_X, -1.0), "`bandwidth`"),
+    "frechet": (lambda s: metrics.frechet_distance(_X.mean(0), s, _P.mean(0), _S),
+                (-np.eye(D),), "`sigma1` must be a symmetric positive semi-definite"),
+    "wasserstein_1d": (lambda x, q: metrics.wasserstein_1d(x, _P, p=q), (_X, 0.5), "`p`"),
+    "gaussian_decay_rate": (lambda k, s: dj.gaussian_decay_rate(k, s), (_X, -1.0), "`sigma`"),
+}
+
+
+def _as_arrays(args):
+  return tuple(jnp.asarray(a, jnp.float32) for a in args)
+
+
+@pytest.mark.filterwarnings("ignore:sinkhorn_drift:RuntimeWarning")
+@pytest.mark.parametrize("case", list(CHECKED))
+def test_checked_raises_naming_the_argument(case):
+  fn, args, match = CHECKED[case]
+  with pytest.raises(ValueError, match=match):
+    dj.checked(jax.jit(fn))(*_as_arrays(args))
+
+
+def test_checked_forms():
+  """checked(jit(fn)), checked(fn), jit(checked(fn)), vmap and grad; valid values pass."""
+  x, bad, good = jnp.asarray(_X), jnp.float32(-0.5), jnp.float32(0.5)
+  want = _mmd_loss(x, 0.5)
+  for wrapped in (dj.checked(jax.jit(_mmd_loss)), dj.checked(_mmd_loss),
+                  jax.jit(dj.checked(_mmd_loss))):
+    chex.assert_trees_all_close(wrapped(x, good), want, rtol=1e-6)
+  match = "`bandwidth` must be a finite positive number"
+  with pytest.raises(ValueError, match=match):
+    dj.checked(_mmd_loss)(x, bad)
+  with pytest.raises(ValueError, match=match):  # a concrete Python float raises eagerly
+    dj.checked(jax.jit(_mmd_loss, static_argnums=1))(x, -0.5)
+  with pytest.raises(ValueError, match=match):
+    dj.checked(jax.vmap(_mmd_loss, (None, 0)))(x, jnp.array([0.5, -0.5]))
+  with pytest.raises(ValueError, match=match):
+    dj.checked(jax.jit(jax.grad(_mmd_loss)))(x, bad)
+  # Inside an outer transformation the error comes from the running program.
+  with pytest.raises(jax.errors.JaxRuntimeError, match=match):
+    jax.block_until_ready(jax.jit(dj.checked(_mmd_loss))(x, bad))
+  with pytest.raises(jax.errors.JaxRuntimeError, match=match):
+    jax.block_until_ready(jax.vmap(dj.checked(_mmd_loss), (None, 0))(x, jnp.array([0.5, -1.])))
+  chex.assert_tree_all_finite(jax.grad(dj.checked(_mmd_loss))(x, good))
+
+
+def test_checked_reports_nan_outputs_and_float_checks():
+  from jax.experimental import checkify
+  f = jax.jit(lambda a: jnp.log(a - 10.0))
+  with pytest.raises(FloatingPointError, match="returned NaN in its output"):
+    dj.checked(f)(jnp.asarray(_X))
+  assert np.all(np.isnan(np.asarray(dj.checked(f, check_outputs=False)(jnp.asarray(_X)))))
+  with pytest.raises(FloatingPointError, match="nan generated by primitive: log"):
+    dj.checked(f, errors=checkify.float_checks)(jnp.asarray(_X))
+  # The first failed check wins: the invalid input, not the NaN it produces downstream.
+  with pytest.raises(ValueError, match="`x` contains NaN"):
+    dj.checked(jax.jit(_mmd_loss))(jnp.asarray(_X).at[0, 0].set(jnp.nan), 0.5)

@@ -42,7 +42,8 @@ import numpy as np
 
 from drifting_jax import _validation
 
-__all__ = ["frechet_distance", "frechet_distance_from_features", "gaussian_stats"]
+__all__ = ["frechet_distance", "frechet_distance_from_features", "gaussian_stats",
+           "SYMMETRY_RTOL", "PSD_RTOL"]
 
 
 def _work_dtype():
@@ -61,29 +62,56 @@ def _check_stats(mu1, sigma1, mu2, sigma2) -> None:
     if np.shape(s) != (f, f):
       raise ValueError(f"`{name}` must be a [{f}, {f}] covariance matrix (F from `mu1`), "
                        f"got shape {np.shape(s)}.")
+  if f < 1:
+    raise ValueError(f"`mu1` must have at least one entry, got shape {np.shape(mu1)}.")
   for name, v in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
     _validation.check_finite(name, v)
 
 
-def _sqrt_psd(s: jax.Array) -> jax.Array:
-  """Symmetric PSD square root via ``eigh``; negative round-off eigenvalues clipped to 0."""
+# A covariance must be symmetric and positive semi-definite. Round-off makes computed ones
+# slightly asymmetric and gives their zero eigenvalues either sign (~F·eps·max|λ| in
+# float32, 2e-4 for F = 2048), so both tests are relative, with room for float32 inputs.
+SYMMETRY_RTOL = 1e-4
+"""Largest accepted ``max|S − Sᵀ|`` relative to ``max|S|``."""
+PSD_RTOL = 1e-3
+"""Most negative accepted eigenvalue relative to ``max|λ|``."""
+
+
+def _sqrt_psd(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Symmetric PSD square root via ``eigh`` (negative round-off eigenvalues clipped to 0),
+  and whether ``s`` is symmetric and PSD within the tolerances above."""
   w, v = jnp.linalg.eigh(0.5 * (s + s.T))
-  return jnp.matmul(v * jnp.sqrt(jnp.maximum(w, 0.0)), v.T, precision=jax.lax.Precision.HIGHEST)
+  scale = jnp.max(jnp.abs(s))
+  symmetric = jnp.max(jnp.abs(s - s.T)) <= SYMMETRY_RTOL * scale
+  psd = jnp.min(w) >= -PSD_RTOL * jnp.max(jnp.abs(w))
+  root = jnp.matmul(v * jnp.sqrt(jnp.maximum(w, 0.0)), v.T,
+                    precision=jax.lax.Precision.HIGHEST)
+  return root, jnp.stack([symmetric, psd])
 
 
 @jax.jit
-def _trace_sqrt_product(sigma1: jax.Array, sigma2: jax.Array) -> jax.Array:
+def _trace_sqrt_product(sigma1: jax.Array, sigma2: jax.Array
+                        ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``tr((S1 S2)^{1/2}) = tr((S1^{1/2} S2 S1^{1/2})^{1/2})`` = nuclear norm of
-  ``S2^{1/2} S1^{1/2}`` (see the module docstring for why not ``eigvalsh``)."""
-  c = jnp.matmul(_sqrt_psd(sigma2), _sqrt_psd(sigma1), precision=jax.lax.Precision.HIGHEST)
-  return jnp.sum(jnp.linalg.svd(c, compute_uv=False))
+  ``S2^{1/2} S1^{1/2}`` (see the module docstring for why not ``eigvalsh``), and the
+  ``[symmetric, psd]`` flags of both inputs."""
+  root1, ok1 = _sqrt_psd(sigma1)
+  root2, ok2 = _sqrt_psd(sigma2)
+  c = jnp.matmul(root2, root1, precision=jax.lax.Precision.HIGHEST)
+  return jnp.sum(jnp.linalg.svd(c, compute_uv=False)), ok1, ok2
 
 
 @jax.jit
-def _frechet(mu1, sigma1, mu2, sigma2):
+def _frechet_with_flags(mu1, sigma1, mu2, sigma2):
   diff = mu1 - mu2
-  return (jnp.dot(diff, diff) + jnp.trace(sigma1) + jnp.trace(sigma2)
-          - 2.0 * _trace_sqrt_product(sigma1, sigma2))
+  trace_sqrt, ok1, ok2 = _trace_sqrt_product(sigma1, sigma2)
+  value = jnp.dot(diff, diff) + jnp.trace(sigma1) + jnp.trace(sigma2) - 2.0 * trace_sqrt
+  return value, ok1, ok2
+
+
+def _frechet(mu1, sigma1, mu2, sigma2):
+  """The Fréchet distance of covariances that are PSD by construction."""
+  return _frechet_with_flags(mu1, sigma1, mu2, sigma2)[0]
 
 
 def frechet_distance(mu1: jax.Array, sigma1: jax.Array, mu2: jax.Array,
@@ -104,12 +132,29 @@ def frechet_distance(mu1: jax.Array, sigma1: jax.Array, mu2: jax.Array,
     undefined at repeated or zero eigenvalues).
 
   Raises:
-    ValueError: if the shapes are not ``[F]`` / ``[F, F]`` with one ``F``, or an input
-      contains NaN or inf.
+    ValueError: if the shapes are not ``[F]`` / ``[F, F]`` with one ``F``, an input
+      contains NaN or inf, or a covariance is not symmetric (``max|S − Sᵀ| >``
+      :data:`SYMMETRY_RTOL` ``· max|S|``) or not positive semi-definite (an eigenvalue
+      below ``−``:data:`PSD_RTOL` ``· max|λ|``). Under ``jit`` such a covariance gives NaN.
   """
   _check_stats(mu1, sigma1, mu2, sigma2)
   dt = _work_dtype()
-  return _frechet(*(jnp.asarray(a, dt) for a in (mu1, sigma1, mu2, sigma2)))
+  value, ok1, ok2 = _frechet_with_flags(*(jnp.asarray(a, dt) for a in (mu1, sigma1, mu2,
+                                                                      sigma2)))
+  if _validation.is_concrete(value) and _validation.is_concrete(ok1):
+    for name, ok in (("sigma1", ok1), ("sigma2", ok2)):
+      symmetric, psd = (bool(b) for b in np.asarray(ok))
+      if not symmetric:
+        raise ValueError(f"`{name}` must be a symmetric covariance matrix (max |S - S^T| "
+                         f"within {SYMMETRY_RTOL:g} of max |S|).")
+      if not psd:
+        raise ValueError(f"`{name}` must be positive semi-definite (eigenvalues >= "
+                         f"-{PSD_RTOL:g} * max |eigenvalue|).")
+    return value
+  for name, ok in (("sigma1", ok1), ("sigma2", ok2)):
+    _validation.traced_check(ok, f"`{name}` must be a symmetric positive semi-definite "
+                             "covariance matrix.")
+  return jnp.where(jnp.all(ok1) & jnp.all(ok2), value, jnp.nan)
 
 
 def gaussian_stats(features: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from drifting_jax import _validation
 from drifting_jax.distances import sqdist
@@ -25,19 +26,28 @@ __all__ = ["mmd"]
 
 
 def _mean_kernel(d2, bandwidths, *, drop_diagonal):
-  k = sum(jnp.exp(-d2 / (2.0 * s * s)) for s in bandwidths)
+  k = sum(jnp.exp(-d2 / (2.0 * bandwidths[i] * bandwidths[i]))
+          for i in range(bandwidths.shape[0]))
   if drop_diagonal:
     n = d2.shape[0]
     return (jnp.sum(k) - jnp.trace(k)) / (n * (n - 1))
   return jnp.mean(k)
 
 
-@functools.partial(jax.jit, static_argnames=("bandwidths", "unbiased"))
+@functools.partial(jax.jit, static_argnames=("unbiased",))
 def _mmd(x, y, bandwidths, unbiased):
+  # Invalid traced bandwidths (<= 0, NaN, inf) are NaN: the MMD is then NaN.
+  bandwidths = jnp.where(_validation.positive_mask(bandwidths), bandwidths, jnp.nan)
   kxx = _mean_kernel(sqdist(x, x), bandwidths, drop_diagonal=unbiased)
   kyy = _mean_kernel(sqdist(y, y), bandwidths, drop_diagonal=unbiased)
   kxy = _mean_kernel(sqdist(x, y), bandwidths, drop_diagonal=False)
   return kxx + kyy - 2.0 * kxy
+
+
+def _nan_check(name, x):
+  """NaN samples give a NaN metric (not an error); under ``checkify`` they are reported."""
+  if not _validation.is_concrete(x):
+    _validation.check_finite(name, x)
 
 
 def mmd(
@@ -52,26 +62,40 @@ def mmd(
   Args:
     x: ``[N, D]`` samples.
     y: ``[M, D]`` samples.
-    bandwidth: Gaussian bandwidth ``sigma > 0``, or a sequence of them (kernels summed).
+    bandwidth: Gaussian bandwidth ``sigma > 0`` (a Python, NumPy or JAX scalar, possibly
+      traced), or a sequence of them (kernels summed).
     unbiased: U-statistic (needs ``N, M >= 2``) instead of the biased V-statistic.
 
   Returns:
-    Scalar squared MMD.
+    Scalar squared MMD. NaN samples (e.g. from a diverged generator) give NaN, eager or
+    not, so that an evaluation records the divergence instead of stopping; so does a
+    traced invalid bandwidth under ``jit``.
 
   Raises:
     ValueError: on shape mismatch, non-positive bandwidth, too few samples, or (eager
       only) norms too large for squared distances in the float dtype (``‖x‖ ≳ 9e18`` in
       float32; under ``jit`` the result is NaN instead).
   """
-  x, y = _validation.as_float(x, y)  # integer pixels would overflow in ‖x‖²
-  if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-    raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {x.shape} and {y.shape}")
-  bws = (bandwidth,) if isinstance(bandwidth, (int, float)) else tuple(bandwidth)
-  if not bws or any(float(b) <= 0 for b in bws):
-    raise ValueError(f"`bandwidth` must be positive, got {bandwidth!r}")
+  _validation.check_bool("unbiased", unbiased)
+  if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[1] != np.shape(y)[1]:
+    raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {np.shape(x)} and "
+                     f"{np.shape(y)}")
+  if hasattr(bandwidth, "shape"):  # numpy / JAX scalars and arrays, tracers
+    bws = (bandwidth,) if np.ndim(bandwidth) == 0 else tuple(bandwidth)
+  elif isinstance(bandwidth, (str, bytes)) or not hasattr(bandwidth, "__iter__"):
+    bws = (bandwidth,)  # a Python number (anything else fails the check below)
+  else:
+    bws = tuple(bandwidth)
+  if not bws:
+    raise ValueError("`bandwidth` must be a positive number or a non-empty sequence of them")
+  for b in bws:
+    _validation.check_positive("bandwidth", b)
   min_n = 2 if unbiased else 1
-  if x.shape[0] < min_n or y.shape[0] < min_n:
+  if np.shape(x)[0] < min_n or np.shape(y)[0] < min_n:
     raise ValueError(f"`x` and `y` need at least {min_n} samples each")
+  _nan_check("x", x)
+  _nan_check("y", y)
+  x, y = _validation.as_float(x, y)  # integer pixels would overflow in ‖x‖²
   _validation.check_sqnorm_range("x", x)
   _validation.check_sqnorm_range("y", y)
-  return _mmd(x, y, tuple(float(b) for b in bws), unbiased)
+  return _mmd(x, y, jnp.stack([jnp.asarray(b, x.dtype) for b in bws]), unbiased)

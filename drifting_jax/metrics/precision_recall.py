@@ -124,17 +124,16 @@ def _membership_blocks(queries, ref, ref_sq_radii, *, n_ref: int, n_query: int,
 # ----------------------------------------------------------------------------- public API
 
 
-def _check_k(k: int, n: int, name: str) -> None:
-  if int(k) != k or k < 1:
-    raise ValueError(f"`k` must be a positive integer, got {k!r}.")
+def _check_k(k: int, n: int, name: str) -> int:
+  k = _validation.check_int("k", k, minimum=1)
   if k >= n:
     raise ValueError(f"`k`={k} nearest neighbours (self excluded) need more than k samples in "
                      f"`{name}`, got {n}.")
+  return k
 
 
-def _check_batch_size(batch_size: int) -> None:
-  if int(batch_size) != batch_size or batch_size < 1:
-    raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+def _check_batch_size(batch_size: int) -> int:
+  return _validation.check_int("batch_size", batch_size, minimum=1)
 
 
 def _as_features(name: str, x) -> jax.Array:
@@ -161,8 +160,8 @@ def knn_radii(features: jax.Array, *, k: int = 3, batch_size: int = 5000) -> jax
       only) its norms overflow squared distances (under ``jit`` those radii are NaN).
   """
   x = _as_features("features", features)
-  _check_k(k, x.shape[0], "features")
-  _check_batch_size(batch_size)
+  k = _check_k(k, x.shape[0], "features")
+  batch_size = _check_batch_size(batch_size)
   n = x.shape[0]
   return jnp.sqrt(_knn_sq_radii(x, k=int(k), n=n, block=min(int(batch_size), n)))
 
@@ -182,8 +181,8 @@ def manifold_membership(queries: jax.Array, reference: jax.Array, radii: jax.Arr
     (or whose balls have NaN radii) read as outside; eager calls raise instead.
 
   Raises:
-    ValueError: on shape mismatch or non-finite inputs, or norms that overflow squared
-      distances.
+    ValueError: on shape mismatch, non-finite inputs, negative radii, or norms that
+      overflow squared distances.
   """
   r = _as_features("reference", reference)
   q = _as_features("queries", queries)
@@ -196,7 +195,9 @@ def manifold_membership(queries: jax.Array, reference: jax.Array, radii: jax.Arr
     raise ValueError(f"`radii` must have shape [{r.shape[0]}] (one per reference point), got "
                      f"{np.shape(radii)}.")
   _validation.check_finite("radii", radii)
-  _check_batch_size(batch_size)
+  if _validation.is_concrete(radii) and np.any(np.asarray(radii) < 0):
+    raise ValueError(f"`radii` must be nonnegative, got min {np.min(np.asarray(radii)):g}.")
+  batch_size = _check_batch_size(batch_size)
   radii = jnp.asarray(radii, q.dtype)
   return _membership(q, r, radii * radii, batch_size=int(batch_size))[0]
 
@@ -227,9 +228,9 @@ def precision_recall(real_features: jax.Array, fake_features: jax.Array, *, k: i
   if fake.shape[1] != real.shape[1]:
     raise ValueError(f"`fake_features` must have F={real.shape[1]} columns (matching "
                      f"`real_features`), got shape {fake.shape}.")
-  _check_k(k, real.shape[0], "real_features")
+  k = _check_k(k, real.shape[0], "real_features")
   _check_k(k, fake.shape[0], "fake_features")
-  _check_batch_size(batch_size)
+  batch_size = _check_batch_size(batch_size)
   dtype = jnp.promote_types(real.dtype, fake.dtype)
   real, fake = real.astype(dtype), fake.astype(dtype)
   n, m, k, bs = real.shape[0], fake.shape[0], int(k), int(batch_size)

@@ -19,6 +19,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from drifting_jax import _validation
 
@@ -27,6 +28,8 @@ __all__ = ["random_directions", "sliced_wasserstein", "wasserstein_1d"]
 
 def random_directions(key: jax.Array, num: int, dim: int) -> jax.Array:
   """``[num, dim]`` directions drawn uniformly on the unit sphere ``S^{dim-1}``."""
+  num = _validation.check_int("num", num, minimum=1)
+  dim = _validation.check_int("dim", dim, minimum=1)
   v = jax.random.normal(key, (num, dim))
   return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -40,8 +43,23 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
     p: ground-cost power ``|a - b|^p`` (``p >= 1``).
 
   Returns:
-    ``[L]`` values of ``W_p^p`` (not yet raised to ``1/p``).
+    ``[L]`` values of ``W_p^p`` (not yet raised to ``1/p``); NaN samples give NaN (eager or
+    not), and so does a traced ``p`` that is not finite and ``>= 1``.
+
+  Raises:
+    ValueError: unless ``u`` and ``v`` are non-empty ``[N, L]`` / ``[M, L]`` arrays, and
+      ``p`` (when concrete) is finite and ``>= 1``.
   """
+  if np.ndim(u) != 2 or np.ndim(v) != 2 or np.shape(u)[1] != np.shape(v)[1]:
+    raise ValueError(f"`u` and `v` must be [N, L] and [M, L] arrays with one L, got shapes "
+                     f"{np.shape(u)} and {np.shape(v)}")
+  if np.shape(u)[0] < 1 or np.shape(v)[0] < 1:
+    raise ValueError(f"`u` and `v` must be non-empty, got shapes {np.shape(u)} and "
+                     f"{np.shape(v)}")
+  p = _check_p(p)
+  for name, a in (("u", u), ("v", v)):
+    if not _validation.is_concrete(a):
+      _validation.check_finite(name, a)
   u, v = _validation.as_float(u, v)
   n, m = u.shape[0], v.shape[0]
   u = jnp.sort(u, axis=0)
@@ -56,6 +74,19 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
   iv = jnp.clip(jnp.floor(mid * m).astype(jnp.int32), 0, m - 1)
   diff = jnp.abs(u[iu] - v[iv])  # [N + M, L]
   return jnp.sum(widths[:, None] * diff**p, axis=0)
+
+
+def _check_p(p):
+  """``p``: a finite number ``>= 1``; a traced one becomes NaN when it is not."""
+  if _validation.is_concrete(p):
+    value = _validation.scalar("p", p, what="a finite number >= 1")
+    if not np.isfinite(value) or value < 1:
+      raise ValueError(f"`p` must be a finite number >= 1, got {p!r}")
+    return p
+  p = jnp.asarray(p)
+  valid = jnp.isfinite(p) & (p >= 1)
+  _validation.traced_check(valid, "`p` must be a finite number >= 1, got {}.", p)
+  return jnp.where(valid, p, jnp.nan)
 
 
 @functools.partial(jax.jit, static_argnames=("num_projections", "p"))
@@ -84,10 +115,13 @@ def sliced_wasserstein(
 
   Returns:
     Scalar ``SW_p`` (same units as the data). For a 1-D pure shift ``y = x + c`` it
-    equals ``|c|``; in ``D`` dimensions ``SW_2 -> |c| / sqrt(D)``.
+    equals ``|c|``; in ``D`` dimensions ``SW_2 -> |c| / sqrt(D)``. NaN samples (e.g. from
+    a diverged generator) give NaN, eager or not, so that an evaluation records them.
 
   Raises:
-    ValueError: on rank/dimension mismatch, empty inputs, or bad ``num_projections``/``p``.
+    ValueError: on rank/dimension mismatch, empty inputs, a ``num_projections`` that is
+      not a positive integer, or a ``p`` that is not a finite number ``>= 1`` (``p`` is
+      static under ``jit``).
   """
   x, y = _validation.as_float(x, y)
   if x.ndim != 2 or y.ndim != 2:
@@ -96,8 +130,11 @@ def sliced_wasserstein(
     raise ValueError(f"`x` and `y` must share D, got {x.shape[1]} and {y.shape[1]}")
   if x.shape[0] < 1 or y.shape[0] < 1:
     raise ValueError("`x` and `y` must be non-empty")
-  if int(num_projections) < 1:
-    raise ValueError(f"`num_projections` must be >= 1, got {num_projections}")
-  if p < 1:
-    raise ValueError(f"`p` must be >= 1, got {p}")
-  return _sliced(x, y, key, int(num_projections), float(p))
+  num_projections = _validation.check_int("num_projections", num_projections, minimum=1)
+  if not _validation.is_concrete(p):
+    raise ValueError("`p` must be a concrete number (it is static), got a traced value")
+  p = _check_p(p)
+  for name, a in (("x", x), ("y", y)):
+    if not _validation.is_concrete(a):
+      _validation.check_finite(name, a)
+  return _sliced(x, y, key, num_projections, float(np.asarray(p)))
