@@ -129,6 +129,8 @@ def family_spec(name: str, official: bool = False) -> FamilySpec:
 
 
 def _positive(name: str, value: Any) -> float:
+  if isinstance(value, jax.Array) and value.ndim == 0 and not isinstance(value, jax.core.Tracer):
+    value = value.item()  # a concrete JAX scalar
   if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
       not math.isfinite(float(value)) or float(value) <= 0:
     raise ValueError(f"`{name}` must be a positive number, got {value!r}")

@@ -57,6 +57,11 @@ def test_cfg_negative_weight_gives_the_mixture_fraction():
     grouped.cfg_negative_weight(alpha, num_gen=1, num_uncond=3)
   with pytest.raises(ValueError, match="num_uncond"):
     grouped.cfg_negative_weight(alpha, num_gen=4, num_uncond=0)
+  with pytest.raises(ValueError, match="cfg_scale"):
+    grouped.cfg_negative_weight(jnp.asarray([0.5]), num_gen=4, num_uncond=2)
+  np.testing.assert_allclose(  # JAX integer scalars are ints
+      grouped.cfg_negative_weight(alpha, num_gen=jnp.int32(8), num_uncond=jnp.int32(3)),
+      grouped.cfg_negative_weight(alpha, num_gen=8, num_uncond=3))
 
 
 def test_cfg_scale_power_law():
@@ -68,6 +73,10 @@ def test_cfg_scale_power_law():
     assert np.mean(a <= q) == pytest.approx((1 - q ** -2) / (1 - 1 / 16), abs=0.015)
   with pytest.raises(ValueError, match="low"):
     grouped.sample_cfg_scale(jax.random.PRNGKey(0), 4, low=2.0, high=1.0)
+  with pytest.raises(ValueError, match="num"):
+    grouped.sample_cfg_scale(jax.random.PRNGKey(0), 0)
+  with pytest.raises(ValueError, match="power"):
+    grouped.sample_cfg_scale(jax.random.PRNGKey(0), 3, power=float("nan"))
 
 
 def test_guided_loss_is_deng_loss_with_the_cfg_weights():

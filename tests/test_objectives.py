@@ -137,6 +137,10 @@ def test_options_belong_to_their_family():
   with pytest.raises(ValueError, match="chunk_size"):
     make_objective("gauss#", bandwidth=0.3, chunk_size=0)
   assert set(objectives.FAMILIES["gauss-annealed"].options) == {"sigma0", "rate"}
+  # numpy and JAX scalars are numbers
+  for bw in (np.float32(0.3), jnp.asarray(0.3)):
+    _, m = make_objective("naive-gauss", bandwidth=bw)(X, POS, 0)
+    np.testing.assert_allclose(m["bandwidth"], 0.3, rtol=1e-6)
 
 
 def test_bad_input():
