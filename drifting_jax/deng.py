@@ -60,48 +60,6 @@ def _weights(name, w, like):
   return jnp.asarray(w, jnp.float32)
 
 
-def _int_power(x: Array, q: int) -> Array:
-  """``x ** q`` for a positive int ``q`` by repeated squaring (multiplications only)."""
-  result, base = None, x
-  while q:
-    if q & 1:
-      result = base if result is None else result * base
-    q >>= 1
-    if q:
-      base = base * base
-  return result
-
-
-def _softmax_geomeans(dist: Array, temperatures: Sequence[float]) -> list[Array]:
-  """``sqrt(softmax_targets(l) · softmax_gen(l))`` of the logits ``l = −dist / R`` for
-  every temperature ``R``: ``[B, C, T]`` each (step 4 of the module notes, before the floor).
-
-  Both softmaxes come from shifted exponentials ``exp(−(d − d_min)/R)`` with the row and the
-  column minimum of ``d`` (so the largest entry of every row / column is 1: no overflow,
-  and the normalizers are ≥ 1), and their geometric mean is one product and one square
-  root. When every ``R_max / R`` is an integer ``q ≤ 16`` — Deng et al.'s temperatures
-  (0.02, 0.05, 0.2) give 10, 4 and 1 — ``exp(−(d − d_min)/R) = exp(−(d − d_min)/R_max)^q``:
-  two exponentials per entry for all temperatures together, the rest multiplications.
-  """
-  r_max = max(temperatures)
-  ratios = [r_max / r for r in temperatures]
-  shared = all(abs(q - round(q)) < 1e-6 and 1 <= round(q) <= 16 for q in ratios)
-  row_min = jnp.min(dist, axis=-1, keepdims=True)                   # [B, C, 1]
-  col_min = jnp.min(dist, axis=-2, keepdims=True)                   # [B, 1, T]
-  if shared:
-    e_row = jnp.exp((row_min - dist) / r_max)
-    e_col = jnp.exp((col_min - dist) / r_max)
-  out = []
-  for r, q in zip(temperatures, ratios):
-    if shared:
-      a, b = _int_power(e_row, int(round(q))), _int_power(e_col, int(round(q)))
-    else:
-      a, b = jnp.exp((row_min - dist) / r), jnp.exp((col_min - dist) / r)
-    inv = (1.0 / jnp.sum(a, axis=-1, keepdims=True)) * (1.0 / jnp.sum(b, axis=-2, keepdims=True))
-    out.append(jnp.sqrt(a * b * inv))
-  return out
-
-
 def _check_weight_sums(w_gen, w_neg, w_pos):
   """Each group needs positive total weight on its positives and on its negatives (the
   generated samples and ``neg``): without one of them the force is identically zero.
@@ -215,8 +173,14 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   split = c_g + neg.shape[1]
   info = {"scale": scale}
   force = jnp.zeros_like(old_gen_scaled)
-  for r, sm in zip(temperatures, _softmax_geomeans(dist_normed, temperatures)):
-    affinity = jnp.maximum(sm, 1e-3)
+  for r in temperatures:
+    logits = -dist_normed / r
+    # sqrt(max(softmax_targets · softmax_gen, 1e-6)) computed in log domain as
+    # max(exp(logits − (lse_targets + lse_gen)/2), 1e-3): the same numbers without the
+    # product and the square root.
+    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)
+    affinity = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3)
     affinity = affinity * w_targets[:, None, :]
     a_neg, a_pos = affinity[..., :split], affinity[..., split:]
     coef = jnp.concatenate([-a_neg * jnp.sum(a_pos, -1, keepdims=True),

@@ -42,13 +42,14 @@ import numpy as np
 from drifting_jax import calculus
 
 __all__ = ["assert_conservative", "assert_finite_edges", "assert_gradient_field",
-           "assert_loss_trains_like_field", "assert_matches_float64"]
+           "assert_loss_trains_like_field", "assert_matches_float64", "x64"]
 
 Array = jax.Array
 
 
 @contextlib.contextmanager
-def _x64():
+def x64():
+  """float64 inside the block (``jax.enable_x64``, or the older experimental form)."""
   if hasattr(jax, "enable_x64"):
     with jax.enable_x64(True):
       yield
@@ -256,7 +257,7 @@ def assert_matches_float64(fn: Callable[..., Any], *args: Any, rtol: float = 1e-
             else a for a in args]
 
   out32 = jax.tree_util.tree_map(np.asarray, fn(*cast(jnp.float32)))
-  with _x64():
+  with x64():
     out64 = jax.tree_util.tree_map(np.asarray, fn(*cast(jnp.float64)))
   out32 = jax.tree_util.tree_map(lambda a: a.astype(np.float64), out32)
   try:

@@ -15,7 +15,6 @@ and writes ``experiments/results/<name>.json`` / ``<name>.png`` by default.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import pathlib
@@ -26,6 +25,8 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+
+from drifting_jax.testing import x64  # noqa: F401 - one float64 switch
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -47,16 +48,6 @@ def command(script: str, argv: Sequence[str] | None) -> str:
   return " ".join(["python", f"experiments/{script}", *args])
 
 
-@contextlib.contextmanager
-def x64():
-  """float64 inside the block (``jax.enable_x64`` or the older experimental form)."""
-  if hasattr(jax, "enable_x64"):
-    with jax.enable_x64(True):
-      yield
-  else:  # pragma: no cover - older jax
-    from jax.experimental import enable_x64
-    with enable_x64():
-      yield
 
 
 class Timer:

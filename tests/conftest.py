@@ -1,13 +1,13 @@
 """Shared test fixtures: float64 context, random point clouds, the shared data folder."""
 
-import contextlib
 import os
 import pathlib
 import sys
 
-import jax
 import numpy as np
 import pytest
+
+from drifting_jax.testing import x64  # noqa: F401 - one float64 switch
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,16 +27,6 @@ def numbers(obj):
     yield obj
 
 
-@contextlib.contextmanager
-def x64():
-  """float64 for identity tests (``jax.enable_x64`` or the older experimental form)."""
-  if hasattr(jax, "enable_x64"):
-    with jax.enable_x64(True):
-      yield
-  else:  # pragma: no cover - older jax
-    from jax.experimental import enable_x64
-    with enable_x64():
-      yield
 
 
 @pytest.fixture

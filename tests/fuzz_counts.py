@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import dataclasses
 import functools
 import re
@@ -50,6 +49,7 @@ import numpy as np
 
 import drifting_jax as dj
 from drifting_jax import metrics
+from drifting_jax.testing import x64
 
 CLASSES = ("valid", "np-scalar", "uint8", "int32", "nan", "inf", "overflow-1e19",
            "overflow-1e30", "empty", "wrong-rank", "wrong-option", "traced-invalid", "nan-jit")
@@ -60,15 +60,6 @@ INF = float("inf")
 INTEGER = {"uint8": (np.uint8, 256, 100.0), "int32": (np.int32, 300_000, 1e5)}
 
 
-@contextlib.contextmanager
-def x64():
-  if hasattr(jax, "enable_x64"):
-    with jax.enable_x64(True):
-      yield
-  else:  # pragma: no cover - older jax
-    from jax.experimental import enable_x64
-    with enable_x64():
-      yield
 
 
 def cloud(seed, *shape, shift=0.0):

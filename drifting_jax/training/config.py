@@ -171,13 +171,23 @@ def load_config(path: str | os.PathLike | None = None) -> ToyConfig:
   """
   if path is None:
     return ToyConfig()
+  return load_config_file(path, ToyConfig, config_from_dict)
+
+
+def load_config_file(path: str | os.PathLike, config_type: type, from_dict: Any) -> Any:
+  """A ``config_type`` from a Python config file (``get_config()``) or a ``config.json``
+  dump (``from_dict(dict)``).
+
+  Raises:
+    ValueError: the file does not exist or does not define a ``config_type``.
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"`config` file not found: {path!r}")
   if path.endswith(".json"):
     with open(path) as f:
-      return config_from_dict(json.load(f))
-  return run_config_file(path, ToyConfig)
+      return from_dict(json.load(f))
+  return run_config_file(path, config_type)
 
 
 def run_config_file(path: str, config_type: type) -> Any:

@@ -8,13 +8,12 @@ The recipe the defaults encode is Franz et al. §5.1 / Table 3 (see
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 from drifting_jax.training import overrides as overrides_lib
-from drifting_jax.training.config import run_config_file
+from drifting_jax.training.config import load_config_file
 
 __all__ = ["ImageConfig", "apply_image_overrides", "image_config_from_dict", "load_image_config",
            "validate_image_config"]
@@ -204,13 +203,7 @@ def validate_image_config(cfg: ImageConfig) -> ImageConfig:
 # ---------------------------------------------------------------------------------- files
 def load_image_config(path: str | os.PathLike) -> ImageConfig:
   """Runs ``get_config()`` of a Python config file (or reads a ``config.json`` dump)."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f"`config` file not found: {path!r}")
-  if path.endswith(".json"):
-    with open(path) as f:
-      return image_config_from_dict(json.load(f))
-  return run_config_file(path, ImageConfig)
+  return load_config_file(path, ImageConfig, image_config_from_dict)
 
 
 def image_config_from_dict(d: dict) -> ImageConfig:

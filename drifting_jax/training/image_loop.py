@@ -317,6 +317,18 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     FloatingPointError: a non-finite loss / gradient norm / kernel scale; the run stops,
       the last good checkpoint stays.
   """
+  return _train(config, workdir, overrides=overrides, dataset=dataset, objective=objective,
+                force_new=force_new)
+
+
+def _train_images_until(config, workdir, stop_at: int, **kwargs) -> dict[str, float]:
+  """``train_images`` that stops after ``stop_at`` iterations as if the process were killed
+  (no final checkpoint, grid or metrics.json): simulates preemption in tests."""
+  return _train(config, workdir, stop_at=stop_at, **kwargs)
+
+
+def _train(config, workdir, *, overrides: Any = None, dataset=None, objective=None,
+           force_new: bool = False, stop_at: int | None = None) -> dict[str, float]:
   cfg = _resolve(config, overrides)
   run = build_image_run(cfg, dataset=dataset, objective=objective)
   workdir = os.path.abspath(os.fspath(workdir))
@@ -325,20 +337,6 @@ def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.Path
     if force_new:
       rundir.move_aside(workdir, RUN_FILES)
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    return _train_locked(cfg, run, workdir, None)
-
-
-def _train_images_until(config, workdir, stop_at: int, **kwargs) -> dict[str, float]:
-  """``train_images`` that stops after ``stop_at`` iterations as if the process were killed
-  (no final checkpoint, grid or metrics.json): simulates preemption in tests."""
-  cfg = _resolve(config, kwargs.pop("overrides", None))
-  run = build_image_run(cfg, dataset=kwargs.pop("dataset", None),
-                        objective=kwargs.pop("objective", None))
-  if kwargs:
-    raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-  workdir = os.path.abspath(os.fspath(workdir))
-  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-  with rundir.RunLock(workdir):
     return _train_locked(cfg, run, workdir, stop_at)
 
 

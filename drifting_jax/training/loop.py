@@ -162,15 +162,12 @@ def _train_locked(cfg: ToyConfig, run: Run, workdir: str, objective) -> TrainRes
                               max_to_keep=cfg.max_to_keep)
   try:
     state = init_state(cfg, run.model, run.optimizer)
-    start = 0
-    if manager.latest_step() is not None:
-      # the recorded config must match before the checkpoint is read with this one's shapes
-      rundir.record_config(workdir, config_to_dict(cfg), step=int(manager.latest_step()),
-                           amendable=AMENDABLE)
+    latest = manager.latest_step()
+    # the recorded config must match before the checkpoint is read with this one's shapes
+    rundir.record_config(workdir, config_to_dict(cfg), step=latest or 0, amendable=AMENDABLE)
+    if latest is not None:
       state = ckpt.restore(manager, state, quarantine=True)
-      start = int(state.step)
-    else:
-      rundir.record_config(workdir, config_to_dict(cfg), step=0, amendable=AMENDABLE)
+    start = int(state.step)
   except BaseException:
     manager.close()
     raise
