@@ -4,7 +4,10 @@ All fields act on one drift problem, ``x [N, D]`` queries (generated samples) wi
 ``pos [M, D]`` (data) and negatives ``neg [K, D]`` (generated samples, often ``x`` itself,
 then pass ``exclude_self=True``). For several groups, ``jax.vmap`` over a leading axis.
 Kernel sums are weighted averages of displacements ``Σ_j w_ij (y_j − x_i)`` whose weights
-are formed in log domain (softmax / logsumexp), so far-away queries stay finite.
+are formed in log domain (softmax / logsumexp), so far-away queries stay finite. With
+``chunk_size`` the positives and negatives are streamed in blocks (online logsumexp and
+running weighted means, :mod:`drifting_jax.streaming`): memory ``O(N · chunk_size)``, same
+values, for banks far larger than ``N × M`` fits.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import _validation
+from drifting_jax import _validation, streaming
 from drifting_jax.kernels import RadialKernel, check_kernel, gaussian, pairwise_sqdist
 
 Array = jax.Array
@@ -55,7 +58,7 @@ def _mask_diagonal(logits: Array, exclude_self: bool) -> Array:
 
 
 def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: str = "kde",
-              exclude_self: bool = False) -> Array:
+              exclude_self: bool = False, chunk_size: int | None = None) -> Array:
   """One sub-field of Eq. (3) of Franz et al., e.g. the attraction ``V_p^+``.
 
   ``normalization="kde"``:   ``E[k(x,y)(y−x)] / E[k(x,y)]``        (Eq. (3), ``Z_p``),
@@ -69,13 +72,15 @@ def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: 
     normalization: one of ``"kde"``, ``"sharp"``, ``"none"``.
     exclude_self: drop ``j = i`` (``samples`` is ``x``, so ``M = N ≥ 2``); expectations
       then average ``M − 1``.
+    chunk_size: stream ``samples`` in blocks of this size (``None``: all at once).
 
   Returns:
     ``[N, D]`` field values.
 
   Raises:
-    ValueError: on wrong shapes, NaN/inf inputs (eager), an unknown ``normalization``, or
-      ``exclude_self=True`` with ``samples`` not shaped like ``x``.
+    ValueError: on wrong shapes, NaN/inf inputs (eager), an unknown ``normalization``,
+      ``exclude_self=True`` with ``samples`` not shaped like ``x``, or a ``chunk_size`` that
+      is not a positive integer.
   """
   _validation.check_bool("exclude_self", exclude_self)
   check_kernel(kernel)
@@ -86,13 +91,20 @@ def sub_field(x: Array, samples: Array, *, kernel: RadialKernel, normalization: 
     if np.shape(samples)[0] < 2:
       raise ValueError("`exclude_self=True` needs at least 2 samples.")
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
-  return _sub_field(x, samples, kernel, normalization, exclude_self)
+  chunk_size = streaming.check_chunk_size(chunk_size)
+  return _sub_field(x, samples, kernel, normalization, exclude_self, chunk_size)
+
+
+def _streams(chunk_size, m: int) -> bool:
+  return chunk_size is not None and chunk_size < m
 
 
 def _sub_field(x: Array, samples: Array, kernel: RadialKernel, normalization: str,
-               exclude_self: bool) -> Array:
+               exclude_self: bool, chunk_size: int | None = None) -> Array:
   """:func:`sub_field` on validated inputs."""
   x, samples = _validation.as_float(x, samples)
+  if _streams(chunk_size, samples.shape[0]):
+    return _streamed_sub_field(x, samples, kernel, normalization, exclude_self, chunk_size)
   d2 = pairwise_sqdist(x, samples)
   log_k = _mask_diagonal(kernel.log_k(d2), exclude_self)
   if normalization == "kde":
@@ -106,8 +118,25 @@ def _sub_field(x: Array, samples: Array, kernel: RadialKernel, normalization: st
   return _displacement(weights, x, samples)
 
 
+def _streamed_sub_field(x, samples, kernel, normalization, exclude_self, chunk_size):
+  """:func:`_sub_field` streamed over blocks of ``samples``."""
+  if normalization == "sharp":
+    logits = lambda d2, allowed, _: (kernel.log_k(d2), kernel.log_sharp(d2))  # noqa: E731
+    mk, ms = streaming.stream_moments(x, samples, logits, chunk_size=chunk_size,
+                                      means=(True, False), exclude_self=exclude_self)
+    return streaming.displacement(mk, x, -ms.log_sum)
+  (mk,) = streaming.stream_moments(x, samples, lambda d2, allowed, _: (kernel.log_k(d2),),
+                                   chunk_size=chunk_size, means=(True,),
+                                   exclude_self=exclude_self)
+  if normalization == "kde":  # a row without mass has no softmax: NaN, as in one shot
+    return streaming.displacement(mk, x, -mk.log_sum)
+  count = samples.shape[0] - (1 if exclude_self else 0)
+  return streaming.displacement(mk, x, -np.log(count))
+
+
 def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-                normalization: str = "kde", exclude_self: bool = False) -> Array:
+                normalization: str = "kde", exclude_self: bool = False,
+                chunk_size: int | None = None) -> Array:
   """The drift field ``V_{p,q} = V_p^+ − V_q^-``.
 
   ``"kde"`` is the normalized ("naive") field of Eq. (3) of Franz et al. (Alg. 2);
@@ -121,20 +150,24 @@ def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     kernel: the radial kernel.
     normalization: ``"kde"``, ``"sharp"`` or ``"none"``.
     exclude_self: mask ``x_i`` out of its own negatives (``neg`` is ``x``; K = N).
+    chunk_size: stream ``pos`` and ``neg`` in blocks of this many samples (online
+      logsumexp and running weighted sums; memory ``O(N · chunk_size)``); ``None``
+      computes the ``[N, M]`` and ``[N, K]`` matrices at once.
 
   Returns:
     ``[N, D]`` drift vectors.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
+  chunk_size = streaming.check_chunk_size(chunk_size)
   x, pos, neg = _validation.as_float(x, pos, neg)
-  v_pos = _sub_field(x, pos, kernel, normalization, False)
-  v_neg = _sub_field(x, neg, kernel, normalization, exclude_self)
+  v_pos = _sub_field(x, pos, kernel, normalization, False, chunk_size)
+  v_neg = _sub_field(x, neg, kernel, normalization, exclude_self, chunk_size)
   return v_pos - v_neg
 
 
 def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-              exclude_self: bool = False) -> Array:
+              exclude_self: bool = False, chunk_size: int | None = None) -> Array:
   """The MMD-induced field ``−∇ₓ L^MMD[k](x) = E_p[k♭(x,y)(y−x)] − E_q[k♭(x,y)(y−x)]``.
 
   Eq. (8) of Franz et al. (written there with ``2φ' = −k♭``; the sign here is the one that
@@ -149,29 +182,38 @@ def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     neg: ``[K, D]`` negatives.
     kernel: the radial kernel ``k`` of the MMD.
     exclude_self: mask ``x_i`` out of its own negatives (K = N).
+    chunk_size: stream ``pos`` and ``neg`` in blocks of this many samples (``None``: all
+      at once).
 
   Returns:
     ``[N, D]`` field values.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
+  chunk_size = streaming.check_chunk_size(chunk_size)
   x, pos, neg = _validation.as_float(x, pos, neg)
 
-  def flat_term(y, mask):
-    d2 = pairwise_sqdist(x, y)
+  def log_flat_of(d2):
     positive = d2 > 0
     # k♭ may be +inf at d2 = 0; evaluate it on a safe argument and drop those pairs (only
     # exact zeros: a NaN distance stays NaN).
     dropped = jnp.where(d2 == 0, -jnp.inf, jnp.nan)
-    log_flat = jnp.where(positive, kernel.log_flat(jnp.where(positive, d2, 1.0)), dropped)
-    log_flat = _mask_diagonal(log_flat, mask)
+    return jnp.where(positive, kernel.log_flat(jnp.where(positive, d2, 1.0)), dropped)
+
+  def flat_term(y, mask):
     count = y.shape[0] - (1 if mask else 0)
+    if _streams(chunk_size, y.shape[0]):
+      (mf,) = streaming.stream_moments(x, y, lambda d2, allowed, _: (log_flat_of(d2),),
+                                       chunk_size=chunk_size, means=(True,), exclude_self=mask)
+      return streaming.displacement(mf, x, -np.log(count))
+    log_flat = _mask_diagonal(log_flat_of(pairwise_sqdist(x, y)), mask)
     return _displacement(jnp.exp(log_flat) / count, x, y)
 
   return flat_term(pos, False) - flat_term(neg, exclude_self)
 
 
 def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-               exclude_self: bool = False, column_normalize: bool = False) -> Array:
+               exclude_self: bool = False, column_normalize: bool = False,
+               chunk_size: int | None = None) -> Array:
   """The joint-softmax drift of Deng et al. (Franz et al. App. D, Alg. 2 of Deng et al.).
 
   Logits ``log k`` to ``[pos ‖ neg]`` are normalized together over the targets (a row
@@ -188,14 +230,21 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     kernel: the radial kernel (Deng et al. use the Laplacian, ``exp(−‖x−y‖/τ)``).
     exclude_self: mask ``x_i`` out of its own negatives (K = N).
     column_normalize: also normalize over the queries (doubly-stochastic affinity).
+    chunk_size: stream ``pos`` and ``neg`` in blocks of this many samples (``None``: all
+      at once). Exact also with ``column_normalize``: a column's normalizer runs over the
+      ``N`` queries, which every block holds; only the row normalizer is accumulated.
 
   Returns:
     ``[N, D]`` drift vectors.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   _validation.check_bool("column_normalize", column_normalize)
+  chunk_size = streaming.check_chunk_size(chunk_size)
   x, pos, neg = _validation.as_float(x, pos, neg)
   m = pos.shape[0]
+  if _streams(chunk_size, max(m, neg.shape[0])):
+    return _streamed_deng_field(x, pos, neg, kernel, exclude_self, column_normalize,
+                                chunk_size)
   logits = jnp.concatenate(
       [kernel.log_k(pairwise_sqdist(x, pos)),
        _mask_diagonal(kernel.log_k(pairwise_sqdist(x, neg)), exclude_self)], axis=1)
@@ -213,8 +262,33 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   return _displacement(w_pos, x, pos) - _displacement(w_neg, x, neg)
 
 
+def _streamed_deng_field(x, pos, neg, kernel, exclude_self, column_normalize, chunk_size):
+  """:func:`deng_field` streamed over blocks of ``pos`` and ``neg``.
+
+  With row log-normalizer ``r_i`` (over ``[pos ‖ neg]``) and column log-normalizers ``c_j``
+  (over the queries), the affinity is ``A_ij = exp(l'_ij − s·r_i)`` with ``l' = l, s = 1``
+  (row softmax) or ``l' = l − c/2, s = 1/2`` (sqrt of row · column softmax). Then
+  ``Σ_j W⁺_ij (y⁺_j − x_i) − Σ_k W⁻_ik (y⁻_k − x_i) = S⁺_i S⁻_i (ȳ⁺_i − ȳ⁻_i)`` with
+  ``S = Σ_j A_ij`` and ``ȳ`` the ``l'``-softmax means, all accumulated per row.
+  """
+  def logits(d2, allowed, _):
+    l = kernel.log_k(d2)
+    if not column_normalize:
+      return l, l
+    log_col = jax.nn.logsumexp(jnp.where(allowed, l, -jnp.inf), axis=0)
+    return l - 0.5 * log_col[None, :], l
+
+  mp, rp = streaming.stream_moments(x, pos, logits, chunk_size=chunk_size, means=(True, False))
+  mn, rn = streaming.stream_moments(x, neg, logits, chunk_size=chunk_size, means=(True, False),
+                                    exclude_self=exclude_self)
+  log_row = jnp.logaddexp(rp.log_sum, rn.log_sum)
+  s = 0.5 if column_normalize else 1.0
+  log_mass = mp.log_sum + mn.log_sum - 2 * s * log_row
+  return jnp.exp(log_mass)[:, None] * (mp.mean - mn.mean)  # means are 0 for massless rows
+
+
 def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
-                            exclude_self: bool = False) -> Array:
+                            exclude_self: bool = False, chunk_size: int | None = None) -> Array:
   """Gaussian doubly-stochastic drift, Secretly-SM App. G.3.1, Eq. (40) and Algorithm 1.
 
   Gaussian logits ``−‖x−y‖²/2σ²`` over ``[pos ‖ neg]``, affinity
@@ -227,12 +301,13 @@ def doubly_stochastic_field(x: Array, pos: Array, neg: Array, *, bandwidth,
     neg: ``[K, D]`` negatives (Secretly-SM uses ``x`` itself with ``exclude_self=True``).
     bandwidth: σ > 0, possibly traced (annealing schedules, Secretly-SM §6.2).
     exclude_self: ``neg`` is ``x``: mask the self-interactions (K = N).
+    chunk_size: stream ``pos`` and ``neg`` in blocks (see :func:`deng_field`).
 
   Returns:
     ``[N, D]`` drift vectors.
   """
   return deng_field(x, pos, neg, kernel=gaussian(bandwidth), exclude_self=exclude_self,
-                    column_normalize=True)
+                    column_normalize=True, chunk_size=chunk_size)
 
 
 def _check_field_kwargs(field_fn, scale, field_kwargs) -> None:

@@ -3,8 +3,9 @@
 ``p_KDE[k](x) = Σ_j w_j k(x, y_j) / Σ_j w_j`` (Eq. (4), a Monte-Carlo estimate of
 ``E_{y∼p}[k(x, y)]``), evaluated in log domain. With ``exclude_self`` the query ``x_i`` is
 dropped from its own estimate (the leave-one-out KDE of Alg. 1, normalized by ``N − 1``).
-With ``chunk_size`` the samples are streamed in blocks with an online logsumexp, so memory
-stays ``O(N · chunk_size)`` while the result equals the one-shot computation.
+With ``chunk_size`` the samples are streamed in blocks with an online logsumexp
+(:mod:`drifting_jax.streaming`), so memory stays ``O(N · chunk_size)``, in the backward pass
+too, while the result equals the one-shot computation.
 """
 
 from __future__ import annotations
@@ -13,46 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import _validation
-from drifting_jax.kernels import RadialKernel, check_kernel, pairwise_sqdist
+from drifting_jax import _validation, streaming
+from drifting_jax.kernels import RadialKernel, check_kernel
 
 Array = jax.Array
-
-
-def _masked_log_kernel(kernel, which, x, y, log_w, row_ids, col_ids, exclude_self):
-  """``[N, C]`` of ``log k(x_i, y_j) + log w_j``, with ``-inf`` where excluded."""
-  logits = kernel.log(pairwise_sqdist(x, y), which) + log_w[None, :]
-  if exclude_self:
-    logits = jnp.where(row_ids[:, None] == col_ids[None, :], -jnp.inf, logits)
-  return logits
-
-
-def _streamed_logsumexp(kernel, which, x, samples, log_w, exclude_self, chunk_size):
-  """Online logsumexp over sample chunks: returns ``[N]`` = logsumexp_j(log k + log w)."""
-  n, m = x.shape[0], samples.shape[0]
-  num_chunks = -(-m // chunk_size)
-  pad = num_chunks * chunk_size - m
-  samples = jnp.pad(samples, ((0, pad), (0, 0)))
-  log_w = jnp.pad(log_w, (0, pad), constant_values=-jnp.inf)  # padding carries no mass
-  col_ids = jnp.arange(num_chunks * chunk_size)
-  chunks = (samples.reshape(num_chunks, chunk_size, -1), log_w.reshape(num_chunks, chunk_size),
-            col_ids.reshape(num_chunks, chunk_size))
-  row_ids = jnp.arange(n)
-
-  def body(carry, chunk):
-    run_max, run_sum = carry
-    y, lw, cid = chunk
-    logits = _masked_log_kernel(kernel, which, x, y, lw, row_ids, cid, exclude_self)
-    new_max = jnp.maximum(run_max, jnp.max(logits, axis=1))
-    # Shift by a finite value: while everything seen so far is -inf, exp(-inf - (-inf)) is NaN.
-    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
-    run_sum = run_sum * jnp.exp(run_max - shift) + jnp.sum(jnp.exp(logits - shift[:, None]), 1)
-    return (new_max, run_sum), None
-
-  init = (jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), x.dtype))
-  (run_max, run_sum), _ = jax.lax.scan(body, init, chunks)
-  shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
-  return jnp.log(run_sum) + shift
 
 
 def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
@@ -91,8 +56,7 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
     _validation.check_self_excludable(x, samples, "samples")
     if m < 2:
       raise ValueError("`exclude_self=True` needs at least 2 samples.")
-  if chunk_size is not None:
-    chunk_size = _validation.check_int("chunk_size", chunk_size, minimum=1)
+  chunk_size = streaming.check_chunk_size(chunk_size)
   x, samples = _validation.as_float(x, samples)  # integer inputs would overflow in ‖x‖²
   if weights is None:
     log_w = jnp.zeros((m,), x.dtype)
@@ -111,13 +75,11 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
                                "`weights` must be nonnegative with a positive sum.")
     log_w = jnp.log(jnp.asarray(weights, x.dtype))
 
-  if chunk_size is None or chunk_size >= m:
-    ids = jnp.arange(x.shape[0])
-    logits = _masked_log_kernel(kernel, which, x, samples, log_w, ids, jnp.arange(m),
-                                exclude_self)
-    lse = jax.nn.logsumexp(logits, axis=1)
-  else:
-    lse = _streamed_logsumexp(kernel, which, x, samples, log_w, exclude_self, int(chunk_size))
+  logits = lambda d2, allowed, lw: (kernel.log(d2, which) + lw[None, :],)  # noqa: E731
+  (moments,) = streaming.stream_moments(x, samples, logits, chunk_size=chunk_size,
+                                        means=(False,), exclude_self=exclude_self,
+                                        columns=log_w)
+  lse = moments.log_sum
 
   log_total = jax.nn.logsumexp(log_w)
   if exclude_self:

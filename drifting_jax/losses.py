@@ -68,7 +68,7 @@ def log_kde_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     neg: ``[K, D]`` negatives (usually ``x``; stop-gradiented).
     kernel: the radial kernel ``k`` (its sharp is used).
     exclude_self: leave-one-out estimate of ``q`` (``neg`` is ``x``; divides by ``N − 1``).
-    chunk_size: optional streaming block size for the KDEs.
+    chunk_size: optional streaming block size for the KDEs (gradients stream too).
 
   Returns:
     Scalar loss.
@@ -78,7 +78,7 @@ def log_kde_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
 
 
 def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
-             exclude_self: bool = False) -> Array:
+             exclude_self: bool = False, chunk_size: int | None = None) -> Array:
   """Squared-MMD objective in stop-gradient form, Eq. (7) of Franz et al. (App. C).
 
   ``mean_i [E_{y⁻∼sg(q)} k(x_i, y⁻) − E_{y⁺∼p} k(x_i, y⁺)]``; its θ-gradient is half the
@@ -91,6 +91,7 @@ def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     neg: ``[K, D]`` negatives (usually ``x``; stop-gradiented).
     kernel: the radial kernel ``k``.
     exclude_self: drop the ``i = j`` negative pair (``neg`` is ``x``).
+    chunk_size: optional streaming block size for the KDEs (gradients stream too).
 
   Returns:
     Scalar loss.
@@ -98,8 +99,8 @@ def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   x, pos, neg = _validation.as_float(x, pos, neg)
   neg = sg(neg)
-  log_q = log_kde(x, neg, kernel=kernel, exclude_self=exclude_self)
-  log_p = log_kde(x, pos, kernel=kernel)
+  log_q = log_kde(x, neg, kernel=kernel, exclude_self=exclude_self, chunk_size=chunk_size)
+  log_p = log_kde(x, pos, kernel=kernel, chunk_size=chunk_size)
   return jnp.mean(jnp.exp(log_q) - jnp.exp(log_p))
 
 

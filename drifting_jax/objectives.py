@@ -83,15 +83,15 @@ class FamilySpec:
 _SINKHORN_DEFAULTS = {"alpha": 0.05, "cost_power": 2, "exclude_self": True, "eta": 1.0,
                       "max_iterations": 2000, "threshold": 1e-3}
 FAMILIES: Mapping[str, FamilySpec] = {
-    "naive": FamilySpec({"scales": ()}),
-    "sharp": FamilySpec({"scales": ()}),
-    "drifting": FamilySpec({}),
+    "naive": FamilySpec({"scales": (), "chunk_size": None}),
+    "sharp": FamilySpec({"scales": (), "chunk_size": None}),
+    "drifting": FamilySpec({"chunk_size": None}),
     "drifting-official": FamilySpec({"temperatures": _REQUIRED}, uses_bandwidth=False,
                                     coupled=False),
-    "mmd": FamilySpec({}),
+    "mmd": FamilySpec({"chunk_size": None}),
     "logkde": FamilySpec({"chunk_size": None}),
-    "gauss-ds": FamilySpec({}),
-    "gauss-annealed": FamilySpec({"sigma0": 1.0, "rate": 3e-3}),
+    "gauss-ds": FamilySpec({"chunk_size": None}),
+    "gauss-annealed": FamilySpec({"sigma0": 1.0, "rate": 3e-3, "chunk_size": None}),
     "sinkhorn": FamilySpec(_SINKHORN_DEFAULTS, uses_bandwidth=False),
 }
 
@@ -226,7 +226,9 @@ def make_objective(
       ``naive-<k>``, ``sharp-<k>``: ``scales`` (tuple of positive multipliers ``m``; the
       field is ``Σ_m V_{m·σ} / RMS(V_{m·σ})``, every width normalized to unit RMS and summed
       as in Deng et al.'s multi-temperature loss; default: the single width ``σ``);
-      ``<k>#``: ``chunk_size`` of the streamed KDEs;
+      every kernel family (``naive``, ``sharp``, ``drifting``, ``mmd``, ``<k>#``,
+      ``gauss-ds``, ``gauss-annealed``): ``chunk_size``, streaming the positives and
+      negatives of the field (and of the KDE losses) in blocks of this size (None: at once);
       ``gauss-annealed``: ``sigma0`` (default 1.0) and ``rate`` per step (default 3e-3) of
       ``σ(t) = max(σ0 e^(-r t), bandwidth)``;
       ``drifting-laplace`` with ``official=True``: ``temperatures`` (required; Deng et
@@ -270,7 +272,8 @@ def make_objective(
     Diagnostics (Sinkhorn epsilon / convergence) are added to the dict ``extra``.
     """
     if family in ("gauss-ds", "gauss-annealed"):
-      return fields.doubly_stochastic_field(x, pos, neg, bandwidth=sigma, exclude_self=True)
+      return fields.doubly_stochastic_field(x, pos, neg, bandwidth=sigma, exclude_self=True,
+                                            chunk_size=chunk_size)
     if family == "sinkhorn":
       from drifting_jax import sinkhorn  # ott-jax loads on first use
       v, info = sinkhorn.sinkhorn_drift_with_info(x, pos, **sk_kw)
@@ -284,23 +287,25 @@ def make_objective(
       if scales:  # Σ_m V_{mσ} / RMS(V_{mσ})
         return fields.multiscale(
             fields.drift_field, [kernels.get(kname, sigma * m) for m in scales],
-            normalize=True, normalization=norm, exclude_self=True)(x, pos, neg)
+            normalize=True, normalization=norm, exclude_self=True,
+            chunk_size=chunk_size)(x, pos, neg)
       return fields.drift_field(x, pos, neg, kernel=kern, normalization=norm,
-                                exclude_self=True)
+                                exclude_self=True, chunk_size=chunk_size)
     if family == "drifting":
       return fields.deng_field(x, pos, neg, kernel=kern, exclude_self=True,
-                               column_normalize=True)
+                               column_normalize=True, chunk_size=chunk_size)
     if family == "logkde":  # -grad of the per-sample log-KDE potential, Eq. (19)
       return fields.drift_field(x, pos, neg, kernel=kern, normalization="sharp",
-                                exclude_self=True)
-    return fields.mmd_field(x, pos, neg, kernel=kern, exclude_self=True)  # Eq. (8)
+                                exclude_self=True, chunk_size=chunk_size)
+    return fields.mmd_field(x, pos, neg, kernel=kern, exclude_self=True,  # Eq. (8)
+                            chunk_size=chunk_size)
 
   def potential_loss(x, pos, sigma):
     kern = kernels.get(kname, sigma)
     if family == "logkde":
       return losses.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True,
                                  chunk_size=chunk_size)
-    return losses.mmd_loss(x, pos, x, kernel=kern, exclude_self=True)
+    return losses.mmd_loss(x, pos, x, kernel=kern, exclude_self=True, chunk_size=chunk_size)
 
   def objective(x, pos, step):
     has_width = bw is not None or schedule is not None
