@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drifting_jax import _validation
 from drifting_jax.deng import deng_drift_loss_with_info
 
 __all__ = ["cfg_negative_weight", "grouped_loss", "guided_grouped_loss", "kernel_scaled",
@@ -56,6 +57,10 @@ def _check_groups(gen, pos, extra: Mapping[str, Any] | None = None) -> None:
     if len(shape) != 3 or shape[0] != g_shape[0] or shape[2] != g_shape[2]:
       raise ValueError(f"`{name}` must have shape [G={g_shape[0]}, U, D={g_shape[2]}], "
                        f"got {shape}")
+  # NaN/inf samples raise here (eager) or register a checkify check (traced), rather than
+  # reaching the objective, whose per-group vmap would only see tracers.
+  for name, arr in (("gen", gen), ("pos", pos), *(extra or {}).items()):
+    _validation.check_finite(name, arr)
 
 
 def grouped_loss(objective: Callable, gen: Array, pos: Array, *, step: Any = 0
@@ -164,6 +169,9 @@ def kernel_scaled(x: Array, scale: Array) -> Array:
   if np.ndim(x) != 3 or np.shape(scale) != np.shape(x)[:1]:
     raise ValueError(f"`x` [G, N, D] and `scale` [G] must agree, got {np.shape(x)} and "
                      f"{np.shape(scale)}")
+  _validation.check_finite("scale", scale)
+  if _validation.is_concrete(scale) and np.any(np.asarray(scale) <= 0):
+    raise ValueError(f"`scale` must be positive, got min {np.min(np.asarray(scale)):g}")
   return x / scale[:, None, None]
 
 
@@ -193,6 +201,8 @@ def stream_loss(group_loss: GroupLoss, gen: Mapping[str, Array], pos: Mapping[st
   for name in names:
     args = tuple((extra or {}).get(name, ()))
     g, p = gen[name], pos[name]
+    _validation.check_finite(f"gen[{name!r}]", g)
+    _validation.check_finite(f"pos[{name!r}]", p)
     if scales is not None:
       s = scales[name]
       g, p = kernel_scaled(g, s), kernel_scaled(p, s)

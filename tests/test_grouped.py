@@ -134,3 +134,21 @@ def test_observe_then_update_equals_update():
   chex.assert_trees_all_close(got, want)
   with pytest.raises(ValueError, match="observations"):
     normalization.update_from_observations(state, obs[:2], ids)
+
+
+def test_nan_samples_and_bad_scales_raise_eagerly():
+  objective = make_objective("naive-gauss", bandwidth=0.5)
+  gen = np.zeros((2, 4, 3), np.float32) + np.arange(4)[None, :, None]
+  pos = gen + 0.5
+  bad = gen.copy()
+  bad[1, 2, 0] = np.nan
+  with pytest.raises(ValueError, match="`gen` contains NaN"):
+    grouped.grouped_loss(objective, bad, pos)
+  with pytest.raises(ValueError, match="`pos` contains NaN"):
+    grouped.grouped_loss(objective, gen, bad)
+  with pytest.raises(ValueError, match=r"`gen\['a'\]` contains NaN"):
+    grouped.stream_loss(functools.partial(grouped.grouped_loss, objective), {"a": bad},
+                        {"a": pos})
+  for scale, match in ((np.array([1.0, 0.0]), "positive"), (np.array([1.0, np.nan]), "NaN")):
+    with pytest.raises(ValueError, match=match):
+      grouped.kernel_scaled(gen, scale)
