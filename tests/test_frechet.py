@@ -5,6 +5,7 @@ import pytest
 import scipy.linalg
 
 from conftest import cloud, x64
+from drifting_jax.metrics import frechet
 from drifting_jax.metrics.frechet import (
     frechet_distance,
     frechet_distance_from_features,
@@ -153,3 +154,24 @@ def test_validation():
     frechet_distance_from_features(np.zeros((5, 3)), bad)
   with pytest.raises(ValueError, match="features"):
     gaussian_stats(np.zeros(5))
+
+
+def test_gram_form_for_few_samples_equals_covariance_form():
+  """With N < F samples (rank-deficient covariances) the distance is computed from the
+  [N1, N2] Gram matrix (nuclear norm of A1 A2ᵀ); it equals the [F, F] eigh/svd form, in
+  float64 to 2e-8 relative and in float32 to 1e-4: the [F, F] form has F − N zero
+  eigenvalues whose round-off ``ε·max λ`` its square roots amplify to ``~sqrt(ε)`` each
+  (the Gram form has no such eigenvalues)."""
+  rng = np.random.default_rng(3)
+  x1 = rng.normal(size=(30, 200))
+  x2 = rng.normal(size=(50, 200)) * 1.3 + 0.2
+  x1[:, :7] = 0.0  # dead ReLU units
+  x2[:, :7] = 0.0
+  with x64():
+    gram = float(frechet.frechet_distance_from_features(x1, x2))
+    full = float(frechet.frechet_distance(*frechet.gaussian_stats(x1),
+                                          *frechet.gaussian_stats(x2)))
+    np.testing.assert_allclose(gram, full, rtol=2e-8)
+  gram32 = float(frechet.frechet_distance_from_features(x1.astype(np.float32),
+                                                        x2.astype(np.float32)))
+  np.testing.assert_allclose(gram32, full, rtol=1e-4)

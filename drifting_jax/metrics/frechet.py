@@ -204,6 +204,30 @@ def frechet_distance_from_features(features1: jax.Array, features2: jax.Array) -
   if np.shape(features2)[1] != np.shape(features1)[1]:
     raise ValueError(f"`features2` must have F={np.shape(features1)[1]} columns (matching "
                      f"`features1`), got shape {np.shape(features2)}.")
+  n1, n2, f = np.shape(features1)[0], np.shape(features2)[0], np.shape(features1)[1]
+  if max(n1, n2) < f:  # rank-deficient covariances: the [N1, N2] Gram form is exact
+    dt = _work_dtype()
+    return _frechet_gram(jnp.asarray(features1, dt), jnp.asarray(features2, dt))
   mu1, s1 = gaussian_stats(features1)
   mu2, s2 = gaussian_stats(features2)
   return _frechet(mu1, s1, mu2, s2)
+
+
+@jax.jit
+def _frechet_gram(x1, x2):
+  """The Fréchet distance from ``N < F`` samples without ``[F, F]`` matrices.
+
+  With centred, scaled features ``A_k = (X_k − mu_k) / sqrt(N_k − 1)`` (``S_k = A_kᵀ A_k``),
+  the non-zero eigenvalues of ``S1 S2 = A1ᵀ (A1 A2ᵀ) A2`` are those of ``M Mᵀ``,
+  ``M = A1 A2ᵀ [N1, N2]``, so ``tr((S1 S2)^{1/2})`` is the nuclear norm of ``M`` and
+  ``tr(S_k) = ||A_k||_F²``: the same value as the ``[F, F]`` computation, at
+  ``O(N1 N2 (F + min(N1, N2)))`` instead of ``O(F³)`` (seconds instead of minutes for
+  Inception's F = 2048 on a CPU), with no eigenvalue clipping.
+  """
+  mu1, mu2 = jnp.mean(x1, axis=0), jnp.mean(x2, axis=0)
+  a1 = (x1 - mu1) / jnp.sqrt(x1.shape[0] - 1.0)
+  a2 = (x2 - mu2) / jnp.sqrt(x2.shape[0] - 1.0)
+  m = jnp.matmul(a1, a2.T, precision=jax.lax.Precision.HIGHEST)
+  trace_sqrt = jnp.sum(jnp.linalg.svd(m, compute_uv=False))
+  diff = mu1 - mu2
+  return jnp.dot(diff, diff) + jnp.sum(a1 * a1) + jnp.sum(a2 * a2) - 2.0 * trace_sqrt
