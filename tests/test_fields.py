@@ -22,7 +22,7 @@ def _problem(seed=0, n=6, m=9, k=7, d=3):
 
 def _grad_rows(f, x):
   """Row-wise gradient of a per-point scalar function ``f: [N, D] -> [N]``."""
-  return jax.grad(lambda z: jnp.sum(f(z)))(x)
+  return jax.jit(jax.grad(lambda z: jnp.sum(f(z))))(x)
 
 
 def test_prop8_gaussian_drift_is_sigma2_grad_log_kde():

@@ -1,5 +1,7 @@
 """float32 robustness (coincident points, far queries, extreme bandwidths) and bad input."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,9 +36,16 @@ def _objectives(kern, bw):
   }
 
 
+@functools.partial(jax.jit, static_argnames="name")
+def _value_and_grad(name, kern, bw, x, pos):
+  """Jitted with the kernel (a pytree: its bandwidth is a leaf) and ``bw`` as arguments, so
+  one compile per objective, kernel family and shape serves every bandwidth."""
+  return jax.value_and_grad(_objectives(kern, bw)[name])(x, pos)
+
+
 def _assert_finite_value_and_grad(kern, bw, x, pos):
-  for name, f in _objectives(kern, bw).items():
-    val, grad = jax.value_and_grad(f)(x, pos)
+  for name in _objectives(kern, bw):
+    val, grad = _value_and_grad(name, kern, jnp.float32(bw), x, pos)
     assert np.isfinite(float(val)), (kern.name, bw, name, val)
     assert np.all(np.isfinite(np.asarray(grad))), (kern.name, bw, name)
 
