@@ -70,15 +70,18 @@ def test_train_resumes_with_more_steps(run_dir, tmp_path):
 
 @pytest.mark.parametrize("override,field", [
     ("objective=naive-cauchy", "objective"), ("dataset=moons", "dataset"),
-    ("bandwidth=0", "bandwidth"), ("batch_size=1", "batch_size")])
+    ("bandwidth=0", "bandwidth"), ("batch_size=1", "batch_size"),
+    ("eval_num_samples=1", "eval_num_samples")])
 def test_train_bad_input(tmp_path, override, field, capsys):
-  # one line "error: ..." naming the field, exit status 2; --debug raises instead
+  # one line "error: ..." naming the field, exit status 2; --debug raises instead; all of
+  # them before training starts (no checkpoint written)
   args = ["train", "--workdir", str(tmp_path / "bad"), *TINY, "--set", override]
   assert cli.main(args) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: ") and field in err[0]
   with pytest.raises(ValueError, match=field):
     cli.main(["--debug", *args])
+  assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_missing_run_and_config(tmp_path, capsys):

@@ -126,6 +126,14 @@ def validate_config(cfg: ToyConfig) -> ToyConfig:
   for name in ("noise_dim", "hidden", "depth", "log_every", "checkpoint_every",
                "max_to_keep", "eval_num_samples", "eval_num_projections"):
     positive(name, integer=True)
+  # evaluation settings are checked here, before training, not when the final metrics run
+  if cfg.eval_num_samples < 2:
+    raise ValueError(f"`eval_num_samples` must be an int >= 2 (the MMD and sliced-Wasserstein "
+                     f"estimates need two samples per side), got {cfg.eval_num_samples!r}")
+  for name in ("seed", "eval_seed"):
+    v = getattr(cfg, name)
+    if not isinstance(v, int) or isinstance(v, bool):
+      raise ValueError(f"`{name}` must be an int, got {v!r}")
   for name in ("batch_size", "data_batch_size"):
     v = getattr(cfg, name)
     if v is None and name == "data_batch_size":
