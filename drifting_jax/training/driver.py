@@ -81,11 +81,11 @@ def run_loop(
     total: int,
     step: Callable[[int], Mapping[str, Any]],
     guard: rundir.StepGuard,
-    manager: Any,
-    log: Any,
     log_every: int,
-    checkpoint_every: int,
-    save: Callable[[int], None],
+    manager: Any = None,
+    log: Any = None,
+    checkpoint_every: int = 0,
+    save: Callable[[int], None] | None = None,
     events: Sequence[Event] = (),
     record: Callable[[int, dict[str, float], float, float], Mapping[str, Any]] | None = None,
     on_check: Callable[[list[int], list[dict[str, float]]], None] | None = None,
@@ -97,6 +97,7 @@ def run_loop(
 
   ``progress`` and ``manager`` belong to the loop from the call on: they are closed (the
   manager after waiting for its checkpoints) when it returns or raises. ``log`` stays open.
+  Without ``log`` and ``save`` it is an in-memory loop (experiments): events only.
 
   Args:
     start: the first iteration (the restored step).
@@ -105,12 +106,14 @@ def run_loop(
     step: ``step(it) -> metrics`` runs iteration ``it`` (the caller keeps the state) and
       returns its scalar metrics, device arrays left unsynchronized.
     guard: gets every step's metrics; checked (with ``manager``) at checked steps.
+    log_every: log every that many steps (and at ``total``); without ``log`` these steps
+      are only checked.
     manager: the orbax checkpoint manager (``wait_until_finished``, ``close``; see
-      :func:`rundir.check_finite` for what the guard's message reads from it).
-    log: the metrics log (``log.write(record)``).
-    log_every: log every that many steps (and at ``total``).
-    checkpoint_every: ``save(done)`` every that many steps (and at ``total``).
-    save: writes the checkpoint of step ``done`` from the caller's state.
+      :func:`rundir.check_finite` for what the guard's message reads from it), or None.
+    log: the metrics log (``log.write(record)``), or None.
+    checkpoint_every: ``save(done)`` every that many steps (0: never) and at ``total``.
+    save: writes the checkpoint of step ``done`` from the caller's state (None: no
+      checkpoints).
     events: extra callbacks (:class:`Event`).
     record: ``record(done, values, steps_per_sec, elapsed_s) -> record`` builds a log
       record (default ``{"step": done, **values, "steps_per_sec": ...}``); in-record event
@@ -137,8 +140,9 @@ def run_loop(
   checked_step = start
   pending: list[int] = []
   with contextlib.ExitStack() as cleanup:
-    cleanup.callback(manager.close)
-    cleanup.callback(manager.wait_until_finished)
+    if manager is not None:
+      cleanup.callback(manager.close)
+      cleanup.callback(manager.wait_until_finished)
     if progress is not None:
       cleanup.callback(progress.close)
     for it in range(start, end):
@@ -149,7 +153,8 @@ def run_loop(
       if progress is not None:
         progress.update(1)
       log_now = done % log_every == 0 or done == total
-      ckpt_now = done % checkpoint_every == 0 or done == total
+      ckpt_now = save is not None and (
+          bool(checkpoint_every) and done % checkpoint_every == 0 or done == total)
       due = [e for e in events if e.due(done)]
       if not (log_now or ckpt_now or due or done == end):
         continue
@@ -166,11 +171,11 @@ def run_loop(
       for e in due:
         if e.in_record:
           fields.update(e.callback(done, values) or {})
-      if log_now:
+      if log_now and log is not None:
         log.write({**record(done, values, (done - s_last) / max(now - t_last, 1e-9),
                             now - t0), **fields})
         t_last, s_last = clock(), done
-      elif fields:
+      elif fields and log is not None:
         log.write({"step": done, **fields})
       for e in due:
         if not e.in_record:
