@@ -174,3 +174,11 @@ def test_numpy_metrics_and_step_errors_close_everything():
                     manager=manager, log=FakeLog(), log_every=1, checkpoint_every=2,
                     save=manager.saved.append, progress=bar)
   assert manager.saved == [2] and manager.closed and manager.waits == 1 and bar.closed
+
+
+def test_in_memory_loop_without_log_manager_or_checkpoints():
+  seen = []
+  out = driver.run_loop(start=0, end=5, total=5, step=lambda it: {"loss": float(it)},
+                        guard=rundir.StepGuard(("loss",)), log_every=1,
+                        events=[driver.Event(2, lambda done, v: seen.append(done))])
+  assert seen == [2, 4] and out.values == {"loss": 4.0} and out.checked_step == 5
