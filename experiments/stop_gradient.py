@@ -60,8 +60,10 @@ from drifting_jax.objectives import make_objective
 from drifting_jax.training import (
     ToyConfig,
     build,
+    driver,
     init_state,
     make_train_step,
+    rundir,
     sample_data,
     split_run_key,
 )
@@ -227,26 +229,38 @@ def train_tracked(
   log(0, state.params)
   if snapshot_fn is not None and 0 in snapshot_steps:
     snapshots[0] = snapshot_fn(state.params, jax.random.fold_in(data_rng, 10**6))
-  for step in range(cfg.num_steps):
-    batch = run.sample_batch(jax.random.fold_in(data_rng, step))
-    if grad_fn is not None and step % grad_every == 0:
+  current, previous = 0, state  # the running iteration and the state before it
+
+  def train_step(it):  # the state lives in the closure; one host sync to time the step
+    nonlocal state, step_time, timed, current, previous
+    batch = run.sample_batch(jax.random.fold_in(data_rng, it))
+    if grad_fn is not None and it % grad_every == 0:
       grads.append(np.asarray(grad_fn(state.params, batch, state.step)))
     t0 = time.perf_counter()
-    new_state, metrics = step_fn(state, batch, noise_rng)
-    loss = float(metrics["loss"])  # synchronizes
-    if step > 0:
+    current, previous = it, state
+    state, metrics = step_fn(state, batch, noise_rng)
+    float(metrics["loss"])  # synchronizes
+    if it > 0:
       step_time += time.perf_counter() - t0
       timed += 1
-    if not (math.isfinite(loss) and math.isfinite(float(metrics["grad_norm"]))):
-      stopped = f"non-finite loss/grad at step {step}; training stopped"
-      break
-    state = new_state
-    last = {"loss": loss, "drift_norm": float(metrics["drift_norm"])}
-    done = step + 1
-    if done % eval_every == 0 or done == cfg.num_steps:
-      log(done, state.params)
-    if snapshot_fn is not None and done in snapshot_steps:
-      snapshots[done] = snapshot_fn(state.params, jax.random.fold_in(data_rng, 10**6 + done))
+    return metrics
+
+  def snapshot(done, values):
+    snapshots[done] = snapshot_fn(state.params, jax.random.fold_in(data_rng, 10**6 + done))
+
+  try:  # checked every step, so a non-finite step is undone and training stops there
+    driver.run_loop(
+        start=0, end=cfg.num_steps, total=cfg.num_steps, step=train_step,
+        guard=rundir.StepGuard(("loss", "grad_norm")), log_every=1,
+        events=[driver.Event(1, lambda done, v: last.update(loss=v["loss"],
+                                                             drift_norm=v["drift_norm"])),
+                driver.Event(lambda done: done % eval_every == 0 or done == cfg.num_steps,
+                             lambda done, v: log(done, state.params)),
+                driver.Event(lambda done: snapshot_fn is not None and done in snapshot_steps,
+                             snapshot)])
+  except FloatingPointError:
+    state = previous
+    stopped = f"non-finite loss/grad at step {current}; training stopped"
   if hist["step"][-1] != int(state.step):
     log(int(state.step), state.params)
   fn = final_eval_num or eval_num

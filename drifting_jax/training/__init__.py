@@ -1,5 +1,6 @@
 """Training: toy-data runs (config, state, loop, checkpoints, evaluation) and class-conditional
-image runs (``images``, ``image_loop``, ``parallel``, ``features``)."""
+image runs (``images``, ``image_loop``, ``parallel``, ``features``); both loops run on
+``driver.run_loop`` and keep their run directories with ``rundir``."""
 
 from drifting_jax.training.checkpoint import make_manager, resolve_checkpoint
 from drifting_jax.training.config import (

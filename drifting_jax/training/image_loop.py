@@ -23,7 +23,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from typing import Any, NamedTuple
 
 import flax.serialization
@@ -36,7 +35,7 @@ from drifting_jax.data import batching, images as image_data, memory_bank
 from drifting_jax.models import presets
 from drifting_jax.models.dit import image_shape
 from drifting_jax.training import parallel
-from drifting_jax.training import checkpoint as ckpt, rundir
+from drifting_jax.training import checkpoint as ckpt, driver, rundir
 from drifting_jax.training.features import FeatureExtractor, make_feature_extractor
 from drifting_jax.training.image_config import (ImageConfig, apply_image_overrides,
                                                 image_config_from_dict, load_image_config)
@@ -350,72 +349,61 @@ def _train_locked(cfg: ImageConfig, run: ImageRun, workdir: str, stop_at: int | 
       rundir.record_config(workdir, record, step=latest or 0, amendable=AMENDABLE)
     if latest is not None:
       state, bank = _restore(manager, state, bank, quarantine=jax.process_index() == 0)
+    start = int(state.step)
+    log = rundir.MetricsLog(os.path.join(workdir, "metrics.jsonl"), resume_step=start,
+                            enabled=jax.process_index() == 0)
   except BaseException:
     manager.close()
     raise
-  start = int(state.step)
-  log_path = os.path.join(workdir, "metrics.jsonl")
 
   warm = cfg.norm_warmup if cfg.kernel_width_norm else 0
   total = warm + cfg.num_steps
   end = total if stop_at is None else min(stop_at, total)
   runner = run.runner()
   dstate, dbank, ddata = runner.place(state, bank, run.data)
+
+  def step(it: int) -> dict:
+    nonlocal dstate, dbank
+    dstate, dbank, metrics = (runner.train if it >= warm else runner.stats)(
+        dstate, dbank, ddata)
+    return {k: v for k, v in metrics.items() if k != "grads"}
+
+  recent: list[float] = []  # losses of the last `log_every` training iterations
+
+  def on_check(its: list[int], checked: list[dict[str, float]]) -> None:
+    nonlocal recent
+    recent = (recent + [v["loss"] for i, v in zip(its, checked) if i >= warm])[-cfg.log_every:]
+
+  def phase(done: int) -> str:
+    return "train" if done > warm else "warmup"
+
   pbar = tqdm(total=total, initial=start, disable=not cfg.progress, unit="it",
               dynamic_ncols=True, desc=f"{cfg.model}/{cfg.objective}")
-  t0, recent, last = time.perf_counter(), [], {}
-  t_log, it_log = t0, start
-  try:
-    with rundir.MetricsLog(log_path, resume_step=start,
-                           enabled=jax.process_index() == 0) as log:
-      guard = rundir.StepGuard(("loss", "grad_norm", "kernel_scale"),
+  with log:  # run_loop closes the progress bar and the manager
+    out = driver.run_loop(
+        start=start, end=end, total=total, step=step,
+        guard=rundir.StepGuard(("loss", "grad_norm", "kernel_scale"),
                                where=lambda i: f"iteration {i} (optimizer step {i - warm})",
-                               unit="iteration")
-      phases: list[bool] = []
-      for it in range(start, end):
-        train = it >= warm
-        dstate, dbank, metrics = (runner.train if train else runner.stats)(
-            dstate, dbank, ddata)
-        guard.add(it, metrics)  # no host sync here: asynchronous dispatch runs ahead
-        phases.append(train)
-        done = it + 1
-        pbar.update(1)
-        log_now = done % cfg.log_every == 0 or done == total or done == end
-        sample_now = (train and cfg.sample_every and done % cfg.sample_every == 0
-                      and done != total)
-        ckpt_now = done % cfg.checkpoint_every == 0 or done == total
-        if not (log_now or sample_now or ckpt_now):
-          continue
-        checked = guard.check(manager)  # raises on the first non-finite iteration
-        recent = (recent + [v["loss"] for v, t in zip(checked, phases) if t])[-cfg.log_every:]
-        phases = []
-        values = _scalars(metrics)
-        if train:
-          last = values
-        rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
-        pbar.set_postfix(loss=f"{values.get('loss', math.nan):.4g}", it_s=f"{rate:.2f}",
-                         phase="train" if train else "warmup")
-        if log_now and (done % cfg.log_every == 0 or done == total):
-          now = time.perf_counter()
-          record = {"step": done, "opt_step": max(done - warm, 0),
-                    "phase": "train" if train else "warmup", **values,
-                    "steps_per_sec": (done - it_log) / max(now - t_log, 1e-9),
-                    "elapsed_s": now - t0}
-          log.write(record)
-          t_log, it_log = now, done
-        if sample_now:
-          _grid(run, runner.fetch(dstate).ema_params,
-                os.path.join(workdir, "samples", f"step_{done:07d}.png"))
-        if ckpt_now:
-          _save(manager, done, runner.fetch(dstate), dbank)
-  finally:
-    pbar.close()
-    manager.wait_until_finished()
-    manager.close()
+                               unit="iteration"),
+        manager=manager, log=log, log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every,
+        save=lambda done: _save(manager, done, runner.fetch(dstate), dbank),
+        events=[driver.Event(
+            lambda done: (done > warm and cfg.sample_every and done % cfg.sample_every == 0
+                          and done != total),
+            lambda done, values: _grid(run, runner.fetch(dstate).ema_params, os.path.join(
+                workdir, "samples", f"step_{done:07d}.png")))],
+        record=lambda done, values, steps_per_sec, elapsed_s: {
+            "step": done, "opt_step": max(done - warm, 0), "phase": phase(done), **values,
+            "steps_per_sec": steps_per_sec, "elapsed_s": elapsed_s},
+        on_check=on_check, progress=pbar,
+        postfix=lambda done, values, rate: {
+            "loss": f"{values.get('loss', math.nan):.4g}", "it_s": f"{rate:.2f}",
+            "phase": phase(done)})
 
-  elapsed = time.perf_counter() - t0
-  final = dict(last, step=int(end), wall_time_s=elapsed,
-               steps_per_sec=(end - start) / max(elapsed, 1e-9),
+  last = out.values if out.checked_step > warm else {}  # metrics of training iterations only
+  final = dict(last, step=int(end), wall_time_s=out.elapsed_s,
+               steps_per_sec=(end - start) / max(out.elapsed_s, 1e-9),
                loss_avg=float(np.mean(recent)) if recent else math.nan)
   if end == total:
     state = runner.fetch(dstate)

@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from drifting_jax.data import toy
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
 from drifting_jax.objectives import Objective, objective_from_settings
-from drifting_jax.training import checkpoint as ckpt, rundir
+from drifting_jax.training import checkpoint as ckpt, driver, rundir
 from drifting_jax.training.config import (
     ToyConfig,
     config_from_dict,
@@ -158,6 +157,15 @@ def train(
 
 
 def _train_locked(cfg: ToyConfig, run: Run, workdir: str, objective) -> TrainResult:
+  if objective is None:
+    # num_steps sets the decay horizon of a learning-rate schedule: then it is in the key
+    skip = _NOT_IN_STEP if cfg.lr_schedule == "constant" else tuple(
+        k for k in _NOT_IN_STEP if k != "num_steps")
+    step_fn = _cached_train_step(json.dumps(
+        {k: v for k, v in config_to_dict(cfg).items() if k not in skip}, sort_keys=True))
+  else:
+    step_fn = make_train_step(run.model, run.optimizer, run.objective,
+                              batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
   manager = ckpt.make_manager(os.path.join(workdir, ckpt.CHECKPOINT_DIR),
                               max_to_keep=cfg.max_to_keep)
   try:
@@ -168,59 +176,34 @@ def _train_locked(cfg: ToyConfig, run: Run, workdir: str, objective) -> TrainRes
     if latest is not None:
       state = ckpt.restore(manager, state, quarantine=True)
     start = int(state.step)
+    log = rundir.MetricsLog(os.path.join(workdir, "metrics.jsonl"), resume_step=start)
   except BaseException:
     manager.close()
     raise
 
-  if objective is None:
-    # num_steps sets the decay horizon of a learning-rate schedule: then it is in the key
-    skip = _NOT_IN_STEP if cfg.lr_schedule == "constant" else tuple(
-        k for k in _NOT_IN_STEP if k != "num_steps")
-    step_fn = _cached_train_step(json.dumps(
-        {k: v for k, v in config_to_dict(cfg).items() if k not in skip}, sort_keys=True))
-  else:
-    step_fn = make_train_step(run.model, run.optimizer, run.objective,
-                              batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
   noise_rng, data_rng = split_run_key(state.rng)
   eval_key = jax.random.PRNGKey(cfg.eval_seed)
+
+  def step(it: int) -> dict:
+    nonlocal state
+    batch = run.sample_batch(jax.random.fold_in(data_rng, it))
+    state, metrics = step_fn(state, batch, noise_rng)
+    return metrics
+
   pbar = tqdm(total=cfg.num_steps, initial=start, disable=not cfg.progress, unit="step",
               dynamic_ncols=True)
-  try:
-    with rundir.MetricsLog(os.path.join(workdir, "metrics.jsonl"), resume_step=start) as log:
-      guard = rundir.StepGuard(("loss", "grad_norm"))
-      t_last, s_last = time.perf_counter(), start
-      for step in range(start, cfg.num_steps):
-        batch = run.sample_batch(jax.random.fold_in(data_rng, step))
-        state, metrics = step_fn(state, batch, noise_rng)
-        guard.add(step, metrics)  # no host sync here: asynchronous dispatch runs ahead
-        done = step + 1
-        pbar.update(1)
-        log_now = done % cfg.log_every == 0 or done == cfg.num_steps
-        eval_now = bool(cfg.eval_every) and done % cfg.eval_every == 0
-        ckpt_now = done % cfg.checkpoint_every == 0 or done == cfg.num_steps
-        if not (log_now or eval_now or ckpt_now):
-          continue
-        guard.check(manager)  # raises on the first non-finite step since the last check
-        values = {k: float(v) for k, v in metrics.items()}
-        pbar.set_postfix(loss=f"{values['loss']:.3e}",
-                         drift=f"{values.get('drift_norm', math.nan):.2e}")
-        if log_now:
-          now = time.perf_counter()
-          record = {"step": done, **values,
-                    "steps_per_sec": (done - s_last) / max(now - t_last, 1e-9)}
-          if eval_now:
-            record["sliced_wasserstein"] = _quick_sw(cfg, state.params, eval_key)
-          log.write(record)
-          t_last, s_last = time.perf_counter(), done
-        elif eval_now:
-          log.write({"step": done, "sliced_wasserstein":
-                     _quick_sw(cfg, state.params, eval_key)})
-        if ckpt_now:
-          ckpt.save(manager, state)
-  finally:
-    pbar.close()
-    manager.wait_until_finished()
-    manager.close()
+  with log:  # run_loop closes the progress bar and the manager
+    driver.run_loop(
+        start=start, end=cfg.num_steps, total=cfg.num_steps, step=step,
+        guard=rundir.StepGuard(("loss", "grad_norm")), manager=manager, log=log,
+        log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        save=lambda done: ckpt.save(manager, state),
+        events=[driver.Event(cfg.eval_every, lambda done, values: {
+            "sliced_wasserstein": _quick_sw(cfg, state.params, eval_key)}, in_record=True)],
+        progress=pbar,
+        postfix=lambda done, values, rate: {
+            "loss": f"{values['loss']:.3e}",
+            "drift": f"{values.get('drift_norm', math.nan):.2e}"})
 
   return TrainResult(state=state, metrics=finalize(cfg, state.params, workdir),
                      workdir=workdir)
