@@ -30,7 +30,7 @@ class Setup(NamedTuple):
   inp: Any     # GeneratorNoise
 
 
-def setup(model, batch):
+def _init(model, batch):
   v0 = jax.jit(lambda k: init_params(model, k))(jax.random.key(0))
   return Setup(model, v0, perturb(v0, jax.random.key(1)), jax.jit(model.apply),
                sample_noise(jax.random.key(2), model, batch))
@@ -39,13 +39,13 @@ def setup(model, batch):
 @pytest.fixture(scope="module")
 def tiny():
   """``dit_tiny`` (DiT-S/2 design at CPU size), batch 4."""
-  return setup(get_model("dit_tiny"), 4)
+  return _init(get_model("dit_tiny"), 4)
 
 
 @pytest.fixture(scope="module")
 def gen():
   """DiTGen-B/2 design (RoPE, RMSNorm, QK-norm, SwiGLU, CFG) at toy size, batch 2."""
-  return setup(get_model("ditgen_b2", image_size=8, patch_size=2, hidden=32, depth=1, heads=2,
+  return _init(get_model("ditgen_b2", image_size=8, patch_size=2, hidden=32, depth=1, heads=2,
                          num_classes=10, num_registers=2, num_style_tokens=4,
                          style_codebook_size=8), 2)
 
@@ -53,7 +53,7 @@ def gen():
 @pytest.fixture(scope="module")
 def digits():
   """``digits_small_cpu`` conv generator, batch 3."""
-  return setup(get_model("digits_small_cpu"), 3)
+  return _init(get_model("digits_small_cpu"), 3)
 
 
 # --------------------------------------------------------------------- parameter counts
