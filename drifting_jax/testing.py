@@ -17,7 +17,9 @@ The identities that make a drift operator trustworthy, as reusable assertions th
   float64 within ``rtol``.
 
 A *field function* maps queries ``[N, D]`` row-wise to drifts ``[N, D]`` with its data and
-negatives held fixed, e.g. ``lambda z: dj.drift_field(z, pos, neg, kernel=k)``. Example::
+negatives held fixed, e.g. ``lambda z: dj.drift_field(z, pos, neg, kernel=k)``. The
+helpers ``jax.jit`` the Jacobians and gradients they take (one compile instead of hundreds
+of eagerly dispatched ops), so the functions under test must be jittable. Example::
 
     import drifting_jax as dj
     from drifting_jax import testing
@@ -84,7 +86,8 @@ def assert_conservative(field_fn: Callable[[Array], Array], x: Any, *, rtol: flo
   x = jnp.asarray(x)
   out = jax.eval_shape(field_fn, x)
   chex.assert_shape(out, x.shape)
-  jac = calculus.jacobian(field_fn, x)                       # [N, D, D]
+  # jitted: one compile instead of the Jacobian's ops dispatched one by one
+  jac = jax.jit(lambda z: calculus.jacobian(field_fn, z))(x)  # [N, D, D]
   chex.assert_tree_all_finite(jac)
   anti = jnp.linalg.norm(jac - jnp.swapaxes(jac, 1, 2), axis=(1, 2))
   size = jnp.linalg.norm(jac, axis=(1, 2))
@@ -101,7 +104,7 @@ def assert_conservative(field_fn: Callable[[Array], Array], x: Any, *, rtol: flo
 
 def _pointwise_grad(potential_fn: Callable[[Array], Array], x: Array) -> Array:
   """``[N, D]`` gradients of a row-wise potential ``[N, D] -> [N]``."""
-  return jax.vmap(jax.grad(lambda z: potential_fn(z[None])[0]))(x)
+  return jax.jit(jax.vmap(jax.grad(lambda z: potential_fn(z[None])[0])))(x)
 
 
 def assert_gradient_field(field_fn: Callable[[Array], Array],
@@ -181,8 +184,8 @@ def assert_loss_trains_like_field(loss_fn: Callable[[Array], Array],
     v = sg(field_fn(sg(x)))
     return jnp.mean(jnp.sum((x - sg(x + v)) ** 2, axis=-1))
 
-  g_loss = jax.grad(lambda p: loss_fn(generator(p, z)))(params)
-  g_field = jax.grad(field_loss)(params)
+  g_loss = jax.jit(jax.grad(lambda p: loss_fn(generator(p, z))))(params)
+  g_field = jax.jit(jax.grad(field_loss))(params)
   chex.assert_trees_all_equal_shapes(g_loss, g_field)
   chex.assert_tree_all_finite((g_loss, g_field))
   a = [np.asarray(t, np.float64).ravel() for t in jax.tree_util.tree_leaves(g_loss)]

@@ -40,9 +40,10 @@ def test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient(make):
       x = f(p)
       return dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True)
 
-    chex.assert_trees_all_close(jax.grad(drift)(params),
-                   jax.tree_util.tree_map(lambda g: 2 * g, jax.grad(logkde)(params)),
-                   rtol=1e-8, atol=1e-12)
+    chex.assert_trees_all_close(
+        jax.jit(jax.grad(drift))(params),
+        jax.tree_util.tree_map(lambda g: 2 * g, jax.jit(jax.grad(logkde))(params)),
+        rtol=1e-8, atol=1e-12)
 
 
 def test_eq6_gaussian_naive_drift_equals_log_kde_loss_up_to_sigma2():
@@ -115,8 +116,9 @@ def test_kde_link_family():
     np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link=jnp.sqrt, exclude_self=True),
                                np.mean(np.sqrt(q) - np.sqrt(p)), rtol=1e-10)
     # identity link: the x-gradient is minus the unnormalized field (Prop. 7)
-    grad = jax.grad(lambda z: 8 * dj.kde_link_loss(z, pos, sg(z), kernel=kern,
-                                                   link="identity", exclude_self=True))(x)
+    grad = jax.jit(jax.grad(lambda z: 8 * dj.kde_link_loss(z, pos, sg(z), kernel=kern,
+                                                           link="identity",
+                                                           exclude_self=True)))(x)
     np.testing.assert_allclose(-grad, dj.drift_field(x, pos, x, kernel=kern, normalization="none",
                                                      exclude_self=True), rtol=1e-8, atol=1e-13)
   with pytest.raises(ValueError, match="link"):
