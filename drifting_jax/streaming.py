@@ -78,14 +78,14 @@ def stream_moments(x: Array, y: Array, logits_fn: LogitsFn, *, chunk_size: int |
     logits_fn: ``(d2, allowed, columns) -> (l_1, ..., l_T)``: the ``[N, C]`` logit
       matrices of one block from its squared distances ``d2 [N, C]``, the mask
       ``allowed [N, C]`` (False for ``j = i`` under ``exclude_self``) and the block of
-      ``columns``. Disallowed entries and the padding of the last block are set to ``-inf``
-      afterwards; a column-wise operation (e.g. a softmax over the queries) must apply
-      ``allowed`` itself (padded columns are finite there: their samples are zeros).
+      ``columns``. Disallowed entries are set to ``-inf`` afterwards; a column-wise
+      operation (e.g. a softmax over the queries) must apply ``allowed`` itself. Blocks
+      hold ``chunk_size`` samples, the last one the remainder.
     chunk_size: samples per block; ``None`` (or ``>= M``) computes everything at once.
     means: one flag per logit matrix: also accumulate the weighted mean of ``y``.
     exclude_self: mask ``j = i`` (``y`` is ``x``-like, ``M = N``).
     columns: optional pytree of per-sample ``[M, ...]`` arrays streamed with ``y`` (e.g.
-      log weights); padded with zeros.
+      log weights).
 
   Returns:
     One :class:`Moments` per logit matrix.
@@ -95,29 +95,18 @@ def stream_moments(x: Array, y: Array, logits_fn: LogitsFn, *, chunk_size: int |
     return dense_moments(x, y, logits_fn, means=means, exclude_self=exclude_self,
                          columns=columns)
   n, d = x.shape
-  num = -(-m // chunk_size)
-  pad = num * chunk_size - m
-
-  def blocks(a):
-    a = jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1))
-    return a.reshape((num, chunk_size) + a.shape[1:])
-
-  ys = blocks(y)
-  cols = jax.tree_util.tree_map(blocks, columns)
-  col_ids = jnp.arange(num * chunk_size).reshape(num, chunk_size)
+  num_full = m // chunk_size
   row_ids = jnp.arange(n)
 
-  @jax.checkpoint
-  def body(carry, block):
-    yb, cb, cid = block
-    allowed = jnp.ones((n, chunk_size), bool)
+  def accumulate(carry, yb, cb, start):
+    """Folds one block ``yb [C, D]`` (samples ``start .. start + C − 1``) into the sums."""
+    allowed = jnp.ones((n, yb.shape[0]), bool)
     if exclude_self:
-      allowed = row_ids[:, None] != cid[None, :]
-    valid = allowed & (cid[None, :] < m)
+      allowed = row_ids[:, None] != (start + jnp.arange(yb.shape[0]))[None, :]
     logits = logits_fn(pairwise_sqdist(x, yb), allowed, cb)
     new = []
     for (run_max, run_sum, run_y), l, want in zip(carry, logits, means, strict=True):
-      l = jnp.where(valid, l, -jnp.inf)
+      l = jnp.where(allowed, l, -jnp.inf)
       new_max = jnp.maximum(run_max, jnp.max(l, axis=1))
       # Shift by a finite value: while everything seen is -inf, exp(-inf - (-inf)) is NaN.
       shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
@@ -127,11 +116,24 @@ def stream_moments(x: Array, y: Array, logits_fn: LogitsFn, *, chunk_size: int |
       if want:
         run_y = run_y * scale[:, None] + jnp.matmul(w, yb, precision=jax.lax.Precision.HIGHEST)
       new.append((new_max, run_sum, run_y))
-    return tuple(new), None
+    return tuple(new)
+
+  @jax.checkpoint
+  def body(carry, i):
+    # Blocks are sliced from the bank inside the loop: no padded or reshaped copy of it.
+    start = i * chunk_size
+    yb = jax.lax.dynamic_slice_in_dim(y, start, chunk_size)
+    cb = jax.tree_util.tree_map(
+        lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk_size), columns)
+    return accumulate(carry, yb, cb, start), None
 
   init = tuple((jnp.full((n,), -jnp.inf, x.dtype), jnp.zeros((n,), x.dtype),
                 jnp.zeros((n, d) if want else (), x.dtype)) for want in means)
-  final, _ = jax.lax.scan(body, init, (ys, cols, col_ids))
+  final, _ = jax.lax.scan(body, init, jnp.arange(num_full))
+  tail = num_full * chunk_size
+  if tail < m:  # the last, shorter block
+    final = jax.checkpoint(accumulate, static_argnums=3)(
+        final, y[tail:], jax.tree_util.tree_map(lambda a: a[tail:], columns), tail)
   out = []
   for (run_max, run_sum, run_y), want in zip(final, means, strict=True):
     shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)

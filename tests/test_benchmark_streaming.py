@@ -22,7 +22,7 @@ def test_child_measures_a_streamed_call(bench, op):
                      "bandwidth": 1.0, "repeats": 1})
   assert row["finite"]
   assert row["best_s"] > 0
-  assert row["peak_rss_above_baseline_mib"] >= 0
+  assert row["peak_rss_above_baseline_mib"] >= 0 and row["peak_above_inputs_mib"] >= 0
 
 
 def test_configurations_run_dense_only_where_it_fits(bench):
