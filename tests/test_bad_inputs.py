@@ -36,6 +36,19 @@ def _state():
   return normalization.init(2, dtype=jnp.result_type(float))  # float64 under x64
 
 
+# Cases both CASES and TRACED_BANDWIDTH check (fn(x, pos, bw)).
+_SHARED_BW_CASES = {
+    "log_kde": lambda x, p, bw: dj.log_kde(x, p, kernel=dj.laplacian(bw), which="sharp"),
+    "log_kde/chunked": lambda x, p, bw: dj.log_kde(x, x, kernel=dj.gaussian(bw),
+                                                   exclude_self=True, chunk_size=3),
+    "sub_field": lambda x, p, bw: dj.sub_field(x, p, kernel=dj.gaussian(bw)),
+    **{f"drift_field/{norm}": functools.partial(
+        lambda x, p, bw, norm: dj.drift_field(x, p, x, kernel=dj.gaussian(bw),
+                                              normalization=norm, exclude_self=True),
+        norm=norm) for norm in ("kde", "sharp", "none")},
+}
+
+
 # name -> fn(x [N, D], pos [M, D], bw): every public function of the core and the metrics
 # that takes point arrays, called on the same (possibly integer) x and pos.
 CASES = {
@@ -52,16 +65,9 @@ CASES = {
     "radial.log": lambda x, p, bw: {
         w: dj.radial(lambda u: jnp.exp(-u), bandwidth=bw).log(x, w)
         for w in ("k", "sharp", "flat")},
-    "log_kde": lambda x, p, bw: dj.log_kde(x, p, kernel=dj.laplacian(bw), which="sharp"),
+    **_SHARED_BW_CASES,
     "log_kde/weights": lambda x, p, bw: dj.log_kde(x, p, kernel=dj.gaussian(bw),
                                                    weights=np.arange(1, M + 1)),
-    "log_kde/chunked": lambda x, p, bw: dj.log_kde(x, x, kernel=dj.gaussian(bw),
-                                                   exclude_self=True, chunk_size=3),
-    "sub_field": lambda x, p, bw: dj.sub_field(x, p, kernel=dj.gaussian(bw)),
-    **{f"drift_field/{norm}": functools.partial(
-        lambda x, p, bw, norm: dj.drift_field(x, p, x, kernel=dj.gaussian(bw),
-                                              normalization=norm, exclude_self=True),
-        norm=norm) for norm in ("kde", "sharp", "none")},
     "mmd_field": lambda x, p, bw: dj.mmd_field(x, p, x, kernel=dj.laplacian(bw),
                                                exclude_self=True),
     "deng_field": lambda x, p, bw: dj.deng_field(x, p, x, kernel=dj.laplacian(bw),
@@ -418,14 +424,7 @@ TRACED_BANDWIDTH = {
        for make in (dj.gaussian, dj.laplacian, dj.rational_quadratic)},
     "radial.log": lambda x, p, bw: dj.radial(lambda u: jnp.exp(-u), bandwidth=bw,
                                              num_nodes=16).log(dj.pairwise_sqdist(x, p)),
-    "log_kde": lambda x, p, bw: dj.log_kde(x, p, kernel=dj.laplacian(bw), which="sharp"),
-    "log_kde/chunked": lambda x, p, bw: dj.log_kde(x, x, kernel=dj.gaussian(bw),
-                                                   exclude_self=True, chunk_size=3),
-    "sub_field": lambda x, p, bw: dj.sub_field(x, p, kernel=dj.gaussian(bw)),
-    **{f"drift_field/{norm}": functools.partial(
-        lambda x, p, bw, norm: dj.drift_field(x, p, x, kernel=dj.gaussian(bw),
-                                              normalization=norm, exclude_self=True),
-        norm=norm) for norm in ("kde", "sharp", "none")},
+    **_SHARED_BW_CASES,
     "mmd_field": lambda x, p, bw: dj.mmd_field(x, p, x, kernel=dj.laplacian(bw)),
     "deng_field": lambda x, p, bw: dj.deng_field(x, p, x, kernel=dj.laplacian(bw),
                                                  column_normalize=True),

@@ -282,10 +282,6 @@ RUN_FILES = (CHECKPOINT_DIR, rundir.CONFIG_FILE, rundir.AMENDMENTS_FILE, "metric
              "metrics.json", "samples.png", "samples")
 
 
-def _scalars(metrics: dict) -> dict[str, float]:
-  return {k: float(v) for k, v in metrics.items() if k != "grads"}
-
-
 def train_images(config: ImageConfig | str | os.PathLike, workdir: str | os.PathLike, *,
                  overrides: Any = None, dataset: image_data.Dataset | None = None,
                  objective: Any = None, force_new: bool = False) -> dict[str, float]:
