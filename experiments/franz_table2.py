@@ -137,6 +137,19 @@ def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, ste
   return row
 
 
+def classifier_floor(n: int) -> dict:
+  """The classifier-feature FID of MNIST train[:n] against test[:n], the real-vs-real value
+  at the sample count of the grid's FID (the same classifier and test images)."""
+  from drifting_jax.data import images as image_data
+  from drifting_jax.metrics.features import classifier_fid, load_classifier
+  from drifting_jax.training.image_eval import DEFAULT_MNIST_CLASSIFIER
+  params = load_classifier(DEFAULT_MNIST_CLASSIFIER)
+  train = image_data.load_dataset("mnist", split="train").images[:n]
+  test = image_data.load_dataset("mnist", split="test").images[:n]
+  return {"fid_classifier_features_real_vs_real": float(classifier_fid(params, test, train)),
+          "num": int(min(len(train), len(test)))}
+
+
 def _fid(row: dict) -> float:
   v = row.get("fid_classifier_features", math.nan)
   return v if math.isfinite(v) else math.inf
@@ -368,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "grid_steps": grid_steps, "full_steps": full, "eval_samples": eval_n,
       "inception_samples": inc_n,
       "inception_real_vs_real": {k: floor[k] for k in floor if k.endswith("_real_vs_real")},
+      "classifier_real_vs_real": classifier_floor(eval_n) if all_rows else {},
       "budget_curve": curve, "runs": all_rows, "table": table,
       "verdicts": {"inception": verdicts(table, "inception_fid"),
                    "classifier": verdicts(table, "fid_classifier_features")},
