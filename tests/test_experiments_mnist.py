@@ -38,6 +38,7 @@ def test_summarize_and_best_width():
   assert s["fid"] == pytest.approx(4.0) and s["fid_spread"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # the 400-step sweep script superseded by franz_table2.py (EXPERIMENTS §13)
 @pytest.mark.skipif(find_mnist() is None, reason="shared MNIST folder not found")
 def test_quick_run(tmp_path):
   res = mnist_objectives.main(["--quick", "--jobs", "1", "--out-dir", str(tmp_path)])

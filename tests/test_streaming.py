@@ -75,8 +75,8 @@ def test_streamed_doubly_stochastic_gradient_equals_dense():
                                          chunk_size=chunk)
       return jnp.sum(v * v)
 
-    dense = jax.grad(energy)(x, None)
-    streamed = jax.jit(jax.grad(energy), static_argnums=1)(x, 5)
+    grad = jax.jit(jax.grad(energy), static_argnums=1)
+    dense, streamed = grad(x, None), grad(x, 5)
     chex.assert_tree_all_finite(streamed)
     chex.assert_trees_all_close(streamed, dense, rtol=1e-10, atol=1e-12)
 
@@ -93,8 +93,8 @@ def test_streamed_losses_value_and_grad_equal_dense(loss, exclude_self):
       return fn(x, pos, x if exclude_self else neg, kernel=k, exclude_self=exclude_self,
                 chunk_size=chunk)
 
-    dense = jax.value_and_grad(f)(x, None)
-    streamed = jax.jit(jax.value_and_grad(f), static_argnums=1)(x, 7)
+    value_and_grad = jax.jit(jax.value_and_grad(f), static_argnums=1)
+    dense, streamed = value_and_grad(x, None), value_and_grad(x, 7)
     chex.assert_trees_all_close(streamed, dense, rtol=1e-11, atol=1e-13)
 
 
@@ -157,5 +157,5 @@ def test_objective_chunk_size_streams_the_same_loss(name, options):
     grads = []
     for chunk in (None, 8):
       objective = make_objective(name, bandwidth=0.7, chunk_size=chunk, **options)
-      grads.append(jax.value_and_grad(lambda x: objective(x, pos, 0)[0])(x))
+      grads.append(jax.jit(jax.value_and_grad(lambda x: objective(x, pos, 0)[0]))(x))
     chex.assert_trees_all_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
