@@ -129,14 +129,8 @@ def _load_file(path: str, mtime: float):
       return image_config_from_dict(d)
     from drifting_jax.training import config_from_dict
     return config_from_dict(d)
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("_drifting_jax_cli_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  get_config = getattr(module, "get_config", None)
-  if not callable(get_config):
-    raise ValueError(f"`--config` file {path!r} must define get_config()")
-  return get_config()
+  from drifting_jax.training.config import run_config_file
+  return run_config_file(path)  # the typed ToyConfig / ImageConfig of get_config()
 
 
 def _image_config(config: str | None):

@@ -74,8 +74,9 @@ def run_config(objective: str, width: float | None, num_steps: int, seed: int, *
 
   ``quick``: 5 statistics-only warm-up batches and the cheaper XLA backend optimization
   level (smoke tests only)."""
+  from drifting_jax.training import as_run_config
   from experiments.configs.mnist_small_cpu_v01 import get_config
-  base = get_config()
+  base = as_run_config(get_config())
   kwargs: dict[str, Any] = {}
   bandwidth = base.bandwidth if width is None else float(width)
   if objective == "gauss-annealed":

@@ -1,9 +1,22 @@
-"""Configuration of toy-data training runs (a plain dataclass).
+"""Run configurations: the toy :class:`ToyConfig`, and the config-file machinery shared with
+the image runs' :class:`~drifting_jax.training.image_config.ImageConfig`.
 
-A config file (``experiments/configs/toy_*.py``) defines ``get_config() -> ToyConfig``.
-Every field can be overridden from the command line with ``--set key=value``; dictionary
-fields accept either a whole literal (``--set objective_kwargs="{'alpha': 0.01}"``) or a
-dotted key (``--set objective_kwargs.alpha=0.01``).
+A config file (``experiments/configs/*.py``) defines ``get_config()`` returning an
+``ml_collections.ConfigDict`` that starts from :func:`config_dict` (every field at its
+default, keys locked) and sets what differs::
+
+    from drifting_jax.training import config_dict
+
+    def get_config():
+      config = config_dict("toy")          # or config_dict("images")
+      config.objective = "naive-gauss"
+      config.bandwidth = 0.05
+      return config
+
+The loaders turn it into the typed dataclass and validate it (a dataclass instance is
+accepted too). Every field can be overridden from the command line with ``--set key=value``;
+dictionary fields accept either a whole literal (``--set objective_kwargs="{'alpha': 0.01}"``)
+or a dotted key (``--set objective_kwargs.alpha=0.01``).
 """
 
 from __future__ import annotations
@@ -19,6 +32,8 @@ from drifting_jax.training import overrides as overrides_lib
 __all__ = [
     "ToyConfig",
     "apply_overrides",
+    "as_run_config",
+    "config_dict",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -198,19 +213,78 @@ def load_config_file(path: str | os.PathLike, config_type: type, from_dict: Any)
   return run_config_file(path, config_type)
 
 
-def run_config_file(path: str, config_type: type) -> Any:
-  """Executes a Python config file and returns its ``get_config()``, checked to be a
-  ``config_type`` (``ToyConfig`` or ``ImageConfig``)."""
+def _config_types() -> dict[str, type]:
+  from drifting_jax.training.image_config import ImageConfig  # imports this module
+  return {"toy": ToyConfig, "images": ImageConfig}
+
+
+def config_dict(kind: str = "toy") -> Any:
+  """Every field of a run configuration at its default, as an ``ml_collections.ConfigDict``.
+
+  The starting point of a config file's ``get_config()``. Its keys are locked, so a
+  misspelt field raises ``AttributeError`` and a value of another type ``TypeError``
+  (ml_collections' type safety; an int is accepted for a float field); the free-form dict
+  fields (``objective_kwargs``, ``model_overrides``, ...) stay open for new keys.
+
+  Args:
+    kind: ``"toy"`` (:class:`ToyConfig`) or ``"images"``
+      (:class:`~drifting_jax.training.image_config.ImageConfig`).
+  """
+  import ml_collections
+
+  types = _config_types()
+  if kind not in types:
+    raise ValueError(f"`kind` must be one of {sorted(types)}, got {kind!r}")
+  cfg = types[kind]()
+  out = ml_collections.ConfigDict(dataclasses.asdict(cfg))
+  out.lock()
+  for f in dataclasses.fields(cfg):
+    if isinstance(getattr(cfg, f.name), dict):
+      out[f.name].unlock()
+  return out
+
+
+def as_run_config(obj: Any, config_type: type | tuple[type, ...] | None = None) -> Any:
+  """The typed configuration (``ToyConfig`` / ``ImageConfig``) of a ``get_config()`` value.
+
+  Args:
+    obj: an ``ml_collections.ConfigDict`` (an image config has ``task="images"``) or a
+      ``ToyConfig`` / ``ImageConfig`` instance (returned as is).
+    config_type: the type(s) the result must be (``None``: either).
+
+  Raises:
+    ValueError: ``obj`` is neither, has unknown fields, or is not of ``config_type``.
+  """
+  types = _config_types()
+  if isinstance(obj, tuple(types.values())):
+    cfg = obj
+  elif type(obj).__module__.startswith("ml_collections"):
+    from drifting_jax.training.image_config import image_config_from_dict
+    d = obj.to_dict()
+    cfg = image_config_from_dict(d) if d.get("task") == "images" else config_from_dict(d)
+  else:
+    raise ValueError(f"`get_config()` must return an ml_collections.ConfigDict (see "
+                     f"config_dict()), a ToyConfig or an ImageConfig, got {type(obj).__name__}")
+  if config_type is not None and not isinstance(cfg, config_type):
+    want = " or ".join(t.__name__ for t in _as_tuple(config_type))
+    raise ValueError(f"`config` get_config() must describe a {want}, got "
+                     f"{type(cfg).__name__}")
+  return cfg
+
+
+def _as_tuple(t: Any) -> tuple:
+  return t if isinstance(t, tuple) else (t,)
+
+
+def run_config_file(path: str, config_type: type | tuple[type, ...] | None = None) -> Any:
+  """Executes a Python config file and returns its ``get_config()`` as the typed
+  configuration (:func:`as_run_config`), checked to be a ``config_type``."""
   spec = importlib.util.spec_from_file_location("_drifting_jax_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
+  if not callable(getattr(module, "get_config", None)):
     raise ValueError(f"`config` file {path!r} must define get_config()")
-  cfg = module.get_config()
-  if not isinstance(cfg, config_type):
-    raise ValueError(f"`config` get_config() must return a {config_type.__name__}, got "
-                     f"{type(cfg)}")
-  return cfg
+  return as_run_config(module.get_config(), config_type)
 
 
 def apply_overrides(cfg: ToyConfig, overrides: list[str] | None) -> ToyConfig:

@@ -9,25 +9,25 @@ learning rate and 5 classes x 64 samples per step.
     drifting-jax train --config experiments/configs/digits_cpu.py --workdir runs/digits
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="digits",
-      model="digits_small_cpu",
-      objective="naive-gauss",
-      bandwidth=0.2,
-      num_classes_per_step=5,
-      num_pos=64,
-      num_gen=64,
-      norm_warmup=50,
-      learning_rate=1e-3,
-      warmup_steps=50,
-      num_steps=800,
-      ema_decay=0.99,
-      log_every=50,
-      sample_every=200,
-      checkpoint_every=400,
-      samples_per_class=10,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "digits"
+  config.model = "digits_small_cpu"
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.2
+  config.num_classes_per_step = 5
+  config.num_pos = 64
+  config.num_gen = 64
+  config.norm_warmup = 50
+  config.learning_rate = 1e-3
+  config.warmup_steps = 50
+  config.num_steps = 800
+  config.ema_decay = 0.99
+  config.log_every = 50
+  config.sample_every = 200
+  config.checkpoint_every = 400
+  config.samples_per_class = 10
+  return config

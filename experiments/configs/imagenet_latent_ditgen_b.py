@@ -24,46 +24,46 @@ multi-scale features of a frozen MAE ResNet-18 (plug one in through
 random stand-in).
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="npz:data/imagenet256_sdvae_latents.npz",
-      model="ditgen_b2",
-      dtype="bfloat16",
-      objective="drifting-laplace",
-      bandwidth=0.05,
-      objective_kwargs={"official": True, "temperatures": (0.02, 0.05, 0.2)},
-      num_classes_per_step=1024,
-      num_pos=64,
-      num_gen=64,
-      kernel_width_norm=False,
-      norm_warmup=0,
-      learning_rate=2e-4,
-      b1=0.9,
-      b2=0.95,
-      eps=1e-8,
-      weight_decay=0.01,
-      warmup_steps=5000,
-      lr_schedule="constant",
-      grad_clip=2.0,
-      num_steps=30000,
-      ema_decay=0.999,
-      guidance=True,
-      cfg_min=1.0,
-      cfg_max=4.0,
-      cfg_power=3.0,
-      num_uncond=16,
-      memory_bank=True,
-      bank_pos_size=128,
-      bank_neg_size=1000,
-      bank_push=64,
-      parallel="mesh",
-      log_every=100,
-      sample_every=2500,
-      samples_per_class=8,
-      sample_cfg_scale=2.0,
-      checkpoint_every=2500,
-      max_to_keep=3,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "npz:data/imagenet256_sdvae_latents.npz"
+  config.model = "ditgen_b2"
+  config.dtype = "bfloat16"
+  config.objective = "drifting-laplace"
+  config.bandwidth = 0.05
+  config.objective_kwargs = {"official": True, "temperatures": (0.02, 0.05, 0.2)}
+  config.num_classes_per_step = 1024
+  config.num_pos = 64
+  config.num_gen = 64
+  config.kernel_width_norm = False
+  config.norm_warmup = 0
+  config.learning_rate = 2e-4
+  config.b1 = 0.9
+  config.b2 = 0.95
+  config.eps = 1e-8
+  config.weight_decay = 0.01
+  config.warmup_steps = 5000
+  config.lr_schedule = "constant"
+  config.grad_clip = 2.0
+  config.num_steps = 30000
+  config.ema_decay = 0.999
+  config.guidance = True
+  config.cfg_min = 1.0
+  config.cfg_max = 4.0
+  config.cfg_power = 3.0
+  config.num_uncond = 16
+  config.memory_bank = True
+  config.bank_pos_size = 128
+  config.bank_neg_size = 1000
+  config.bank_push = 64
+  config.parallel = "mesh"
+  config.log_every = 100
+  config.sample_every = 2500
+  config.samples_per_class = 8
+  config.sample_cfg_scale = 2.0
+  config.checkpoint_every = 2500
+  config.max_to_keep = 3
+  return config

@@ -15,32 +15,32 @@ Meant for an accelerator (about 12k DiT-S/2 steps at batch 480); on 2 CPU cores 
     drifting-jax train --config experiments/configs/mnist_dit_s2.py --workdir runs/mnist_dit_s2
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="mnist",
-      model="dit_s2",
-      objective="naive-gauss",
-      bandwidth=0.2,
-      num_classes_per_step=5,
-      num_pos=96,
-      num_gen=96,
-      kernel_width_norm=True,
-      norm_k=5,
-      norm_decay=0.99,
-      norm_warmup=300,
-      learning_rate=2e-4,
-      b1=0.95,
-      b2=0.999,
-      weight_decay=1e-4,
-      warmup_steps=300,
-      lr_schedule="cosine",
-      grad_clip=2.0,
-      num_steps=12000,
-      ema_decay=0.999,
-      log_every=50,
-      sample_every=1000,
-      checkpoint_every=1000,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "mnist"
+  config.model = "dit_s2"
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.2
+  config.num_classes_per_step = 5
+  config.num_pos = 96
+  config.num_gen = 96
+  config.kernel_width_norm = True
+  config.norm_k = 5
+  config.norm_decay = 0.99
+  config.norm_warmup = 300
+  config.learning_rate = 2e-4
+  config.b1 = 0.95
+  config.b2 = 0.999
+  config.weight_decay = 1e-4
+  config.warmup_steps = 300
+  config.lr_schedule = "cosine"
+  config.grad_clip = 2.0
+  config.num_steps = 12000
+  config.ema_decay = 0.999
+  config.log_every = 50
+  config.sample_every = 1000
+  config.checkpoint_every = 1000
+  return config

@@ -8,25 +8,25 @@ statistics-only warm-up batches, AdamW (β = 0.95, 0.999) 1e-3 with 300 warm-up 
 cosine decay, weight decay 1e-4, clipping 2.0, EMA 0.999, 8,000 steps.
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="mnist",
-      model="mnist_mlp_cpu",
-      objective="naive-gauss",
-      bandwidth=0.2,
-      num_classes_per_step=5,
-      num_pos=96,
-      num_gen=96,
-      norm_warmup=100,
-      learning_rate=1e-3,
-      warmup_steps=300,
-      num_steps=8000,
-      ema_decay=0.999,
-      log_every=100,
-      sample_every=2000,
-      checkpoint_every=1000,
-      samples_per_class=10,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "mnist"
+  config.model = "mnist_mlp_cpu"
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.2
+  config.num_classes_per_step = 5
+  config.num_pos = 96
+  config.num_gen = 96
+  config.norm_warmup = 100
+  config.learning_rate = 1e-3
+  config.warmup_steps = 300
+  config.num_steps = 8000
+  config.ema_decay = 0.999
+  config.log_every = 100
+  config.sample_every = 2000
+  config.checkpoint_every = 1000
+  config.samples_per_class = 10
+  return config

@@ -17,26 +17,26 @@ IDX files (``$DRIFTING_JAX_MNIST`` or ``--set dataset=mnist:/path``)::
     drifting-jax eval --workdir runs/mnist --fid inception --num-samples 5000
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="mnist",
-      model="mnist_mlp_cpu",
-      model_overrides={"readout_kernel": 3, "readout_channels": 4},
-      objective="naive-gauss",
-      bandwidth=0.2,
-      num_classes_per_step=5,
-      num_pos=96,
-      num_gen=96,
-      norm_warmup=100,
-      learning_rate=1e-3,
-      warmup_steps=300,
-      num_steps=8000,
-      ema_decay=0.999,
-      log_every=100,
-      sample_every=2000,
-      checkpoint_every=1000,
-      samples_per_class=10,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "mnist"
+  config.model = "mnist_mlp_cpu"
+  config.model_overrides = {"readout_kernel": 3, "readout_channels": 4}
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.2
+  config.num_classes_per_step = 5
+  config.num_pos = 96
+  config.num_gen = 96
+  config.norm_warmup = 100
+  config.learning_rate = 1e-3
+  config.warmup_steps = 300
+  config.num_steps = 8000
+  config.ema_decay = 0.999
+  config.log_every = 100
+  config.sample_every = 2000
+  config.checkpoint_every = 1000
+  config.samples_per_class = 10
+  return config

@@ -18,26 +18,26 @@ loaded CPU cores (about 1,500 steps in 15 minutes), the MLP ~0.04 s
     drifting-jax train --config experiments/configs/mnist_small_cpu_v01.py --workdir runs/mnist_cpu_v01
 """
 
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ImageConfig:
-  return ImageConfig(
-      dataset="mnist",
-      model="mnist_small_cpu",
-      model_overrides={"num_upsamples": 0, "latent": 512},
-      objective="naive-gauss",
-      bandwidth=0.2,
-      num_classes_per_step=5,
-      num_pos=128,
-      num_gen=128,
-      norm_warmup=100,
-      learning_rate=1e-3,
-      warmup_steps=100,
-      num_steps=5000,
-      ema_decay=0.995,
-      log_every=50,
-      sample_every=1000,
-      checkpoint_every=1000,
-      samples_per_class=10,
-  )
+def get_config():
+  config = config_dict("images")
+  config.dataset = "mnist"
+  config.model = "mnist_small_cpu"
+  config.model_overrides = {"num_upsamples": 0, "latent": 512}
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.2
+  config.num_classes_per_step = 5
+  config.num_pos = 128
+  config.num_gen = 128
+  config.norm_warmup = 100
+  config.learning_rate = 1e-3
+  config.warmup_steps = 100
+  config.num_steps = 5000
+  config.ema_decay = 0.995
+  config.log_every = 50
+  config.sample_every = 1000
+  config.checkpoint_every = 1000
+  config.samples_per_class = 10
+  return config

@@ -7,17 +7,17 @@ batch 2048, 3400 steps: SW within the data floor in under 3 minutes on 2 CPU cor
 constant learning rate, 2000 steps) is `toy_default_v01.py`.
 """
 
-from drifting_jax.training import ToyConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ToyConfig:
-  return ToyConfig(
-      dataset="checkerboard",
-      objective="naive-laplace",
-      bandwidth=0.03,
-      learning_rate=1e-3,
-      lr_schedule="cosine",
-      warmup_steps=100,
-      batch_size=2048,
-      num_steps=3400,
-  )
+def get_config():
+  config = config_dict("toy")
+  config.dataset = "checkerboard"
+  config.objective = "naive-laplace"
+  config.bandwidth = 0.03
+  config.learning_rate = 1e-3
+  config.lr_schedule = "cosine"
+  config.warmup_steps = 100
+  config.batch_size = 2048
+  config.num_steps = 3400
+  return config

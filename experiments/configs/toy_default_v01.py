@@ -5,17 +5,17 @@
 (Secretly-SM App. F.3/F.4 setup).
 """
 
-from drifting_jax.training import ToyConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ToyConfig:
-  return ToyConfig(
-      dataset="checkerboard",
-      objective="naive-laplace",
-      bandwidth=0.05,
-      learning_rate=1e-3,
-      batch_size=2048,
-      num_steps=2000,
-      lr_schedule="constant",
-      warmup_steps=0,
-  )
+def get_config():
+  config = config_dict("toy")
+  config.dataset = "checkerboard"
+  config.objective = "naive-laplace"
+  config.bandwidth = 0.05
+  config.learning_rate = 1e-3
+  config.batch_size = 2048
+  config.num_steps = 2000
+  config.lr_schedule = "constant"
+  config.warmup_steps = 0
+  return config

@@ -5,18 +5,18 @@ Trains on the coupled loss ||V(x)||^2 with gradients through V (and through the 
 Compare with the same config and `--set stop_gradient=true`.
 """
 
-from drifting_jax.training import ToyConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ToyConfig:
-  return ToyConfig(
-      dataset="checkerboard",
-      objective="naive-laplace",
-      bandwidth=0.05,
-      stop_gradient=False,
-      num_steps=2000,
-      lr_schedule="constant",
-      warmup_steps=0,
-      log_every=50,
-      eval_every=100,
-  )
+def get_config():
+  config = config_dict("toy")
+  config.dataset = "checkerboard"
+  config.objective = "naive-laplace"
+  config.bandwidth = 0.05
+  config.stop_gradient = False
+  config.num_steps = 2000
+  config.lr_schedule = "constant"
+  config.warmup_steps = 0
+  config.log_every = 50
+  config.eval_every = 100
+  return config

@@ -5,17 +5,17 @@ epsilon = alpha * mean(C_qp). Two Sinkhorn solves per step are costly on CPU, he
 smaller batch than the kernel runs.
 """
 
-from drifting_jax.training import ToyConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ToyConfig:
-  return ToyConfig(
-      dataset="checkerboard",
-      objective="sinkhorn",
-      objective_kwargs={"alpha": 0.01, "cost_power": 2, "exclude_self": True, "eta": 1.0,
-                        "max_iterations": 500, "threshold": 1e-3},
-      batch_size=512,
-      num_steps=2000,
-      lr_schedule="constant",
-      warmup_steps=0,
-  )
+def get_config():
+  config = config_dict("toy")
+  config.dataset = "checkerboard"
+  config.objective = "sinkhorn"
+  config.objective_kwargs = {"alpha": 0.01, "cost_power": 2, "exclude_self": True, "eta": 1.0,
+                             "max_iterations": 500, "threshold": 1e-3}
+  config.batch_size = 512
+  config.num_steps = 2000
+  config.lr_schedule = "constant"
+  config.warmup_steps = 0
+  return config

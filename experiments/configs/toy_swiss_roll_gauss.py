@@ -4,15 +4,15 @@ Under the Gaussian kernel the drift is a score difference of the smoothed densit
 (Secretly-SM Theorem 4.1); `naive-gauss` is equivalent to `gauss#` (Franz et al. §5).
 """
 
-from drifting_jax.training import ToyConfig
+from drifting_jax.training import config_dict
 
 
-def get_config() -> ToyConfig:
-  return ToyConfig(
-      dataset="swiss_roll",
-      objective="naive-gauss",
-      bandwidth=0.05,
-      num_steps=2000,
-      lr_schedule="constant",
-      warmup_steps=0,
-  )
+def get_config():
+  config = config_dict("toy")
+  config.dataset = "swiss_roll"
+  config.objective = "naive-gauss"
+  config.bandwidth = 0.05
+  config.num_steps = 2000
+  config.lr_schedule = "constant"
+  config.warmup_steps = 0
+  return config
