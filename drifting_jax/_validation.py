@@ -75,7 +75,8 @@ def check_sqnorm_range(name: str, x: Any) -> None:
 
 
 def check_points(name: str, x: Any, *, dim: int | None = None, min_size: int = 1) -> None:
-  """Checks that ``x`` is a ``[N, D]`` array with ``N >= min_size`` (and ``D == dim``)."""
+  """Checks that ``x`` is a ``[N, D]`` array with ``N >= min_size`` (and ``D == dim``),
+  finite, and (when concrete) small enough for squared distances in its float dtype."""
   shape = np.shape(x)
   if len(shape) != 2:
     raise ValueError(f"`{name}` must have rank 2 with shape [N, D], got shape {shape}.")
@@ -84,6 +85,7 @@ def check_points(name: str, x: Any, *, dim: int | None = None, min_size: int = 1
   if dim is not None and shape[1] != dim:
     raise ValueError(f"`{name}` must have dimension D={dim} (matching `x`), got shape {shape}.")
   check_finite(name, x)
+  check_sqnorm_range(name, x)  # eager: overflowing squared distances are an error, not NaN
 
 
 def traced_check(valid: Any, message: str, *values: Any) -> None:

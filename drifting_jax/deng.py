@@ -41,6 +41,8 @@ def _check_group(name, arr, b=None, s=None):
     raise ValueError(f"`{name}` must have shape [{b}, C, {s}] (batch and feature size of "
                      f"`x`), got {shape}.")
   _validation.check_finite(name, arr)
+  if _validation.is_concrete(arr):  # computed in float32, whatever the input dtype
+    _validation.check_sqnorm_range(name, np.asarray(arr, np.float32))
 
 
 def _weights(name, w, like):

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax import _validation, streaming
-from drifting_jax.kernels import RadialKernel, check_kernel, gaussian, pairwise_sqdist
+from drifting_jax.distances import sqdist as pairwise_sqdist  # inputs checked on entry
+from drifting_jax.kernels import RadialKernel, check_kernel, gaussian
 
 Array = jax.Array
 NORMALIZATIONS = ("kde", "sharp", "none")

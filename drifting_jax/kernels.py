@@ -287,9 +287,10 @@ def pairwise_sqdist(x: Array, y: Array, *, precision=jax.lax.Precision.HIGHEST) 
 
   Uses ``‖x‖² + ‖y‖² − 2 x·y`` (matmul-bound, memory ``O(N·M)``) in a float dtype (integer
   inputs are cast first), with a ``HIGHEST``-precision cross term, clamped at zero against
-  round-off. Non-finite results (norms that overflow, ``‖x‖ ≳ 1e18`` in float32) are NaN.
-  The gradient is ``2(x − y)``, finite everywhere, including at ``x = y``. This is
-  :func:`drifting_jax.distances.sqdist`.
+  round-off. Points whose squared norms overflow the dtype (``‖x‖ ≳ 9e18`` in float32) raise
+  a ``ValueError`` in an eager call; under ``jit`` those entries are NaN. The gradient is
+  ``2(x − y)``, finite everywhere, including at ``x = y``. This is
+  :func:`drifting_jax.distances.sqdist` with the eager range check.
 
   Args:
     x: ``[N, D]`` points.
@@ -298,13 +299,19 @@ def pairwise_sqdist(x: Array, y: Array, *, precision=jax.lax.Precision.HIGHEST) 
 
   Returns:
     ``[N, M]`` squared distances.
+
+  Raises:
+    ValueError: (eager) ``x`` or ``y`` has squared norms beyond a quarter of the largest
+      float of its dtype.
   """
+  _validation.check_sqnorm_range("x", x)
+  _validation.check_sqnorm_range("y", y)
   return distances.sqdist(x, y, precision=precision)
 
 
 def log_kernel_matrix(kernel: RadialKernel, x: Array, y: Array, which: str = "k") -> Array:
   """``[N, M]`` matrix of ``log k(x_i, y_j)`` (or its sharp/flat, see :meth:`RadialKernel.log`)."""
-  return kernel.log(pairwise_sqdist(x, y), which)
+  return kernel.log(distances.sqdist(x, y), which)
 
 
 __all__ = ["RadialKernel", "gaussian", "laplacian", "rational_quadratic", "radial", "get",

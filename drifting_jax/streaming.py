@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from drifting_jax import _validation
-from drifting_jax.kernels import pairwise_sqdist
+from drifting_jax.distances import sqdist as pairwise_sqdist  # inputs checked by the callers
 
 Array = jax.Array
 # logits_fn(d2 [N, C], allowed [N, C], columns) -> tuple of [N, C] logits

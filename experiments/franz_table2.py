@@ -116,6 +116,7 @@ def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, ste
     status["train_wall_s"] = time.perf_counter() - t0
     (workdir / "status.json").write_text(json.dumps(status, indent=2))
   row.update(status)
+  row.update(training_signal(workdir))
   if not status["status"].startswith("ok"):
     return row
   ev = _load(workdir / f"eval_{eval_n}.json")
@@ -135,6 +136,20 @@ def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, ste
                                seed=seed, out=str(path), progress=not quick)
     row.update({k: v for k, v in inc.items() if k.startswith("inception_")})
   return row
+
+
+def training_signal(workdir: pathlib.Path) -> dict:
+  """The drift norm at the first logged optimizer step and the largest logged gradient norm
+  (``metrics.jsonl``): a run whose field is zero from the start has nothing to learn from."""
+  path = workdir / "metrics.jsonl"
+  if not path.exists():
+    return {}
+  recs = [r for r in map(json.loads, path.read_text().splitlines())
+          if r.get("phase") == "train" and "drift_norm" in r]
+  if not recs:
+    return {}
+  return {"first_drift_norm": recs[0]["drift_norm"],
+          "max_grad_norm": max(r.get("grad_norm", 0.0) for r in recs)}
 
 
 def classifier_floor(n: int) -> dict:
