@@ -61,6 +61,7 @@ def _check_groups(gen, pos, extra: Mapping[str, Any] | None = None) -> None:
   # reaching the objective, whose per-group vmap would only see tracers.
   for name, arr in (("gen", gen), ("pos", pos), *(extra or {}).items()):
     _validation.check_finite(name, arr)
+    _validation.check_sqnorm_range(name, arr)  # eager: overflowing distances are an error
 
 
 def grouped_loss(objective: Callable, gen: Array, pos: Array, *, step: Any = 0
@@ -169,6 +170,7 @@ def kernel_scaled(x: Array, scale: Array) -> Array:
   if np.ndim(x) != 3 or np.shape(scale) != np.shape(x)[:1]:
     raise ValueError(f"`x` [G, N, D] and `scale` [G] must agree, got {np.shape(x)} and "
                      f"{np.shape(scale)}")
+  _validation.check_finite("x", x)
   _validation.check_finite("scale", scale)
   if _validation.is_concrete(scale) and np.any(np.asarray(scale) <= 0):
     raise ValueError(f"`scale` must be positive, got min {np.min(np.asarray(scale)):g}")
@@ -201,8 +203,12 @@ def stream_loss(group_loss: GroupLoss, gen: Mapping[str, Array], pos: Mapping[st
   for name in names:
     args = tuple((extra or {}).get(name, ()))
     g, p = gen[name], pos[name]
-    _validation.check_finite(f"gen[{name!r}]", g)
-    _validation.check_finite(f"pos[{name!r}]", p)
+    for label, arr in (("gen", g), ("pos", p)):  # message: "`gen` stream 'a' contains ..."
+      try:
+        _validation.check_finite(label, arr)
+        _validation.check_sqnorm_range(label, arr)
+      except ValueError as e:
+        raise ValueError(str(e).replace(f"`{label}`", f"`{label}` stream {name!r}", 1)) from None
     if scales is not None:
       s = scales[name]
       g, p = kernel_scaled(g, s), kernel_scaled(p, s)

@@ -143,7 +143,8 @@ def _resolve_options(name: str, family: str, kname: str | None, official: bool,
   spec = family_spec(name, official)
   unknown = sorted(set(given) - set(spec.options))
   if unknown:
-    raise ValueError(f"unknown option(s) {unknown} for objective {name!r}"
+    raise ValueError(f"unknown option(s) {', '.join(f'`{k}`' for k in unknown)} for "
+                     f"objective {name!r}"
                      + (" with official=True" if official else "")
                      + f"; its options are {sorted(spec.options) or 'none'}")
   missing = sorted(k for k, v in spec.options.items() if v is _REQUIRED and k not in given)

@@ -147,9 +147,23 @@ def test_nan_samples_and_bad_scales_raise_eagerly():
     grouped.grouped_loss(objective, bad, pos)
   with pytest.raises(ValueError, match="`pos` contains NaN"):
     grouped.grouped_loss(objective, gen, bad)
-  with pytest.raises(ValueError, match=r"`gen\['a'\]` contains NaN"):
+  with pytest.raises(ValueError, match=r"`gen` stream 'a' contains NaN"):
     grouped.stream_loss(functools.partial(grouped.grouped_loss, objective), {"a": bad},
                         {"a": pos})
   for scale, match in ((np.array([1.0, 0.0]), "positive"), (np.array([1.0, np.nan]), "NaN")):
     with pytest.raises(ValueError, match=match):
       grouped.kernel_scaled(gen, scale)
+
+
+def test_overflowing_and_nan_samples_raise_eagerly_in_group_helpers():
+  objective = make_objective("naive-gauss", bandwidth=0.5)
+  gen = np.zeros((2, 4, 3), np.float32) + np.arange(4)[None, :, None]
+  with pytest.raises(ValueError, match="`gen` has squared norms"):
+    grouped.grouped_loss(objective, gen * 1e19, gen)
+  with pytest.raises(ValueError, match="`pos` stream 'a' has squared norms"):
+    grouped.stream_loss(functools.partial(grouped.grouped_loss, objective), {"a": gen},
+                        {"a": gen * 1e19})
+  bad = gen.copy()
+  bad[0, 0, 0] = np.inf
+  with pytest.raises(ValueError, match="`x` contains NaN or inf"):
+    grouped.kernel_scaled(bad, np.ones(2, np.float32))

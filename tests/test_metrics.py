@@ -99,3 +99,23 @@ def test_mmd_validation():
       mmd(x, x, bandwidth=bad)
   with pytest.raises(ValueError, match="at least 2"):
     mmd(x[:1], x, bandwidth=1.0, unbiased=True)
+
+
+def test_metrics_reject_nan_and_overflow_eagerly_and_give_nan_under_jit():
+  from drifting_jax import metrics as m
+  x = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+  y = x + 0.5
+  bad = x.copy()
+  bad[2, 1] = np.nan
+  key = jax.random.PRNGKey(0)
+  for call in (lambda a: m.mmd(a, y, bandwidth=1.0),
+               lambda a: m.sliced_wasserstein(a, y, key=key, num_projections=4)):
+    with pytest.raises(ValueError, match="`x` contains NaN or inf"):
+      call(bad)
+    assert np.isnan(float(jax.jit(call)(bad)))
+  with pytest.raises(ValueError, match="`x` has squared norms"):
+    m.sliced_wasserstein(x * 1e19, y, key=key, num_projections=4)
+  with pytest.raises(ValueError, match="`u` contains NaN or inf"):
+    m.wasserstein_1d(bad, y)
+  with pytest.raises(ValueError, match="`u` and `v` have values up to"):
+    m.wasserstein_1d(x * 1e30, y)

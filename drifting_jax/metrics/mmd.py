@@ -44,10 +44,6 @@ def _mmd(x, y, bandwidths, unbiased):
   return kxx + kyy - 2.0 * kxy
 
 
-def _nan_check(name, x):
-  """NaN samples give a NaN metric (not an error); under ``checkify`` they are reported."""
-  if not _validation.is_concrete(x):
-    _validation.check_finite(name, x)
 
 
 def mmd(
@@ -67,14 +63,13 @@ def mmd(
     unbiased: U-statistic (needs ``N, M >= 2``) instead of the biased V-statistic.
 
   Returns:
-    Scalar squared MMD. NaN samples (e.g. from a diverged generator) give NaN, eager or
-    not, so that an evaluation records the divergence instead of stopping; so does a
-    traced invalid bandwidth under ``jit``.
+    Scalar squared MMD. Under ``jit``, NaN samples and a traced invalid bandwidth give
+    NaN.
 
   Raises:
     ValueError: on shape mismatch, non-positive bandwidth, too few samples, or (eager
-      only) norms too large for squared distances in the float dtype (``‖x‖ ≳ 9e18`` in
-      float32; under ``jit`` the result is NaN instead).
+      only) NaN/inf samples or norms too large for squared distances in the float dtype
+      (``‖x‖ ≳ 9e18`` in float32; under ``jit`` the result is NaN instead).
   """
   _validation.check_bool("unbiased", unbiased)
   if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[1] != np.shape(y)[1]:
@@ -93,8 +88,8 @@ def mmd(
   min_n = 2 if unbiased else 1
   if np.shape(x)[0] < min_n or np.shape(y)[0] < min_n:
     raise ValueError(f"`x` and `y` need at least {min_n} samples each")
-  _nan_check("x", x)
-  _nan_check("y", y)
+  _validation.check_finite("x", x)  # eager: ValueError; traced: NaN (reported by checkify)
+  _validation.check_finite("y", y)
   x, y = _validation.as_float(x, y)  # integer pixels would overflow in ‖x‖²
   _validation.check_sqnorm_range("x", x)
   _validation.check_sqnorm_range("y", y)

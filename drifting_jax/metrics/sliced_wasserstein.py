@@ -43,12 +43,13 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
     p: ground-cost power ``|a - b|^p`` (``p >= 1``).
 
   Returns:
-    ``[L]`` values of ``W_p^p`` (not yet raised to ``1/p``); NaN samples give NaN (eager or
-    not), and so does a traced ``p`` that is not finite and ``>= 1``.
+    ``[L]`` values of ``W_p^p`` (not yet raised to ``1/p``). Under ``jit``, NaN samples
+    give NaN, and so does a traced ``p`` that is not finite and ``>= 1``.
 
   Raises:
     ValueError: unless ``u`` and ``v`` are non-empty ``[N, L]`` / ``[M, L]`` arrays, and
-      ``p`` (when concrete) is finite and ``>= 1``.
+      ``p`` (when concrete) is finite and ``>= 1``; eagerly also for NaN/inf samples and
+      for values so large that ``|u − v|^p`` overflows the float dtype.
   """
   if np.ndim(u) != 2 or np.ndim(v) != 2 or np.shape(u)[1] != np.shape(v)[1]:
     raise ValueError(f"`u` and `v` must be [N, L] and [M, L] arrays with one L, got shapes "
@@ -58,9 +59,9 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
                      f"{np.shape(v)}")
   p = _check_p(p)
   for name, a in (("u", u), ("v", v)):
-    if not _validation.is_concrete(a):
-      _validation.check_finite(name, a)
+    _validation.check_finite(name, a)
   u, v = _validation.as_float(u, v)
+  _check_power_range(u, v, p)
   n, m = u.shape[0], v.shape[0]
   u = jnp.sort(u, axis=0)
   v = jnp.sort(v, axis=0)
@@ -74,6 +75,19 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
   iv = jnp.clip(jnp.floor(mid * m).astype(jnp.int32), 0, m - 1)
   diff = jnp.abs(u[iu] - v[iv])  # [N + M, L]
   return jnp.sum(widths[:, None] * diff**p, axis=0)
+
+
+def _check_power_range(u, v, p):
+  """Eager: ``|u − v|^p`` must stay below the largest float (``(max|u| + max|v|)^p``)."""
+  if not all(map(_validation.is_concrete, (u, v, p))):
+    return
+  top = float(np.max(np.abs(np.asarray(u, np.float64)), initial=0.0)
+              + np.max(np.abs(np.asarray(v, np.float64)), initial=0.0))
+  limit = float(jnp.finfo(u.dtype).max) ** (1.0 / float(np.asarray(p)))
+  if top > limit:
+    raise ValueError(f"`u` and `v` have values up to {top:.3g} in total, beyond what "
+                     f"|u - v|^{float(np.asarray(p)):g} can hold in {u.dtype} (at most "
+                     f"{limit:.3g}); rescale them (or enable x64).")
 
 
 def _check_p(p):
@@ -115,13 +129,14 @@ def sliced_wasserstein(
 
   Returns:
     Scalar ``SW_p`` (same units as the data). For a 1-D pure shift ``y = x + c`` it
-    equals ``|c|``; in ``D`` dimensions ``SW_2 -> |c| / sqrt(D)``. NaN samples (e.g. from
-    a diverged generator) give NaN, eager or not, so that an evaluation records them.
+    equals ``|c|``; in ``D`` dimensions ``SW_2 -> |c| / sqrt(D)``. Under ``jit``, NaN
+    samples give NaN.
 
   Raises:
     ValueError: on rank/dimension mismatch, empty inputs, a ``num_projections`` that is
       not a positive integer, or a ``p`` that is not a finite number ``>= 1`` (``p`` is
-      static under ``jit``).
+      static under ``jit``); eagerly also for NaN/inf samples and for norms whose squared
+      distances overflow the float dtype (``‖x‖ ≳ 9e18`` in float32).
   """
   x, y = _validation.as_float(x, y)
   if x.ndim != 2 or y.ndim != 2:
@@ -135,6 +150,6 @@ def sliced_wasserstein(
     raise ValueError("`p` must be a concrete number (it is static), got a traced value")
   p = _check_p(p)
   for name, a in (("x", x), ("y", y)):
-    if not _validation.is_concrete(a):
-      _validation.check_finite(name, a)
+    _validation.check_finite(name, a)  # eager: ValueError; traced: NaN
+    _validation.check_sqnorm_range(name, a)  # |θ·(x − y)|² ≤ ‖x − y‖² must not overflow
   return _sliced(x, y, key, num_projections, float(np.asarray(p)))
