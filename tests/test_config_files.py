@@ -69,3 +69,16 @@ def test_a_dataclass_returned_by_get_config_still_loads(tmp_path):
   bad.write_text("def get_config():\n  return 3\n")
   with pytest.raises(ValueError, match="ConfigDict"):
     run_config_file(str(bad))
+
+
+def test_config_file_errors_name_the_file(tmp_path, capsys):
+  from drifting_jax import cli
+  typo = tmp_path / "typo.py"
+  typo.write_text("from drifting_jax.training import config_dict\n"
+                  "def get_config():\n  c = config_dict('toy')\n  c.bandwith = 0.1\n"
+                  "  return c\n")
+  with pytest.raises(ValueError, match=r"typo\.py.*bandwith"):
+    run_config_file(str(typo))
+  assert cli.main(["train", "--config", str(typo), "--workdir", str(tmp_path / "r")]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error:") and "typo.py" in err[0], err

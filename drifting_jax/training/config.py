@@ -284,7 +284,10 @@ def run_config_file(path: str, config_type: type | tuple[type, ...] | None = Non
   spec.loader.exec_module(module)
   if not callable(getattr(module, "get_config", None)):
     raise ValueError(f"`config` file {path!r} must define get_config()")
-  return as_run_config(module.get_config(), config_type)
+  try:  # a locked ConfigDict raises AttributeError / TypeError for a misspelt or mistyped key
+    return as_run_config(module.get_config(), config_type)
+  except (AttributeError, TypeError, KeyError, ValueError) as e:
+    raise ValueError(f"`config` file {path!r}: {str(e).strip(chr(39))}") from e
 
 
 def apply_overrides(cfg: ToyConfig, overrides: list[str] | None) -> ToyConfig:
