@@ -1,0 +1,161 @@
+"""The papers' identities in float32, the library's default precision.
+
+Each test here is the float32 twin of a float64 identity test (named in its docstring), on
+the same kind of problem (a few points in 2-5 dimensions, widths 0.5-0.8). Tolerances:
+
+* ``RTOL = 1e-5`` relative for a field against the gradient of its potential: both sides are
+  softmax-weighted means over <= 10 points of O(1) coordinates, the gradient through a
+  log-sum-exp; float32 round-off (eps 1.2e-7) over those short sums leaves a residual of
+  1e-7 to 2e-7 relative on these problems (Eq. (18), all four kernels), 50x below the bound.
+* ``CURL_TOL = 1e-4`` on the relative Jacobian asymmetry ``‖J − Jᵀ‖ / ‖J‖`` of a conservative
+  field: forward-mode derivatives of the same means; the sharp fields show at most 2.2e-6,
+  while the Laplace and rational-quadratic normalized fields show 1.5e-2 or more — the
+  bound sits between the two by more than 40x on either side.
+* ``GRAD_RTOL = 1e-4`` for the parameter-gradient identities (Eq. (6), App. C): sums over a
+  10-point batch of products of the above.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import drifting_jax as dj
+from conftest import cloud
+from drifting_jax import testing
+
+RTOL = 1e-5
+CURL_TOL = 1e-4
+GRAD_RTOL = 1e-4
+
+KERNELS = {
+    "gauss": lambda: dj.gaussian(0.8),
+    "laplace": lambda: dj.laplacian(0.8),
+    "rq": lambda: dj.rational_quadratic(0.8),
+    "generic": lambda: dj.radial(lambda u: (1.0 + u) ** -3.0, bandwidth=0.8),
+}
+
+
+def _problem(seed=0, n=6, m=9, k=7, d=3):
+  f32 = functools.partial(cloud, dtype=np.float32)
+  return (jnp.asarray(f32(seed, n, d)), jnp.asarray(f32(seed + 1, m, d, shift=0.7)),
+          jnp.asarray(f32(seed + 2, k, d, shift=-0.4)))
+
+
+def test_prop8_gaussian_drift_is_sigma2_grad_log_kde_float32():
+  """Twin of ``test_fields.test_prop8_gaussian_drift_is_sigma2_grad_log_kde``."""
+  s = 0.6
+  kern = dj.gaussian(s)
+  x, pos, neg = _problem()
+  testing.assert_gradient_field(
+      lambda z: dj.drift_field(z, pos, neg, kernel=kern),
+      lambda z: dj.log_kde(z, neg, kernel=kern) - dj.log_kde(z, pos, kernel=kern), x,
+      scale=s**2, rtol=RTOL, atol=1e-6)
+  assert x.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_eq18_sharp_field_is_grad_log_sharp_kde_float32(name):
+  """Twin of ``test_fields.test_eq18_sharp_field_is_grad_log_sharp_kde``."""
+  kern = KERNELS[name]()
+  x, pos, neg = _problem(1)
+  testing.assert_gradient_field(
+      lambda z: dj.drift_field(z, pos, neg, kernel=kern, normalization="sharp"),
+      lambda z: (dj.log_kde(z, neg, kernel=kern, which="sharp")
+                 - dj.log_kde(z, pos, kernel=kern, which="sharp")), x,
+      scale=1.0, rtol=RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_prop7_unnormalized_field_is_minus_grad_mmd_potential_float32(name):
+  """Twin of ``test_fields.test_prop7_unnormalized_field_is_minus_grad_mmd_potential_of_sharp``:
+  ``V^unnorm[k] = −∇ (E_q k#(x, y⁻) − E_p k#(x, y⁺))`` (Eq. (13))."""
+  kern = KERNELS[name]()
+  x, pos, neg = _problem(2)
+
+  def potential(z):
+    mean_k = lambda y: jnp.mean(jnp.exp(kern.log(dj.pairwise_sqdist(z, y), "sharp")), 1)
+    return mean_k(neg) - mean_k(pos)
+
+  testing.assert_gradient_field(
+      lambda z: dj.drift_field(z, pos, neg, kernel=kern, normalization="none"), potential, x,
+      scale=1.0, rtol=RTOL, atol=1e-7)
+
+
+def test_corollary18_deng_field_equals_eq26_float32():
+  """Twin of ``test_fields.test_corollary18_deng_field_equals_eq26``: Eq. (26) written out
+  term by term in float64 numpy, the library's float32 field against it."""
+  for kern in (dj.laplacian(0.5), dj.gaussian(0.7)):
+    x, pos, neg = _problem(5, n=6, m=8, k=8)
+    x64_, p64, n64 = (np.asarray(a, np.float64) for a in (x, pos, neg))
+    d = lambda a, b: ((a[:, None] - b[None]) ** 2).sum(-1)  # noqa: E731
+    if kern.name == "laplace":
+      kp, kn = np.exp(-np.sqrt(d(x64_, p64)) / 0.5), np.exp(-np.sqrt(d(x64_, n64)) / 0.5)
+    else:
+      kp, kn = np.exp(-d(x64_, p64) / (2 * 0.49)), np.exp(-d(x64_, n64) / (2 * 0.49))
+    num = np.einsum("ij,ik,jkd->id", kp, kn, p64[:, None] - n64[None]) / 64
+    expect = num / (kp.mean(1) + kn.mean(1))[:, None] ** 2
+    got = dj.deng_field(x, pos, neg, kernel=kern)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got, np.float64), expect, rtol=RTOL,
+                               atol=RTOL * np.abs(expect).max())
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_sharp_fields_are_conservative_float32(d):
+  """Twin of ``test_calculus.test_curl_of_sharp_normalized_fields_vanishes``."""
+  x, pos, _ = _problem(3, n=5, m=8, d=d)
+  for name, make in KERNELS.items():
+    kern = make()
+    testing.assert_conservative(
+        lambda z, k=kern: dj.sub_field(z, pos, kernel=k, normalization="sharp"), x,
+        rtol=CURL_TOL, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["laplace", "rq"])
+def test_normalized_fields_of_other_kernels_are_not_conservative_float32(name):
+  """Twin of ``test_calculus.test_curl_of_normalized_field_zero_only_for_gaussian``: the
+  float32 tolerance above still tells a non-conservative field apart (Prop. 10)."""
+  x, pos, _ = _problem(3, n=5, m=8, d=2)
+  kern = KERNELS[name]()
+  testing.assert_conservative(lambda z: dj.sub_field(z, pos, kernel=dj.gaussian(0.8)), x,
+                              rtol=CURL_TOL, atol=1e-7)
+  with pytest.raises(AssertionError, match="relative asymmetry"):
+    testing.assert_conservative(lambda z: dj.sub_field(z, pos, kernel=kern), x,
+                                rtol=CURL_TOL, atol=1e-7)
+
+
+def _generator():
+  w = jnp.asarray(cloud(11, 2, 2, dtype=np.float32)) * 0.5
+  b = jnp.asarray(cloud(12, 1, 2, dtype=np.float32))[0]
+  z = jnp.asarray(cloud(13, 10, 2, dtype=np.float32))
+  return {"w": w, "b": b}, (lambda p, zz: jnp.tanh(zz @ p["w"] + p["b"])), z
+
+
+def test_eq6_gauss_sharp_loss_trains_like_naive_gauss_field_float32():
+  """Twin of ``test_losses.test_eq6_gaussian_naive_drift_equals_log_kde_loss_up_to_sigma2``:
+  the parameter gradient of Gauss# is that of the stop-gradient Naive-Gauss loss / (2σ²)."""
+  params, gen, z = _generator()
+  pos = jnp.asarray(cloud(2, 12, 2, dtype=np.float32))
+  s = 0.5
+  kern = dj.gaussian(s)
+  c = testing.assert_loss_trains_like_field(
+      lambda x: dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True),
+      lambda x: dj.drift_field(x, pos, x, kernel=kern, exclude_self=True), gen, params, z,
+      rtol=GRAD_RTOL)
+  np.testing.assert_allclose(c, 1.0 / (2 * s**2), rtol=GRAD_RTOL)
+
+
+@pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
+def test_mmd_loss_trains_like_mmd_field_float32(make):
+  """Twin of ``test_losses.test_mmd_loss_gradient_equals_mmd_field_drift_loss``."""
+  params, gen, z = _generator()
+  pos = jnp.asarray(cloud(3, 12, 2, shift=-0.3, dtype=np.float32))
+  kern = make(0.9)
+  c = testing.assert_loss_trains_like_field(
+      lambda x: dj.mmd_loss(x, pos, x, kernel=kern, exclude_self=True),
+      lambda x: dj.mmd_field(x, pos, x, kernel=kern, exclude_self=True), gen, params, z,
+      rtol=GRAD_RTOL)
+  np.testing.assert_allclose(c, 0.5, rtol=GRAD_RTOL)
