@@ -17,7 +17,6 @@ the same kind of problem (a few points in 2-5 dimensions, widths 0.5-0.8). Toler
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
