@@ -200,3 +200,43 @@ def test_sharp_and_flat_gradient_identities_float32(idx):
   d_sharp = jax.jit(jax.vmap(jax.grad(lambda t: jnp.exp(kern.log_sharp(t)))))(r2)
   np.testing.assert_allclose(-2.0 * np.asarray(d_sharp, np.float64),
                              np.exp(np.asarray(kern.log_k(r2), np.float64)), rtol=KERNEL_RTOL)
+
+
+@pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
+def test_eq6_log_kde_loss_trains_like_sharp_field_float32(make):
+  """Twin of ``test_losses.test_eq6_log_kde_loss_gradient_equals_sharp_drift_loss_gradient``:
+  ``∇θ log_kde_loss = ½ ∇θ drift_loss(f_θ, V#)`` for every kernel (Eq. (6))."""
+  params, gen, z = _generator()
+  pos = jnp.asarray(cloud(1, 12, 2, shift=0.5, dtype=np.float32))
+  kern = make(0.6)
+  c = testing.assert_loss_trains_like_field(
+      lambda x: dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True),
+      lambda x: dj.drift_field(x, pos, x, kernel=kern, normalization="sharp",
+                               exclude_self=True), gen, params, z, rtol=GRAD_RTOL)
+  np.testing.assert_allclose(c, 0.5, rtol=GRAD_RTOL)
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_eq8_mmd_field_is_minus_grad_mmd_potential_float32(name):
+  """Twin of ``test_fields.test_mmd_field_is_minus_grad_mmd_potential``:
+  ``V^MMD[k] = −∇ₓ (E_q k(x, y⁻) − E_p k(x, y⁺))`` (Eq. (8))."""
+  kern = KERNELS[name]()
+  x, pos, neg = _problem(3)
+  testing.assert_gradient_field(
+      lambda z: dj.mmd_field(z, pos, neg, kernel=kern),
+      lambda z: (jnp.exp(dj.log_kde(z, neg, kernel=kern))
+                 - jnp.exp(dj.log_kde(z, pos, kernel=kern))), x,
+      scale=1.0, rtol=RTOL, atol=1e-7)
+
+
+@pytest.mark.parametrize("column_normalize", [False, True])
+def test_deng_field_antisymmetric_and_zero_at_p_equals_q_float32(column_normalize):
+  """Twin of ``test_fields.test_deng_field_antisymmetric_and_vanishes_at_p_equals_q``:
+  swapping the roles of p and q flips the sign (the same sums, mirrored), and the field at
+  p = q vanishes (measured: exactly 0 in float32 here; the bound allows a few eps)."""
+  x, pos, neg = _problem(6, n=5, m=7, k=7)
+  kern = dj.laplacian(0.6)
+  f = lambda p, q: dj.deng_field(x, p, q, kernel=kern, column_normalize=column_normalize)
+  v = f(pos, neg)
+  np.testing.assert_allclose(v, -f(neg, pos), rtol=RTOL, atol=RTOL * float(jnp.abs(v).max()))
+  np.testing.assert_allclose(f(pos, pos), 0.0, atol=1e-6)
