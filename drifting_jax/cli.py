@@ -167,12 +167,9 @@ def cmd_train(config: str | None, workdir: str | None, overrides: Sequence[str],
     return train_images(image_cfg, workdir or default_workdir(config), overrides=overrides,
                         force_new=force_new)
 
-  from drifting_jax.training import ToyConfig, apply_overrides, train
+  from drifting_jax.training import apply_overrides, train
 
-  cfg = _load(config)
-  if not isinstance(cfg, ToyConfig):
-    raise ValueError(f"`--config` get_config() must return a ToyConfig or an ImageConfig, "
-                     f"got {type(cfg).__name__}")
+  cfg = _load(config)  # a ToyConfig: run_config_file typed it, and it is not an image config
   cfg = apply_overrides(cfg, list(overrides))
   if not progress:
     cfg.progress = False
