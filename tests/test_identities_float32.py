@@ -25,17 +25,13 @@ import pytest
 import drifting_jax as dj
 from conftest import cloud
 from drifting_jax import testing
+from test_fields import KERNELS  # the float64 tests' kernels, so each twin checks the same
+from test_kernels import _k, all_kernels
 
 RTOL = 1e-5
 CURL_TOL = 1e-4
 GRAD_RTOL = 1e-4
 
-KERNELS = {
-    "gauss": lambda: dj.gaussian(0.8),
-    "laplace": lambda: dj.laplacian(0.8),
-    "rq": lambda: dj.rational_quadratic(0.8),
-    "generic": lambda: dj.radial(lambda u: (1.0 + u) ** -3.0, bandwidth=0.8),
-}
 
 
 def _problem(seed=0, n=6, m=9, k=7, d=3):
@@ -161,19 +157,6 @@ def test_mmd_loss_trains_like_mmd_field_float32(make):
   np.testing.assert_allclose(c, 0.5, rtol=GRAD_RTOL)
 
 
-def _kernel_zoo():
-  """The five kernels of ``test_kernels`` (three named, two generic radial profiles)."""
-  bw = 0.7
-  return [dj.gaussian(bw), dj.laplacian(bw), dj.rational_quadratic(bw),
-          dj.radial(lambda u: (1.0 + u) ** -3.0, bandwidth=bw, name="rq3"),
-          dj.radial(lambda u: 0.5 * jnp.exp(-0.5 * u) + 0.5 / (1.0 + u) ** 2, bandwidth=bw,
-                    name="mix")]
-
-
-def _k(kern, which):
-  return lambda x, y: jnp.exp(kern.log(jnp.sum((x - y) ** 2), which))
-
-
 # One kernel evaluation and its derivative: measured residuals 0.6e-7 to 5.8e-7 relative
 # (a few eps) for all five kernels, so 5e-6 leaves ~10x.
 KERNEL_RTOL = 5e-6
@@ -184,7 +167,7 @@ def test_sharp_and_flat_gradient_identities_float32(idx):
   """Twins of ``test_kernels.test_sharp_gradient_identity`` and
   ``test_flat_gradient_identity_and_flat_of_sharp``: ``∇ₓ k# = k (y − x)`` (Eq. (10)),
   ``∇ₓ k = k♭ (y − x)`` (Eq. (11)) and ``−2 d k#/d(r²) = k`` (Eq. (12)), in float32."""
-  kern = _kernel_zoo()[idx]
+  kern = all_kernels()[idx]
   xs = cloud(0, 6, 3, scale=0.8, dtype=np.float32)
   ys = cloud(1, 6, 3, scale=0.8, dtype=np.float32)
   grad_sharp, grad_k = jax.jit(jax.grad(_k(kern, "sharp"))), jax.jit(jax.grad(_k(kern, "k")))
