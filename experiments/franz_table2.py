@@ -12,8 +12,11 @@ Widths {0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0} in kNN-normalized units.
 Recipe: ``experiments/configs/mnist_small_cpu.py`` with every hyperparameter fixed across
 objectives; only ``objective``, ``bandwidth``, ``seed`` and ``num_steps`` vary, and
 ``norm_warmup = 300`` statistics-only batches as in Franz §5.1 (the preset uses 100).
-Phases (each run is ``<runs-dir>/<objective>_w<width>_s<seed>_n<steps>``, resumable; a run
-with its ``eval_10000.json`` is finished and skipped):
+Phases (each run is ``<runs-dir>/<objective>_w<width>_s<seed>_n<steps>``, resumable). A
+finished run's row (status, training signal, scores, the code commit) is written to the ledger
+``experiments/results/franz_table2_runs/<run>.json`` (with ``<run>_samples.npz``, 4 samples per
+class, for full-budget runs); a run with a ledger entry is skipped, so committing the ledger
+carries the sweep over to a fresh machine whose ``runs/`` is gone:
 
 1. ``budget``: Naive-Gauss at width 0.2, seed 0, budgets 1k / 2k / 4k / 8k steps (the full
    recipe is 8k). The grid budget is the smallest one whose classifier FID is within
@@ -58,6 +61,7 @@ BUDGETS = (1000, 2000, 4000, FULL_STEPS)
 BUDGET_TOLERANCE = 0.10  # grid budget: FID within 10 % of the full budget's
 GRID_MAX_STEPS = 4000  # ... and at most this (35 runs in ~5.3 h; 8k would take ~9.9 h)
 NORM_WARMUP = 300
+LEDGER = pathlib.Path(__file__).resolve().parent / "results" / f"{NAME}_runs"
 EVAL_N = 10_000
 INCEPTION_N = 5000
 SEEDS = (0, 1, 2)
@@ -92,6 +96,44 @@ def run_config(objective: str, width: float, seed: int, steps: int, *, quick: bo
 
 def _load(path: pathlib.Path) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
+
+
+def _commit() -> str | None:
+  import subprocess
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True, cwd=pathlib.Path(__file__).parent
+                          ).stdout.strip() or None
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def ledger_row(ledger: pathlib.Path, name: str, *, inception: bool = False) -> dict | None:
+  """The finished row of run ``name`` from the ledger (``None`` if missing, or if
+  ``inception`` and it has no Inception scores yet)."""
+  row = _load(ledger / f"{name}.json")
+  if row is None or (inception and row.get("status") == "ok" and "inception_fid" not in row):
+    return None
+  return row
+
+
+def write_ledger(ledger: pathlib.Path, name: str, row: dict, workdir: pathlib.Path,
+                 per_class: int = 4) -> None:
+  """Writes ``row`` (with the code commit and JAX version it was trained with) and, where the run saved samples, ``per_class``
+  uint8 samples of each class to the ledger."""
+  from drifting_jax.data.images import to_uint8
+  ledger.mkdir(parents=True, exist_ok=True)
+  old = _load(ledger / f"{name}.json") or {}
+  row = dict(row, commit=old.get("commit") or row.get("commit") or _commit(),
+             jax=old.get("jax") or row.get("jax") or _common.environment()["jax"])
+  (ledger / f"{name}.json").write_text(json.dumps(_common._to_builtin(row), indent=1) + "\n")
+  f = workdir / "eval_samples.npz"
+  if f.exists() and not (ledger / f"{name}_samples.npz").exists():
+    with np.load(f) as d:
+      x, y = d["samples"], d["labels"]
+    keep = np.concatenate([np.nonzero(y == c)[0][:per_class] for c in range(10)])
+    np.savez_compressed(ledger / f"{name}_samples.npz",
+                        samples=to_uint8(x[keep], value_range=(-1.0, 1.0)), labels=y[keep])
 
 
 def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, steps: int, *,
@@ -294,22 +336,32 @@ def budget_figure(curve, grid_steps, out_dir):
   return _common.save_figure(fig, f"{NAME}_budget", out_dir)
 
 
-def sample_figure(table, runs_dir, full_steps, objectives, out_dir, per_class: int = 4):
+def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
+  """``(uint8 images, labels)`` of a run: the ledger's copy, else the run's own samples."""
   from drifting_jax.data.images import to_uint8
+  for f, is_uint8 in ((ledger / f"{name}_samples.npz", True),
+                      (runs_dir / name / "eval_samples.npz", False)):
+    if f.exists():
+      with np.load(f) as d:
+        x, y = d["samples"], d["labels"]
+      return (x if is_uint8 else to_uint8(x, value_range=(-1.0, 1.0))), y
+  return None
+
+
+def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_class: int = 4):
   plt = _common.pyplot()
   fig, axes = plt.subplots(1, len(objectives), figsize=(4.2 * len(objectives), 2.4),
                            squeeze=False)
   for ax, o in zip(axes[0], objectives):
     ax.axis("off")
     w = table[o].get("best_width")
-    f = None if w is None else runs_dir / run_name(o, w, 0, full_steps) / "eval_samples.npz"
-    if f is None or not f.exists():
+    got = None if w is None else _samples(ledger, runs_dir, run_name(o, w, 0, full_steps))
+    if got is None:
       continue
-    with np.load(f) as d:
-      x, y = d["samples"], d["labels"]
+    x, y = got
     k = min(per_class, *(int(np.sum(y == c)) for c in range(10)))
     keep = np.concatenate([np.nonzero(y == c)[0][:k] for c in range(10)])
-    g = np.pad(to_uint8(x[keep], value_range=(-1.0, 1.0))[..., 0], ((0, 0), (1, 1), (1, 1)))
+    g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
     n, h, wd = g.shape
     g = g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
     ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -325,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--phase", choices=("all",) + PHASES, default="all",
                  help="run the phases up to and including this one (default: all)")
   p.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/franz_table2"))
+  p.add_argument("--ledger-dir", type=pathlib.Path, default=None,
+                 help=f"finished rows (default: {LEDGER.relative_to(LEDGER.parents[2])}; "
+                      "<runs-dir>/ledger with --quick)")
   args = p.parse_args(argv)
   quick = args.quick
   objectives = ("naive-gauss", "laplace#") if quick else OBJECTIVES
@@ -335,18 +390,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
   last = PHASES.index("inception" if args.phase == "all" else args.phase)
   collect_only = args.phase == "table"
   runs_dir = args.runs_dir
+  ledger = args.ledger_dir or (runs_dir / "ledger" if quick else LEDGER)
   rows: dict[tuple, dict] = {}
 
   def run(o, w, s, n, inception=False):
-    key = (o, w, s, n)
-    done = (runs_dir / run_name(o, w, s, n) / f"eval_{eval_n}.json").exists() or \
-        (runs_dir / run_name(o, w, s, n) / "status.json").exists()
-    if collect_only and not done:
+    key, name = (o, w, s, n), run_name(o, w, s, n)
+    if key in rows and not inception:
+      return rows[key]
+    row = ledger_row(ledger, name, inception=inception)
+    if row is None and not collect_only:
+      row = run_one(runs_dir, o, w, s, n, eval_n=eval_n, quick=quick,
+                    inception_n=inc_n if inception else None)
+      write_ledger(ledger, name, row, runs_dir / name)
+    if row is None:
+      row = ledger_row(ledger, name)  # collecting: what is finished, with or without Inception
+    if row is None:
       return None
-    if key not in rows or inception:
-      rows[key] = run_one(runs_dir, o, w, s, n, eval_n=eval_n, quick=quick,
-                          inception_n=inc_n if inception else None)
-      r = rows[key]
+    if key not in rows or rows[key] != row:
+      rows[key] = r = row
       print(f"{o:>16s} w={w:<5g} seed={s} {n:>5d} steps: {r['status'][:40]} "
             f"FID {r.get('fid_classifier_features', math.nan):.2f}"
             + (f" Inception FID {r['inception_fid']:.2f}" if "inception_fid" in r else ""),
@@ -378,10 +439,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for s in SEEDS if bw is not None else ():
           if (o, bw, s, full) in rows:
             run(o, bw, s, full, inception=True)
-    if collect_only:  # also pick up the Inception scores written earlier
-      for (o, w, s, n) in list(rows):
-        if inc_n and (runs_dir / run_name(o, w, s, n) / f"eval_inception_{inc_n}.json").exists():
-          run(o, w, s, n, inception=True)
 
   all_rows = sorted(rows.values(), key=lambda r: (r["objective"], r["steps"], r["width"],
                                                  r["seed"]))
@@ -408,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if curve and grid_steps is not None:
     budget_figure(curve, grid_steps, out)
     plot(all_rows, table, grid_steps, full, objectives, widths, out)
-    sample_figure(table, runs_dir, full, objectives, out)
+    sample_figure(table, runs_dir, full, objectives, out, ledger)
   for o, t in table.items():
     print(f"{o:>16s}: grid best {t.get('grid_best_width')}, full best {t.get('best_width')}, "
           f"FID {t.get('fid_classifier_features', math.nan):.2f} "

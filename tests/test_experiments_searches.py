@@ -71,3 +71,30 @@ def test_franz_table2_rules():
   assert v["naive_beats_original"]["gauss"]["significant"] is True
   assert v["gauss_beats_laplace"]["naive"]["significant"] is False  # 1 < 1 + 2
   assert v["naive_beats_original"]["laplace"] is None  # drifting-laplace missing
+
+
+def test_franz_table2_ledger(tmp_path):
+  """A finished run's row and samples go to the ledger; a ledger entry alone (no run
+  directory, as on a fresh machine) is what ``--phase table`` collects."""
+  from experiments import franz_table2 as ft
+  name = ft.run_name("laplace#", 0.1, 0, 8000)
+  assert name == "laplacesharp_w0.1_s0_n8000"
+  work, ledger = tmp_path / "runs" / name, tmp_path / "ledger"
+  work.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(10), 6)
+  np.savez(work / "eval_samples.npz", samples=rng.uniform(-1, 1, (60, 28, 28, 1)),
+           labels=labels)
+  row = {"objective": "laplace#", "width": 0.1, "seed": 0, "steps": 8000, "status": "ok",
+         "fid_classifier_features": np.float32(3.5)}
+  ft.write_ledger(ledger, name, row, work)
+  got = ft.ledger_row(ledger, name)
+  assert got["fid_classifier_features"] == 3.5 and got["commit"]
+  assert ft.ledger_row(ledger, name, inception=True) is None  # no Inception scores yet
+  assert ft.ledger_row(ledger, "missing") is None
+  x, y = ft._samples(ledger, tmp_path / "gone", name)
+  assert x.dtype == np.uint8 and x.shape == (40, 28, 28, 1)
+  np.testing.assert_array_equal(y, np.repeat(np.arange(10), 4))
+  ft.write_ledger(ledger, name, dict(got, inception_fid=20.0, commit=None), work)
+  again = ft.ledger_row(ledger, name, inception=True)
+  assert again["inception_fid"] == 20.0 and again["commit"] == got["commit"]  # kept
