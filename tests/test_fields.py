@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import drifting_jax as dj
-from conftest import cloud, x64
+from conftest import F32_ATOL, F32_RTOL, cloud, tol, x64
 
 KERNELS = {
     "gauss": lambda: dj.gaussian(0.8),
@@ -75,24 +75,24 @@ def test_mmd_field_is_minus_grad_mmd_potential(name):
                                rtol=1e-8, atol=1e-13)
 
 
-def test_prop10_normalized_equals_sharp_only_for_gaussian():
+def test_prop10_normalized_equals_sharp_only_for_gaussian(precision):
   """Gaussian: V = σ² V# exactly; Laplacian / RQ / generic: the ratio varies with x."""
-  with x64():
-    x, pos, neg = map(jnp.asarray, _problem(4, n=12))
-    s = 0.8
-    g = dj.gaussian(s)
-    np.testing.assert_allclose(dj.drift_field(x, pos, neg, kernel=g),
-                               s**2 * dj.drift_field(x, pos, neg, kernel=g,
-                                                     normalization="sharp"), rtol=1e-10)
-    for name in ("laplace", "rq", "generic"):
-      kern = KERNELS[name]()
-      # compare sub-fields, which are parallel: their norm ratio is Z#/Z, constant iff k# ∝ k
-      a = dj.sub_field(x, pos, kernel=kern)
-      b = dj.sub_field(x, pos, kernel=kern, normalization="sharp")
-      cos = jnp.sum(a * b, 1) / jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
-      np.testing.assert_allclose(cos, 1.0, rtol=1e-10)
-      ratio = jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
-      assert float(jnp.std(ratio) / jnp.mean(ratio)) > 1e-2, name
+  x, pos, neg = map(jnp.asarray, _problem(4, n=12))
+  s = 0.8
+  g = dj.gaussian(s)
+  np.testing.assert_allclose(dj.drift_field(x, pos, neg, kernel=g),
+                             s**2 * dj.drift_field(x, pos, neg, kernel=g,
+                                                   normalization="sharp"),
+                             rtol=tol(precision, 1e-10, F32_RTOL), atol=tol(precision, 0.0, F32_ATOL))
+  for name in ("laplace", "rq", "generic"):
+    kern = KERNELS[name]()
+    # compare sub-fields, which are parallel: their norm ratio is Z#/Z, constant iff k# ∝ k
+    a = dj.sub_field(x, pos, kernel=kern)
+    b = dj.sub_field(x, pos, kernel=kern, normalization="sharp")
+    cos = jnp.sum(a * b, 1) / jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(cos, 1.0, rtol=tol(precision, 1e-10, F32_RTOL))
+    ratio = jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
+    assert float(jnp.std(ratio) / jnp.mean(ratio)) > 1e-2, name
 
 
 def test_corollary18_deng_field_equals_eq26():
@@ -121,41 +121,40 @@ def test_deng_field_antisymmetric_and_vanishes_at_p_equals_q(column_normalize):
     np.testing.assert_allclose(f(pos, pos), 0.0, atol=1e-13)
 
 
-def test_doubly_stochastic_field_is_algorithm1():
+def test_doubly_stochastic_field_is_algorithm1(precision):
   """Secretly-SM Alg. 1 written out step by step in numpy (Eq. (40))."""
-  with x64():
-    s = 0.9
-    x, pos = _problem(7, n=6, m=5)[:2]
-    got = dj.doubly_stochastic_field(jnp.asarray(x), jnp.asarray(pos), jnp.asarray(x),
-                                     bandwidth=s, exclude_self=True)
-    d_pos = ((x[:, None] - pos[None]) ** 2).sum(-1)
-    d_neg = ((x[:, None] - x[None]) ** 2).sum(-1)
-    np.fill_diagonal(d_neg, np.inf)
-    logit = np.concatenate([-d_pos, -d_neg], 1) / (2 * s**2)
-    e = np.exp(logit)
-    a = np.sqrt(e / e.sum(1, keepdims=True) * e / e.sum(0, keepdims=True))
-    a_pos, a_neg = a[:, :5], a[:, 5:]
-    w_pos = a_pos * a_neg.sum(1, keepdims=True)
-    w_neg = a_neg * a_pos.sum(1, keepdims=True)
-    np.testing.assert_allclose(got, w_pos @ pos - w_neg @ x, rtol=1e-10)
+  s = 0.9
+  x, pos = _problem(7, n=6, m=5)[:2]
+  got = dj.doubly_stochastic_field(jnp.asarray(x), jnp.asarray(pos), jnp.asarray(x),
+                                   bandwidth=s, exclude_self=True)
+  d_pos = ((x[:, None] - pos[None]) ** 2).sum(-1)
+  d_neg = ((x[:, None] - x[None]) ** 2).sum(-1)
+  np.fill_diagonal(d_neg, np.inf)
+  logit = np.concatenate([-d_pos, -d_neg], 1) / (2 * s**2)
+  e = np.exp(logit)
+  a = np.sqrt(e / e.sum(1, keepdims=True) * e / e.sum(0, keepdims=True))
+  a_pos, a_neg = a[:, :5], a[:, 5:]
+  w_pos = a_pos * a_neg.sum(1, keepdims=True)
+  w_neg = a_neg * a_pos.sum(1, keepdims=True)
+  np.testing.assert_allclose(got, w_pos @ pos - w_neg @ x, rtol=tol(precision, 1e-10, F32_RTOL))
 
 
-def test_multiscale_sums_and_normalizes():
-  with x64():
-    x, pos, neg = map(jnp.asarray, _problem(8))
-    fn = lambda a, p, n, s: dj.drift_field(a, p, n, kernel=dj.gaussian(s))
-    bws = (0.3, 1.0, 2.0)
-    kerns = [dj.gaussian(s) for s in bws]
-    total = dj.multiscale(dj.drift_field, kerns)(x, pos, neg)
-    np.testing.assert_allclose(total, sum(fn(x, pos, neg, s) for s in bws), rtol=1e-12)
-    normed = dj.multiscale(dj.drift_field, kerns, normalize=True)(x, pos, neg)
-    expect = sum(fn(x, pos, neg, s) / jnp.sqrt(jnp.mean(fn(x, pos, neg, s) ** 2)) for s in bws)
-    np.testing.assert_allclose(normed, expect, rtol=1e-12)
-    # numbers are passed as bandwidth=, further keywords to every call
-    ds = dj.multiscale(dj.doubly_stochastic_field, bws, exclude_self=True)(x, pos, x)
-    np.testing.assert_allclose(ds, sum(dj.doubly_stochastic_field(x, pos, x, bandwidth=s,
-                                                                  exclude_self=True)
-                                       for s in bws), rtol=1e-12)
+def test_multiscale_sums_and_normalizes(precision):
+  x, pos, neg = map(jnp.asarray, _problem(8))
+  fn = lambda a, p, n, s: dj.drift_field(a, p, n, kernel=dj.gaussian(s))
+  bws = (0.3, 1.0, 2.0)
+  kerns = [dj.gaussian(s) for s in bws]
+  total = dj.multiscale(dj.drift_field, kerns)(x, pos, neg)
+  np.testing.assert_allclose(total, sum(fn(x, pos, neg, s) for s in bws),
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  normed = dj.multiscale(dj.drift_field, kerns, normalize=True)(x, pos, neg)
+  expect = sum(fn(x, pos, neg, s) / jnp.sqrt(jnp.mean(fn(x, pos, neg, s) ** 2)) for s in bws)
+  np.testing.assert_allclose(normed, expect, rtol=tol(precision, 1e-12, F32_RTOL))
+  # numbers are passed as bandwidth=, further keywords to every call
+  ds = dj.multiscale(dj.doubly_stochastic_field, bws, exclude_self=True)(x, pos, x)
+  np.testing.assert_allclose(ds, sum(dj.doubly_stochastic_field(x, pos, x, bandwidth=s,
+                                                                exclude_self=True)
+                                     for s in bws), rtol=tol(precision, 1e-12, F32_RTOL))
   with pytest.raises(ValueError, match="scales"):
     dj.multiscale(dj.drift_field, [])
   with pytest.raises(ValueError, match="scales"):
@@ -190,19 +189,21 @@ def test_traced_bandwidth_in_fields():
                              rtol=1e-5, atol=1e-6)
 
 
-def test_joint_softmax_field_vanishes_when_data_are_far():
+def test_joint_softmax_field_vanishes_when_data_are_far(precision):
   """By Eq. (26), V̄ ≈ E_p[k(y⁺ − x)] / Z_q ∝ Z_p/Z_q when Z_p ≪ Z_q: Deng's joint
   normalization loses the attraction to far data, the naive field (Eq. 3) does not."""
-  with x64():
-    x = jnp.asarray(cloud(20, 16, 3, scale=0.1))
-    pos = jnp.asarray(cloud(21, 16, 3, shift=3.0, scale=0.1))
-    kern = dj.gaussian(0.3)
-    v_deng = dj.deng_field(x, pos, x, kernel=kern, exclude_self=True)
-    v_naive = dj.drift_field(x, pos, x, kernel=kern, exclude_self=True)
-    zp = jnp.exp(dj.log_kde(x, pos, kernel=kern))
-    zq = jnp.exp(dj.log_kde(x, x, kernel=kern, exclude_self=True))
-    assert float(jnp.max(zp / zq)) < 1e-50
-    # naive attraction points at the data with norm ≈ the distance (≈ 3√3)
-    assert float(jnp.min(jnp.linalg.norm(v_naive, axis=1))) > 4.0
-    ratio = jnp.linalg.norm(v_deng, axis=1) / jnp.linalg.norm(v_naive, axis=1)
-    assert float(jnp.max(ratio)) < 1e-40
+  x = jnp.asarray(cloud(20, 16, 3, scale=0.1))
+  pos = jnp.asarray(cloud(21, 16, 3, shift=3.0, scale=0.1))
+  kern = dj.gaussian(0.3)
+  v_deng = dj.deng_field(x, pos, x, kernel=kern, exclude_self=True)
+  v_naive = dj.drift_field(x, pos, x, kernel=kern, exclude_self=True)
+  log_zp_over_zq = (dj.log_kde(x, pos, kernel=kern)
+                    - dj.log_kde(x, x, kernel=kern, exclude_self=True))
+  assert float(jnp.max(log_zp_over_zq)) < np.log(1e-50)  # in log space: e^-150 or less
+  # naive attraction points at the data with norm ≈ the distance (≈ 3√3), in float32 too:
+  # its softmax over logits does not underflow
+  assert float(jnp.min(jnp.linalg.norm(v_naive, axis=1))) > 4.0
+  # Deng's field is ∝ Z_p/Z_q: 1e-50 or less in float64, exactly 0 in float32 (below the
+  # smallest subnormal, 1.4e-45), both < 1e-40
+  ratio = jnp.linalg.norm(v_deng, axis=1) / jnp.linalg.norm(v_naive, axis=1)
+  assert float(jnp.max(ratio)) < 1e-40

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import drifting_jax as dj
-from conftest import cloud, x64
+from conftest import F32_RTOL, cloud, tol
 
 
 def _direct(kern, x, y, which, weights=None, exclude_self=False):
@@ -24,49 +24,49 @@ def _direct(kern, x, y, which, weights=None, exclude_self=False):
 
 @pytest.mark.parametrize("which", ["k", "sharp", "flat"])
 @pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
-def test_log_kde_matches_direct_sum(make, which):
-  with x64():
-    kern = make(0.8)
-    x, y = cloud(0, 7, 3), cloud(1, 9, 3, shift=0.5)
-    w = np.random.default_rng(2).uniform(0.1, 2.0, 9)
-    np.testing.assert_allclose(dj.log_kde(x, y, kernel=kern, which=which),
-                               _direct(kern, x, y, which), rtol=1e-10)
-    np.testing.assert_allclose(dj.log_kde(x, y, kernel=kern, which=which, weights=w),
-                               _direct(kern, x, y, which, w), rtol=1e-10)
+def test_log_kde_matches_direct_sum(make, which, precision):
+  kern = make(0.8)
+  x, y = cloud(0, 7, 3), cloud(1, 9, 3, shift=0.5)
+  w = np.random.default_rng(2).uniform(0.1, 2.0, 9)
+  np.testing.assert_allclose(dj.log_kde(x, y, kernel=kern, which=which),
+                             _direct(kern, x, y, which), rtol=tol(precision, 1e-10, F32_RTOL))
+  np.testing.assert_allclose(dj.log_kde(x, y, kernel=kern, which=which, weights=w),
+                             _direct(kern, x, y, which, w), rtol=tol(precision, 1e-10, F32_RTOL))
 
 
-def test_exclude_self_is_leave_one_out_over_n_minus_1():
-  with x64():
-    kern = dj.gaussian(0.5)
-    x = cloud(3, 8, 2)
-    got = dj.log_kde(x, x, kernel=kern, exclude_self=True)
-    np.testing.assert_allclose(got, _direct(kern, x, x, "k", exclude_self=True), rtol=1e-10)
-    # by hand for one point: log( Σ_{j≠0} k(x0, xj) / 7 )
-    d2 = ((x[0] - x[1:]) ** 2).sum(-1)
-    np.testing.assert_allclose(got[0], np.log(np.exp(-d2 / (2 * 0.25)).sum() / 7), rtol=1e-12)
-    w = np.linspace(0.5, 2.0, 8)
-    np.testing.assert_allclose(dj.log_kde(x, x, kernel=kern, weights=w, exclude_self=True),
-                               _direct(kern, x, x, "k", w, exclude_self=True), rtol=1e-10)
+def test_exclude_self_is_leave_one_out_over_n_minus_1(precision):
+  kern = dj.gaussian(0.5)
+  x = cloud(3, 8, 2)
+  got = dj.log_kde(x, x, kernel=kern, exclude_self=True)
+  np.testing.assert_allclose(got, _direct(kern, x, x, "k", exclude_self=True),
+                             rtol=tol(precision, 1e-10, F32_RTOL))
+  # by hand for one point: log( Σ_{j≠0} k(x0, xj) / 7 )
+  d2 = ((x[0] - x[1:]) ** 2).sum(-1)
+  np.testing.assert_allclose(got[0], np.log(np.exp(-d2 / (2 * 0.25)).sum() / 7),
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  w = np.linspace(0.5, 2.0, 8)
+  np.testing.assert_allclose(dj.log_kde(x, x, kernel=kern, weights=w, exclude_self=True),
+                             _direct(kern, x, x, "k", w, exclude_self=True),
+                             rtol=tol(precision, 1e-10, F32_RTOL))
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 7, 64])
-def test_chunked_equals_unchunked(chunk):
-  with x64():
-    kern = dj.laplacian(0.3)
-    x = cloud(4, 10, 4)
-    y = cloud(5, 13, 4, shift=3.0)  # far-ish: exercises the running max
-    w = np.random.default_rng(6).uniform(0.0, 1.0, 13)
-    # jitted: an eager call of the streamed path compiles its scan on every call
-    def log_kde(a, b, weights=None, **kw):
-      return jax.jit(lambda a, b, w: dj.log_kde(a, b, weights=w, kernel=kern, **kw))(
-          a, b, weights)
-    for which in ("k", "sharp"):
-      full = log_kde(x, y, which=which, weights=w)
-      np.testing.assert_allclose(log_kde(x, y, which=which, weights=w, chunk_size=chunk),
-                                 full, rtol=1e-12)
-    loo = log_kde(x, x, exclude_self=True)
-    np.testing.assert_allclose(log_kde(x, x, exclude_self=True, chunk_size=chunk), loo,
-                               rtol=1e-12)
+def test_chunked_equals_unchunked(chunk, precision):
+  kern = dj.laplacian(0.3)
+  x = cloud(4, 10, 4)
+  y = cloud(5, 13, 4, shift=3.0)  # far-ish: exercises the running max
+  w = np.random.default_rng(6).uniform(0.0, 1.0, 13)
+  # jitted: an eager call of the streamed path compiles its scan on every call
+  def log_kde(a, b, weights=None, **kw):
+    return jax.jit(lambda a, b, w: dj.log_kde(a, b, weights=w, kernel=kern, **kw))(
+        a, b, weights)
+  for which in ("k", "sharp"):
+    full = log_kde(x, y, which=which, weights=w)
+    np.testing.assert_allclose(log_kde(x, y, which=which, weights=w, chunk_size=chunk),
+                               full, rtol=tol(precision, 1e-12, F32_RTOL))
+  loo = log_kde(x, x, exclude_self=True)
+  np.testing.assert_allclose(log_kde(x, x, exclude_self=True, chunk_size=chunk), loo,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
 
 
 def test_chunked_gradients_equal_unchunked():

@@ -7,7 +7,7 @@ import pytest
 
 import drifting_jax as dj
 from drifting_jax import kernels
-from conftest import cloud, x64
+from conftest import F32_ATOL, F32_RTOL, cloud, tol, x64
 
 BW = 0.7
 
@@ -60,27 +60,29 @@ def test_flat_gradient_identity_and_flat_of_sharp(idx):
     np.testing.assert_allclose(-2.0 * d_sharp, jnp.exp(kern.log_k(r2)), rtol=1e-7)
 
 
-def test_table1_closed_forms():
+def test_table1_closed_forms(precision):
   """Table 1 of Franz et al. evaluated directly from its formulas."""
-  with x64():
-    s = 0.9
-    r = np.array([0.0, 0.1, 0.5, 1.3, 4.0])
-    r2 = r**2
-    gk = np.exp(-r2 / (2 * s**2))
-    lk = np.exp(-r / s)
-    qk = (1 + r2 / s**2) ** -2
-    np.testing.assert_allclose(np.exp(dj.gaussian(s).log_sharp(r2)), s**2 * gk, rtol=1e-12)
-    np.testing.assert_allclose(np.exp(dj.gaussian(s).log_flat(r2)), gk / s**2, rtol=1e-12)
-    np.testing.assert_allclose(np.exp(dj.laplacian(s).log_k(r2)), lk, rtol=1e-12)
-    np.testing.assert_allclose(np.exp(dj.laplacian(s).log_sharp(r2)), s * (r + s) * lk,
-                               rtol=1e-12)
-    np.testing.assert_allclose(np.exp(dj.laplacian(s).log_flat(r2[1:])),
-                               lk[1:] / (s * r[1:]), rtol=1e-12)
-    assert np.isposinf(dj.laplacian(s).log_flat(0.0))  # singular at zero distance
-    np.testing.assert_allclose(np.exp(dj.rational_quadratic(s).log_sharp(r2)),
-                               s**2 / 2 * np.sqrt(qk), rtol=1e-12)
-    np.testing.assert_allclose(np.exp(dj.rational_quadratic(s).log_flat(r2)),
-                               4 / s**2 * qk**1.5, rtol=1e-12)
+  s = 0.9
+  r = np.array([0.0, 0.1, 0.5, 1.3, 4.0])
+  r2 = r**2
+  gk = np.exp(-r2 / (2 * s**2))
+  lk = np.exp(-r / s)
+  qk = (1 + r2 / s**2) ** -2
+  np.testing.assert_allclose(np.exp(dj.gaussian(s).log_sharp(r2)), s**2 * gk,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(np.exp(dj.gaussian(s).log_flat(r2)), gk / s**2,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(np.exp(dj.laplacian(s).log_k(r2)), lk,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(np.exp(dj.laplacian(s).log_sharp(r2)), s * (r + s) * lk,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(np.exp(dj.laplacian(s).log_flat(r2[1:])),
+                             lk[1:] / (s * r[1:]), rtol=tol(precision, 1e-12, F32_RTOL))
+  assert np.isposinf(dj.laplacian(s).log_flat(0.0))  # singular at zero distance
+  np.testing.assert_allclose(np.exp(dj.rational_quadratic(s).log_sharp(r2)),
+                             s**2 / 2 * np.sqrt(qk), rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(np.exp(dj.rational_quadratic(s).log_flat(r2)),
+                             4 / s**2 * qk**1.5, rtol=tol(precision, 1e-12, F32_RTOL))
 
 
 @pytest.mark.parametrize("name,log_profile", [
@@ -88,27 +90,29 @@ def test_table1_closed_forms():
     ("laplace", lambda u: -jnp.sqrt(u)),
     ("rq", lambda u: -2.0 * jnp.log1p(u)),
 ])
-def test_radial_quadrature_matches_closed_forms(name, log_profile):
+def test_radial_quadrature_matches_closed_forms(name, log_profile, precision):
   """Eq. (12) by quadrature (generic profile, given as log φ) equals Table 1's closed forms,
   from zero distance to 300 bandwidths."""
-  with x64():
-    s = 1.7
-    r2 = jnp.array([0.0, 1e-3, 0.2, 1.0, 7.0, 60.0, 1e3, 1e5]) * s**2
-    generic = dj.radial(log_profile, bandwidth=s, log_profile=True)
-    closed = kernels.get(name, s)
-    np.testing.assert_allclose(generic.log_k(r2), closed.log_k(r2), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(generic.log_sharp(r2), closed.log_sharp(r2), rtol=1e-6,
-                               atol=1e-6)
-    pos = r2 > 0
-    np.testing.assert_allclose(generic.log_flat(r2[pos]), closed.log_flat(r2[pos]), rtol=1e-9)
+  s = 1.7
+  r2 = jnp.array([0.0, 1e-3, 0.2, 1.0, 7.0, 60.0, 1e3, 1e5]) * s**2
+  generic = dj.radial(log_profile, bandwidth=s, log_profile=True)
+  closed = kernels.get(name, s)
+  np.testing.assert_allclose(generic.log_k(r2), closed.log_k(r2),
+                             rtol=tol(precision, 1e-12, F32_RTOL),
+                             atol=tol(precision, 1e-12, F32_ATOL))
+  np.testing.assert_allclose(generic.log_sharp(r2), closed.log_sharp(r2),
+                             rtol=tol(precision, 1e-6, F32_RTOL),
+                             atol=tol(precision, 1e-6, F32_ATOL))
+  pos = r2 > 0
+  np.testing.assert_allclose(generic.log_flat(r2[pos]), closed.log_flat(r2[pos]),
+                             rtol=tol(precision, 1e-9, F32_RTOL))
 
 
-def test_log_profile_option_equals_plain_profile():
-  with x64():
-    r2 = jnp.linspace(0.0, 5.0, 7)
-    a = dj.radial(lambda u: (1 + u) ** -2.5, bandwidth=0.4)
-    b = dj.radial(lambda u: -2.5 * jnp.log1p(u), bandwidth=0.4, log_profile=True)
-    np.testing.assert_allclose(a.log_sharp(r2), b.log_sharp(r2), rtol=1e-12)
+def test_log_profile_option_equals_plain_profile(precision):
+  r2 = jnp.linspace(0.0, 5.0, 7)
+  a = dj.radial(lambda u: (1 + u) ** -2.5, bandwidth=0.4)
+  b = dj.radial(lambda u: -2.5 * jnp.log1p(u), bandwidth=0.4, log_profile=True)
+  np.testing.assert_allclose(a.log_sharp(r2), b.log_sharp(r2), rtol=tol(precision, 1e-12, F32_RTOL))
 
 
 def test_traced_bandwidth_under_jit_and_vmap():
@@ -127,12 +131,13 @@ def test_traced_bandwidth_under_jit_and_vmap():
   assert len(leaves) == 1 and float(leaves[0]) == 0.5
 
 
-def test_pairwise_sqdist():
-  with x64():
-    x, y = cloud(4, 5, 3), cloud(5, 4, 3)
-    ref = ((x[:, None] - y[None]) ** 2).sum(-1)
-    np.testing.assert_allclose(dj.pairwise_sqdist(x, y), ref, rtol=1e-10, atol=1e-12)
-    assert np.all(np.asarray(dj.pairwise_sqdist(x, x)) >= 0)
+def test_pairwise_sqdist(precision):
+  x, y = cloud(4, 5, 3), cloud(5, 4, 3)
+  ref = ((x[:, None] - y[None]) ** 2).sum(-1)
+  np.testing.assert_allclose(dj.pairwise_sqdist(x, y), ref,
+                             rtol=tol(precision, 1e-10, F32_RTOL),
+                             atol=tol(precision, 1e-12, F32_ATOL))
+  assert np.all(np.asarray(dj.pairwise_sqdist(x, x)) >= 0)
 
 
 @pytest.mark.parametrize("bw", [0.0, -1.0, float("nan"), float("inf")])

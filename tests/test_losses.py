@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import drifting_jax as dj
-from conftest import cloud, x64
+from conftest import F32_GRAD_RTOL, F32_RTOL, cloud, tol, x64
 
 sg = jax.lax.stop_gradient
 
@@ -75,52 +75,54 @@ def test_mmd_loss_gradient_equals_mmd_field_drift_loss(make):
                    rtol=1e-8, atol=1e-12)
 
 
-def test_mmd_loss_value_and_mmd2_relation():
+def test_mmd_loss_value_and_mmd2_relation(precision):
   """Value of Eq. (7) by hand, and ∇θ mmd_loss = ½ ∇θ MMD²(p, q_θ) (App. C)."""
-  with x64():
-    params, f = _generator()
-    pos = jnp.asarray(cloud(4, 12, 2))
-    s = 0.7
-    k = lambda a, b: jnp.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * s**2))
-    x = f(params)
-    kxx = np.array(k(x, x))
-    np.fill_diagonal(kxx, 0.0)
-    expect = kxx.sum(1).mean() / 9 - np.asarray(k(x, pos)).mean()
-    np.testing.assert_allclose(dj.mmd_loss(x, pos, x, kernel=dj.gaussian(s), exclude_self=True), expect,
-                               rtol=1e-12)
+  params, f = _generator()
+  pos = jnp.asarray(cloud(4, 12, 2))
+  s = 0.7
+  k = lambda a, b: jnp.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * s**2))
+  x = f(params)
+  kxx = np.array(k(x, x))
+  np.fill_diagonal(kxx, 0.0)
+  expect = kxx.sum(1).mean() / 9 - np.asarray(k(x, pos)).mean()
+  np.testing.assert_allclose(dj.mmd_loss(x, pos, x, kernel=dj.gaussian(s), exclude_self=True), expect,
+                             rtol=tol(precision, 1e-12, F32_RTOL))
 
-    def mmd2(p):  # unbiased within q (diagonal excluded), as in the loss
-      xx = f(p)
-      kq = k(xx, xx) * (1 - jnp.eye(10))
-      return kq.sum() / 90 - 2 * k(xx, pos).mean() + k(pos, pos).mean()
+  def mmd2(p):  # unbiased within q (diagonal excluded), as in the loss
+    xx = f(p)
+    kq = k(xx, xx) * (1 - jnp.eye(10))
+    return kq.sum() / 90 - 2 * k(xx, pos).mean() + k(pos, pos).mean()
 
-    chex.assert_trees_all_close(jax.tree_util.tree_map(lambda g: 2 * g, jax.jit(jax.grad(
-        lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=dj.gaussian(s), exclude_self=True)))(params)),
-                   jax.jit(jax.grad(mmd2))(params), rtol=1e-8, atol=1e-12)
+  chex.assert_trees_all_close(jax.tree_util.tree_map(lambda g: 2 * g, jax.jit(jax.grad(
+      lambda p: dj.mmd_loss(f(p), pos, f(p), kernel=dj.gaussian(s), exclude_self=True)))(params)),
+      jax.jit(jax.grad(mmd2))(params), rtol=tol(precision, 1e-8, F32_GRAD_RTOL),
+      atol=tol(precision, 1e-12, 1e-6))  # float32: gradients ~5e-3, errors <= 7.1e-8
 
 
-def test_kde_link_family():
+def test_kde_link_family(precision):
   """g = log → log-KDE loss; g = identity → MMD potential of k#; a user g by hand."""
-  with x64():
-    x = jnp.asarray(cloud(5, 8, 2))
-    pos = jnp.asarray(cloud(6, 9, 2, shift=1.0))
-    kern = dj.laplacian(0.4)
-    q = np.exp(np.asarray(dj.log_kde(x, x, kernel=kern, which="sharp", exclude_self=True)))
-    p = np.exp(np.asarray(dj.log_kde(x, pos, kernel=kern, which="sharp")))
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="log", exclude_self=True),
-                               np.mean(np.log(q) - np.log(p)), rtol=1e-10)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, exclude_self=True),
-                               dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True), rtol=1e-12)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="identity", exclude_self=True),
-                               np.mean(q - p), rtol=1e-10)
-    np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link=jnp.sqrt, exclude_self=True),
-                               np.mean(np.sqrt(q) - np.sqrt(p)), rtol=1e-10)
-    # identity link: the x-gradient is minus the unnormalized field (Prop. 7)
-    grad = jax.jit(jax.grad(lambda z: 8 * dj.kde_link_loss(z, pos, sg(z), kernel=kern,
-                                                           link="identity",
-                                                           exclude_self=True)))(x)
-    np.testing.assert_allclose(-grad, dj.drift_field(x, pos, x, kernel=kern, normalization="none",
-                                                     exclude_self=True), rtol=1e-8, atol=1e-13)
+  x = jnp.asarray(cloud(5, 8, 2))
+  pos = jnp.asarray(cloud(6, 9, 2, shift=1.0))
+  kern = dj.laplacian(0.4)
+  q = np.exp(np.asarray(dj.log_kde(x, x, kernel=kern, which="sharp", exclude_self=True)))
+  p = np.exp(np.asarray(dj.log_kde(x, pos, kernel=kern, which="sharp")))
+  np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="log", exclude_self=True),
+                             np.mean(np.log(q) - np.log(p)), rtol=tol(precision, 1e-10, F32_RTOL))
+  np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, exclude_self=True),
+                             dj.log_kde_loss(x, pos, x, kernel=kern, exclude_self=True),
+                             rtol=tol(precision, 1e-12, F32_RTOL))
+  np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link="identity", exclude_self=True),
+                             np.mean(q - p), rtol=tol(precision, 1e-10, F32_RTOL))
+  np.testing.assert_allclose(dj.kde_link_loss(x, pos, x, kernel=kern, link=jnp.sqrt, exclude_self=True),
+                             np.mean(np.sqrt(q) - np.sqrt(p)), rtol=tol(precision, 1e-10, F32_RTOL))
+  # identity link: the x-gradient is minus the unnormalized field (Prop. 7)
+  grad = jax.jit(jax.grad(lambda z: 8 * dj.kde_link_loss(z, pos, sg(z), kernel=kern,
+                                                         link="identity",
+                                                         exclude_self=True)))(x)
+  np.testing.assert_allclose(-grad, dj.drift_field(x, pos, x, kernel=kern, normalization="none",
+                                                   exclude_self=True),
+                             rtol=tol(precision, 1e-8, F32_GRAD_RTOL),
+                             atol=tol(precision, 1e-13, 1e-6))  # float32 errors <= 2.6e-8
   with pytest.raises(ValueError, match="link"):
     dj.kde_link_loss(x, pos, x, kernel=kern, link="exp", exclude_self=True)
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import x64
+from conftest import F32_ATOL, F32_GRAD_RTOL, F32_RTOL, tol
 from drifting_jax import fields, kernels
 from drifting_jax.data import toy
 
@@ -48,27 +48,27 @@ def test_gmm4_moments():
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.3])
-def test_mixture_score_is_grad_log_prob(sigma):
-  with x64():
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(50, 2)) * 1.5)
-    auto = jax.grad(lambda y: jnp.sum(toy.mixture_log_prob(y, sigma=sigma)))(x)
-    np.testing.assert_allclose(toy.mixture_smoothed_score(x, sigma=sigma), auto, rtol=1e-10,
-                               atol=1e-10)
-    # The smoothed density of a Gaussian mixture is the mixture with inflated variance.
-    s2 = toy.GMM4.std**2 + sigma**2
-    means = jnp.asarray(toy.GMM4.means)
-    dens = sum(0.25 * jnp.exp(-jnp.sum((x - m) ** 2, -1) / (2 * s2)) / (2 * jnp.pi * s2)
-               for m in means)
-    np.testing.assert_allclose(jnp.exp(toy.mixture_log_prob(x, sigma=sigma)), dens, rtol=1e-10)
+def test_mixture_score_is_grad_log_prob(sigma, precision):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(50, 2)) * 1.5)
+  auto = jax.grad(lambda y: jnp.sum(toy.mixture_log_prob(y, sigma=sigma)))(x)
+  np.testing.assert_allclose(toy.mixture_smoothed_score(x, sigma=sigma), auto,
+                             rtol=tol(precision, 1e-10, F32_GRAD_RTOL),
+                             atol=tol(precision, 1e-10, F32_ATOL))
+  # The smoothed density of a Gaussian mixture is the mixture with inflated variance.
+  s2 = toy.GMM4.std**2 + sigma**2
+  means = jnp.asarray(toy.GMM4.means)
+  dens = sum(0.25 * jnp.exp(-jnp.sum((x - m) ** 2, -1) / (2 * s2)) / (2 * jnp.pi * s2)
+             for m in means)
+  np.testing.assert_allclose(jnp.exp(toy.mixture_log_prob(x, sigma=sigma)), dens,
+                             rtol=tol(precision, 1e-10, F32_RTOL))
 
 
-def test_gaussian_smoothed_score():
-  with x64():
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(20, 2)))
-    var = 0.7**2 + 0.3**2
-    auto = jax.grad(lambda y: jnp.sum(-jnp.sum((y - 0.2) ** 2, -1) / (2 * var)))(x)
-    np.testing.assert_allclose(toy.gaussian_smoothed_score(x, mean=0.2, std=0.7, sigma=0.3),
-                               auto, rtol=1e-12)
+def test_gaussian_smoothed_score(precision):
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(20, 2)))
+  var = 0.7**2 + 0.3**2
+  auto = jax.grad(lambda y: jnp.sum(-jnp.sum((y - 0.2) ** 2, -1) / (2 * var)))(x)
+  np.testing.assert_allclose(toy.gaussian_smoothed_score(x, mean=0.2, std=0.7, sigma=0.3),
+                             auto, rtol=tol(precision, 1e-12, F32_RTOL))
 
 
 def test_theorem_4_1_empirical_drift_matches_analytic():
