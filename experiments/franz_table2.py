@@ -14,8 +14,8 @@ objectives; only ``objective``, ``bandwidth``, ``seed`` and ``num_steps`` vary, 
 ``norm_warmup = 300`` statistics-only batches as in Franz §5.1 (the preset uses 100).
 Phases (each run is ``<runs-dir>/<objective>_w<width>_s<seed>_n<steps>``, resumable). A
 finished run's row (status, training signal, scores, the code commit) is written to the ledger
-``experiments/results/franz_table2_runs/<run>.json`` (with ``<run>_samples.npz``, 4 samples per
-class, for full-budget runs); a run with a ledger entry is skipped, so committing the ledger
+``experiments/results/franz_table2_runs/<run>.json`` (with ``<run>_samples.npz``, 4 uint8
+samples per class); a run with a ledger entry is skipped, so committing the ledger
 carries the sweep over to a fresh machine whose ``runs/`` is gone:
 
 1. ``budget``: Naive-Gauss at width 0.2, seed 0, budgets 1k / 2k / 4k / 8k steps (the full
@@ -119,8 +119,8 @@ def ledger_row(ledger: pathlib.Path, name: str, *, inception: bool = False) -> d
 
 def write_ledger(ledger: pathlib.Path, name: str, row: dict, workdir: pathlib.Path,
                  per_class: int = 4) -> None:
-  """Writes ``row`` (with the code commit and JAX version it was trained with) and, where the run saved samples, ``per_class``
-  uint8 samples of each class to the ledger."""
+  """Writes ``row`` (with the code commit and JAX version it was trained with) and, where
+  the run saved samples, ``per_class`` uint8 samples of each class to the ledger."""
   from drifting_jax.data.images import to_uint8
   ledger.mkdir(parents=True, exist_ok=True)
   old = _load(ledger / f"{name}.json") or {}
@@ -397,13 +397,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     key, name = (o, w, s, n), run_name(o, w, s, n)
     if key in rows and not inception:
       return rows[key]
-    row = ledger_row(ledger, name, inception=inception)
+    # collecting takes what is finished, with or without Inception scores
+    row = ledger_row(ledger, name, inception=inception and not collect_only)
     if row is None and not collect_only:
       row = run_one(runs_dir, o, w, s, n, eval_n=eval_n, quick=quick,
                     inception_n=inc_n if inception else None)
       write_ledger(ledger, name, row, runs_dir / name)
-    if row is None:
-      row = ledger_row(ledger, name)  # collecting: what is finished, with or without Inception
     if row is None:
       return None
     if key not in rows or rows[key] != row:
