@@ -14,7 +14,8 @@ import sys
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=2"
-                           " --xla_backend_optimization_level=0")
+                           " --xla_backend_optimization_level=0"
+                           " --xla_cpu_use_fusion_emitters=false")  # cheaper compiles (conftest)
 
 
 def config():

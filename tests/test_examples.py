@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from conftest import FAST_COMPILE
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -21,7 +23,7 @@ def test_toy_own_step_trains():
 def test_toy_data_parallel_on_fake_devices():
   # A subprocess: the fake CPU device count must be set before JAX initializes its backend,
   # which this test process has already done.
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {FAST_COMPILE}")
   out = subprocess.run([sys.executable, str(EXAMPLES / "toy_data_parallel.py"), "--steps", "5"],
                        env=env, capture_output=True, text=True, check=True, timeout=300)
   assert out.stdout.startswith("4 devices"), out.stdout + out.stderr

@@ -1,5 +1,6 @@
 """Class-grouped losses (drifting_jax.grouped) and the normalization pieces they use."""
 
+import contextlib
 import functools
 
 import chex
@@ -8,12 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import cloud
+from conftest import F32_ATOL, F32_GRAD_RTOL, F32_RTOL, cloud, tol
 import drifting_jax as dj
 from drifting_jax import grouped, normalization
+from drifting_jax.testing import x64
 from drifting_jax.objectives import make_objective
 
 G, N, M, D = 3, 10, 12, 4
+
+
+def _precision(precision):
+  return x64() if precision == "float64" else contextlib.nullcontext()
 
 
 def _groups(dtype=np.float64):
@@ -24,26 +30,36 @@ def _groups(dtype=np.float64):
 
 class GroupedLossTest(chex.TestCase):
 
+  # Each identity runs in float64 (x64) and in float32, the library's default precision. The
+  # float32 bounds are the suite's shared ones (conftest): a per-group objective is the same
+  # handful of O(1) softmax-weighted sums computed by the same code, so F32_RTOL on values and
+  # F32_GRAD_RTOL on reverse-mode gradients.
+
   @chex.variants(with_jit=True, without_jit=True)
   def test_grouped_loss_is_the_objective_per_group(self):
-    with jax.enable_x64(True):
-      gen, pos = _groups()
-      obj = make_objective("naive-laplace", bandwidth=0.7)
-      loss, metrics = self.variant(functools.partial(grouped.grouped_loss, obj))(gen, pos)
-      chex.assert_shape(loss, (G,))
-      for g in range(G):
-        want, want_m = obj(gen[g], pos[g], 0)
-        np.testing.assert_allclose(loss[g], want, rtol=1e-12)
-        np.testing.assert_allclose(metrics["drift_norm"][g], want_m["drift_norm"], rtol=1e-12)
+    for precision in ("float64", "float32"):
+      with self.subTest(precision=precision), _precision(precision):
+        rtol = tol(precision, 1e-12, F32_RTOL)
+        gen, pos = _groups()
+        obj = make_objective("naive-laplace", bandwidth=0.7)
+        loss, metrics = self.variant(functools.partial(grouped.grouped_loss, obj))(gen, pos)
+        chex.assert_shape(loss, (G,))
+        chex.assert_type(loss, jnp.float64 if precision == "float64" else jnp.float32)
+        for g in range(G):
+          want, want_m = obj(gen[g], pos[g], 0)
+          np.testing.assert_allclose(loss[g], want, rtol=rtol)
+          np.testing.assert_allclose(metrics["drift_norm"][g], want_m["drift_norm"], rtol=rtol)
 
   def test_grouped_gradient_is_the_sum_of_group_gradients(self):
-    with jax.enable_x64(True):
-      gen, pos = _groups()
-      obj = make_objective("laplace#", bandwidth=0.5)
-      grad = jax.jit(jax.grad(lambda z: jnp.sum(grouped.grouped_loss(obj, z, pos)[0])))(gen)
-      one = jax.jit(jax.grad(lambda z, p: obj(z, p, 0)[0]))  # compiled once for all groups
-      want = jnp.stack([one(gen[g], pos[g]) for g in range(G)])
-      chex.assert_trees_all_close(grad, want, rtol=1e-12)
+    for precision in ("float64", "float32"):
+      with self.subTest(precision=precision), _precision(precision):
+        gen, pos = _groups()
+        obj = make_objective("laplace#", bandwidth=0.5)
+        grad = jax.jit(jax.grad(lambda z: jnp.sum(grouped.grouped_loss(obj, z, pos)[0])))(gen)
+        one = jax.jit(jax.grad(lambda z, p: obj(z, p, 0)[0]))  # compiled once for all groups
+        want = jnp.stack([one(gen[g], pos[g]) for g in range(G)])
+        chex.assert_trees_all_close(grad, want, rtol=tol(precision, 1e-12, F32_GRAD_RTOL),
+                                    atol=tol(precision, 0.0, F32_ATOL))
 
 
 def test_cfg_negative_weight_gives_the_mixture_fraction():
@@ -99,7 +115,7 @@ def test_guided_loss_is_deng_loss_with_the_cfg_weights():
     grouped.guided_grouped_loss(gen, pos, unc, alpha[:2], temperatures=temps)
 
 
-def test_stream_loss_in_kernel_width_units(float64):
+def test_stream_loss_in_kernel_width_units(precision):
   # In units of s the Gaussian drift is V(x; sigma s) / s, so the frozen-field loss
   # mean ||V||^2 of the scaled samples at width sigma equals that at sigma * s over s^2.
   gen, pos = _groups()
@@ -113,10 +129,12 @@ def test_stream_loss_in_kernel_width_units(float64):
   for g in range(G):
     wide = make_objective("naive-gauss", bandwidth=sigma * float(scale[g]))
     want += float(wide(gen[g], pos[g], 0)[0]) / float(scale[g]) ** 2 / G
-  # stream "b" is stream "a" in doubled units: the same loss
-  np.testing.assert_allclose(total, 2 * want, rtol=1e-8)
-  np.testing.assert_allclose(m["loss/a"], want, rtol=1e-8)
-  np.testing.assert_allclose(m["loss/b"], want, rtol=1e-8)
+  # stream "b" is stream "a" in doubled units: the same loss. float32: the scaled and the wide
+  # objective round differently (x / s vs sigma * s), sums of O(1) terms: F32_RTOL.
+  rtol = tol(precision, 1e-8, F32_RTOL)
+  np.testing.assert_allclose(total, 2 * want, rtol=rtol)
+  np.testing.assert_allclose(m["loss/a"], want, rtol=rtol)
+  np.testing.assert_allclose(m["loss/b"], want, rtol=rtol)
   with pytest.raises(ValueError, match="stream keys"):
     grouped.stream_loss(group_loss, {"a": gen}, {"b": pos})
   with pytest.raises(ValueError, match="agree"):

@@ -21,6 +21,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import FAST_COMPILE
 from drifting_jax.training import parallel
 
 _SCRIPT = textwrap.dedent("""
@@ -71,9 +72,9 @@ _SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def results():
-  # 8 fake devices; unoptimised XLA code compiles ~2x faster (the programs run 2 steps).
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-             " --xla_backend_optimization_level=0")
+  # 8 fake devices; compiles made cheaper as in conftest (the programs run 2 steps).
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
   proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
