@@ -13,8 +13,8 @@ of ``--repeats`` wall times of the jitted call (after one compile call). Rows:
 
 Memory is reported as ``peak_rss_above_baseline_mib`` (the process's high-water mark above
 the baseline: inputs, compile and calls), ``inputs_above_baseline_mib`` (resident memory
-once the inputs exist: the bank is 244 MiB at 1M × 64 float32, plus what the allocator kept
-from generating it) and ``peak_above_inputs_mib`` (the high-water mark's rise after the
+once the inputs exist: the bank is 244 MiB at 1M × 64 float32, generated block by block into
+one buffer) and ``peak_above_inputs_mib`` (the high-water mark's rise after the
 inputs exist: an upper bound on what compiling and running the call need).
 
 ::
@@ -48,6 +48,26 @@ def _current_rss_mib() -> float:
     return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _normal(key, m: int, d: int, *, shift: float = 0.0, block: int = 8192):
+  """``[m, d]`` float32 normal samples written block by block into one buffer, so that the
+  bank is the only ``[m, d]`` buffer ever resident (generating it in one piece holds the
+  random bits and intermediates of the same size too, and the high-water mark keeps them)."""
+  import jax
+  import jax.numpy as jnp
+
+  steps = -(-m // block)
+
+  @jax.jit
+  def fill(key):
+    def body(i, buf):
+      rows = jax.random.normal(jax.random.fold_in(key, i), (block, d), jnp.float32) + shift
+      start = jnp.minimum(i * block, m - block) if m >= block else 0
+      return jax.lax.dynamic_update_slice(buf, rows[:min(block, m)], (start, 0))
+    return jax.lax.fori_loop(0, steps, body, jnp.zeros((m, d), jnp.float32))
+
+  return fill(key)
+
+
 def child(spec: dict) -> dict:
   """Runs one configuration in this process; returns its timings and memory."""
   import jax
@@ -59,8 +79,8 @@ def child(spec: dict) -> dict:
   baseline = _rss_mib()
   n, m, d, chunk = spec["queries"], spec["bank"], spec["dim"], spec["chunk"]
   key_x, key_y = jax.random.split(jax.random.PRNGKey(0))
-  x = jax.random.normal(key_x, (n, d), jnp.float32)
-  bank = jax.random.normal(key_y, (m, d), jnp.float32) + 0.1
+  x = _normal(key_x, n, d)
+  bank = _normal(key_y, m, d, shift=0.1)
   kernel = dj.gaussian(float(spec["bandwidth"]))
   if spec["op"] == "drift_field":
     fn = jax.jit(lambda x, bank: dj.drift_field(x, bank, x, kernel=kernel, exclude_self=True,
@@ -107,7 +127,7 @@ def main(argv=None) -> None:
   p.add_argument("--queries", type=int, default=4096)
   p.add_argument("--banks", type=int, nargs="+", default=[65_536, 1_000_000])
   p.add_argument("--dim", type=int, default=64)
-  p.add_argument("--chunk", type=int, default=8192)
+  p.add_argument("--chunk", type=int, default=4096)
   p.add_argument("--bandwidth", type=float, default=8.0)
   p.add_argument("--dense-max", type=int, default=65_536,
                  help="largest bank also run dense (the [N, M] matrices must fit)")
