@@ -1,6 +1,7 @@
 """Feature extractor: the classifier CNN (train / save / load / features)."""
 
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,7 +55,7 @@ def test_train_features_save_load(trained, tmp_path):
                                   "Dense_1/bias", "Dense_1/kernel"]
     assert data["Conv_1/kernel"].shape == (3, 3, 4, 8)
   loaded = F.load_classifier(path)
-  jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params))
+  chex.assert_trees_all_equal(loaded, jax.device_get(params))
   np.testing.assert_array_equal(F.classifier_features(loaded, ds.images, batch_size=7), feats)
   # Same images -> FID (classifier features) is 0; different classes -> clearly positive.
   trace = np.trace(np.cov(feats, rowvar=False))

@@ -178,3 +178,102 @@ def test_multiscale_option_gradient_is_sum_of_unit_rms_fields(precision, name):
     make_objective(name, bandwidth=0.7, scales=(1.0, -1.0))
   with pytest.raises(ValueError, match="unknown option"):
     make_objective("laplace#", bandwidth=0.7, scales=(1.0,))
+
+
+# --- each frozen-field objective trains on the field it names, written out here in numpy ---
+#
+# The frozen loss mean_i ||x_i - sg(x_i + V_i)||^2 has value mean_i ||V_i||^2 and gradient
+# -2 V / N, so comparing the objective's gradient with V written out from the papers'
+# formulas (float64 numpy, not the library's fields) catches a wrong field, a wrong kernel,
+# a missing self-mask or a missing normalization.
+
+def _profiles(kname, sigma, r):
+  """(k, k#) at distances r: Table 1 of Franz et al."""
+  if kname == "gauss":
+    k = np.exp(-r**2 / (2 * sigma**2))
+    return k, sigma**2 * k
+  if kname == "rq":  # k# = (1/2) ∫_{r²}^∞ k d(s²), Eq. (12)
+    return (1 + r**2 / sigma**2) ** -2, sigma**2 / 2 / (1 + r**2 / sigma**2)
+  k = np.exp(-r / sigma)
+  return k, sigma * (r + sigma) * k
+
+
+def _field_written_out(family, kname, sigma, x, pos):
+  """V(x_i) with negatives = the other generated samples (self excluded)."""
+  n = len(x)
+  rp = np.linalg.norm(x[:, None] - pos[None], axis=-1)           # [N, M]
+  rn = np.linalg.norm(x[:, None] - x[None], axis=-1)             # [N, N]
+  off = ~np.eye(n, dtype=bool)
+  kp, kp_sharp = _profiles(kname, sigma, rp)
+  kn, kn_sharp = _profiles(kname, sigma, rn)
+  kn, kn_sharp = kn * off, kn_sharp * off
+  dp = pos[None] - x[:, None]                                    # y+ - x, [N, M, D]
+  dn = x[None] - x[:, None]                                      # y- - x, [N, N, D]
+  if family in ("naive", "sharp"):  # Eq. (3) / Eq. (19): E[k (y - x)] / E[k or k#]
+    zp = (kp if family == "naive" else kp_sharp).sum(1)[:, None]
+    zn = (kn if family == "naive" else kn_sharp).sum(1)[:, None]
+    return (np.einsum("nm,nmd->nd", kp, dp) / zp - np.einsum("nk,nkd->nd", kn, dn) / zn)
+  # drifting: A = sqrt(softmax over targets [pos | neg] * softmax over queries) of log k,
+  # W+ = A+ sum A-, W- = A- sum A+, V = sum W+ (y+ - x) - sum W- (y- - x) (Franz App. D)
+  k_all = np.concatenate([kp, kn], axis=1)                       # masked entries are 0
+  a = np.sqrt(k_all / k_all.sum(1, keepdims=True) * (k_all / k_all.sum(0, keepdims=True)))
+  a_pos, a_neg = a[:, :len(pos)], a[:, len(pos):]
+  w_pos = a_pos * a_neg.sum(1, keepdims=True)
+  w_neg = a_neg * a_pos.sum(1, keepdims=True)
+  return np.einsum("nm,nmd->nd", w_pos, dp) - np.einsum("nk,nkd->nd", w_neg, dn)
+
+
+@pytest.mark.parametrize("name", ["naive-gauss", "naive-rq", "sharp-laplace", "sharp-rq",
+                                  "drifting-laplace", "drifting-gauss"])
+def test_frozen_objective_gradient_is_its_field_written_out(precision, name):
+  family, kname = parse_objective(name)
+  sigma = 0.4
+  x, pos = cloud(0, 12, 2), cloud(1, 10, 2, shift=0.5, scale=0.5)
+  (loss, m), g = _value_and_grad(make_objective(name, bandwidth=sigma), jnp.asarray(x),
+                                 jnp.asarray(pos))
+  v = _field_written_out(family, kname, sigma, x, pos)
+  # float32: softmax-weighted sums of <= 22 terms and their reverse-mode gradient
+  np.testing.assert_allclose(g, -2 * v / len(x), rtol=tol(precision, 1e-10, F32_GRAD_RTOL),
+                             atol=tol(precision, 1e-13, F32_ATOL))
+  np.testing.assert_allclose(loss, np.mean(np.sum(v * v, -1)),
+                             rtol=tol(precision, 1e-10, F32_GRAD_RTOL))
+  np.testing.assert_allclose(m["drift_norm"], np.mean(np.linalg.norm(v, axis=-1)),
+                             rtol=tol(precision, 1e-10, F32_GRAD_RTOL))
+
+
+@pytest.mark.parametrize("name,step", [("gauss-ds", 0), ("gauss-annealed", 0),
+                                       ("gauss-annealed", 150), ("sinkhorn", 0)])
+def test_frozen_objective_gradient_is_the_field_it_names(name, step):
+  """gauss-ds / gauss-annealed train on the doubly-stochastic field (Secretly-SM Alg. 1; the
+  field itself is checked against Alg. 1 in test_fields) at sigma(t) = max(sigma0 e^(-r t),
+  sigma_min) (Eq. (18)); sinkhorn on the Sinkhorn drift (Alg. 2): gradient -2 V / N."""
+  from drifting_jax import sinkhorn  # pylint: disable=import-outside-toplevel
+  if name == "sinkhorn":
+    fn = make_objective(name, max_iterations=200)
+    # the objective's documented defaults: self-excluded negatives, alpha 0.05, squared cost
+    v = sinkhorn.sinkhorn_drift(X, POS, alpha=0.05, cost_power=2, exclude_self=True, eta=1.0,
+                                threshold=1e-3, max_iterations=200)
+  else:
+    kw = {"sigma0": 1.0, "rate": 0.01} if name == "gauss-annealed" else {}
+    fn = make_objective(name, bandwidth=0.3, **kw)
+    sigma = max(math.exp(-0.01 * step), 0.3) if kw else 0.3
+    v = fields.doubly_stochastic_field(X, POS, X, bandwidth=sigma, exclude_self=True)
+  (loss, m), g = _value_and_grad(fn, step=step)
+  np.testing.assert_allclose(g, -2 * v / X.shape[0], rtol=F32_GRAD_RTOL, atol=F32_ATOL)
+  np.testing.assert_allclose(loss, jnp.mean(jnp.sum(v * v, -1)), rtol=F32_GRAD_RTOL)
+  if name == "gauss-annealed":
+    np.testing.assert_allclose(m["bandwidth"], sigma, rtol=1e-6)
+
+
+def test_official_objective_is_deng_loss():
+  """``official=True``: the loss and its gradient are :func:`deng_drift_loss` on the one
+  group, and ``drift_norm`` is the RMS force norm ``sqrt(loss · D)`` in Deng's units."""
+  import drifting_jax as dj  # pylint: disable=import-outside-toplevel
+  temps = (0.02, 0.05, 0.2)
+  (loss, m), g = _value_and_grad(make_objective("drifting-laplace", official=True,
+                                                temperatures=temps))
+  want, want_g = jax.value_and_grad(
+      lambda y: dj.deng_drift_loss(y[None], POS[None], temperatures=temps)[0])(X)
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  np.testing.assert_allclose(g, want_g, rtol=1e-5, atol=1e-8)
+  np.testing.assert_allclose(m["drift_norm"], np.sqrt(float(want) * X.shape[1]), rtol=1e-6)

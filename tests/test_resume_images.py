@@ -8,6 +8,7 @@ iteration, and everything else is in the checkpoint.
 import json
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +54,7 @@ def test_killed_run_resumes_exactly(tmp_path, digits):
   _, b, it_b = load_image_run(tmp_path / "split")
   assert it_a == it_b == 8
   for name in ("params", "ema_params", "opt_state", "norm", "rng", "step"):
-    jax.tree.map(np.testing.assert_array_equal, getattr(a, name), getattr(b, name))
+    chex.assert_trees_all_equal(getattr(a, name), getattr(b, name))
   # The memory bank travels with the checkpoint too.
   from drifting_jax.training.image_loop import _manager, _restore, build_image_run
   run = build_image_run(cfg(), dataset=digits)
@@ -63,7 +64,7 @@ def test_killed_run_resumes_exactly(tmp_path, digits):
     m = _manager(str(tmp_path / d / "checkpoints"), 5)
     banks.append(_restore(m, *template)[1])
     m.close()
-  jax.tree.map(np.testing.assert_array_equal, banks[0], banks[1])
+  chex.assert_trees_all_equal(banks[0], banks[1])
   assert int(banks[0].neg_ptr) == (20 + 8 * 5) % 20 and int(banks[0].pos_ptr.sum()) > 0
   # The log has one record per iteration, without duplicates from the lost iteration.
   steps = [json.loads(l)["step"] for l in open(tmp_path / "split" / "metrics.jsonl")]

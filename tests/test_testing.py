@@ -119,6 +119,14 @@ def test_finite_edges_passes_for_library_fields_and_catches_nan_at_zero_distance
                                            "bandwidth 0.001"):
     testing.assert_finite_edges(naive_laplace)
 
+  def unit_directions(x, p, bw):  # mean unit vector to the data: 0 / 0 at coincident points
+    diff = p[None] - x[:, None]
+    return jnp.mean(diff / jnp.linalg.norm(diff, axis=-1, keepdims=True), axis=1) * bw
+
+  with pytest.raises(AssertionError, match="non-finite value for coincident points at "
+                                           "bandwidth 0.001"):
+    testing.assert_finite_edges(unit_directions)
+
 
 def test_matches_float64():
   x, pos, neg = (np.asarray(a, np.float32) for a in _problem())

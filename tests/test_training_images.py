@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,8 +127,8 @@ def test_train_step_is_mean_of_per_class_objectives(digits):
   state0, bank = run.init()
   state, bank, m = runner.stats(state0, bank, run.data)
   state, bank, m = runner.stats(state, bank, run.data)
-  jax.tree.map(np.testing.assert_array_equal, state.params, state0.params)
-  jax.tree.map(np.testing.assert_array_equal, state.opt_state, state0.opt_state)
+  chex.assert_trees_all_equal(state.params, state0.params)
+  chex.assert_trees_all_equal(state.opt_state, state0.opt_state)
   assert int(state.step) == 2 and not np.allclose(state.norm["pixels"].scale, 1.0)
 
   from drifting_jax.training.image_loop import make_prepare

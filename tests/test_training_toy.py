@@ -4,6 +4,7 @@ import glob
 import json
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,11 +74,11 @@ def test_resume_matches_uninterrupted_run(tmp_path):
   assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == ["10"]
   resumed = train(tiny(), tmp_path / "split")
   assert int(resumed.state.step) == 20
-  jax.tree.map(np.testing.assert_array_equal, full.state.params, resumed.state.params)
-  jax.tree.map(np.testing.assert_array_equal, full.state.opt_state, resumed.state.opt_state)
+  chex.assert_trees_all_equal(full.state.params, resumed.state.params)
+  chex.assert_trees_all_equal(full.state.opt_state, resumed.state.opt_state)
   cfg, state = load_run(tmp_path / "split")
   assert cfg == tiny() and int(state.step) == 20
-  jax.tree.map(np.testing.assert_array_equal, full.state.params, state.params)
+  chex.assert_trees_all_equal(full.state.params, state.params)
 
 
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path):

@@ -58,6 +58,16 @@ CORE = {
     "curl": (lambda x, p: dj.curl(lambda z: dj.drift_field(z, p, x, kernel=LAP), x),
              1e-3, 1e-5),
     "knn_mean_distance": (lambda x, p: dj.knn_mean_distance(p, k=3), 1e-5, 1e-6),
+    "asymmetry": (lambda x, p: dj.asymmetry(lambda z: dj.drift_field(z, p, x, kernel=LAP), x),
+                  1e-3, 1e-5),
+    "line_integral_potential": (lambda x, p: dj.line_integral_potential(
+        lambda z: dj.drift_field(z, p, p, kernel=GAU, normalization="sharp"), x), 1e-4, 1e-5),
+    "kernel/log_sharp": (lambda x, p: LAP.log_sharp(dj.pairwise_sqdist(x, p)), 1e-5, 1e-5),
+    "guided_grouped_loss": (lambda x, p: dj.guided_grouped_loss(
+        jnp.stack([x, x + 1]), jnp.stack([p, p]), jnp.stack([x[:4], p[:4]]),
+        jnp.asarray([1.0, 2.0]), temperatures=(0.05, 0.2))[0], 1e-4, 1e-6),
+    "sinkhorn_drift": (lambda x, p: dj.sinkhorn_drift(x, p, alpha=0.2, exclude_self=True),
+                       1e-3, 1e-5),
 }
 
 
@@ -108,11 +118,3 @@ class GradientVariantsTest(chex.TestCase):
     got = self.variant(jax.grad(loss))(*_inputs(np.float32))
     chex.assert_trees_all_close(np.asarray(got, np.float64), want, rtol=2e-4,
                                 atol=2e-5 * float(np.max(np.abs(want))))
-
-
-def test_sinkhorn_variants_agree():
-  x, pos = _inputs(np.float32)
-  fn = functools.partial(dj.sinkhorn_drift, alpha=0.2, exclude_self=True)
-  eager = fn(x, pos)
-  chex.assert_trees_all_close(jax.jit(fn)(x, pos), eager, rtol=1e-5, atol=1e-6)
-  chex.assert_trees_all_close(jax.pmap(fn)(x[None], pos[None])[0], eager, rtol=1e-5, atol=1e-6)
