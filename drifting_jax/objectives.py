@@ -262,10 +262,11 @@ def make_objective(
   scales = tuple(opts.get("scales", ()))
   sk_kw = opts if family == "sinkhorn" else {}
 
-  def bandwidth_at(step):
+  def bandwidth_at(step):  # the default float dtype: float32, or float64 under x64
+    dtype = jnp.result_type(float)
     if schedule is None:
-      return jnp.asarray(bw, jnp.float32)
-    return jnp.asarray(schedule(step), jnp.float32)
+      return jnp.asarray(bw, dtype)
+    return jnp.asarray(schedule(step), dtype)
 
   def field(x, pos, neg, sigma, extra):
     """``[N, D]`` drift ``V(x)`` with negatives ``neg`` (``x`` itself, masked).
