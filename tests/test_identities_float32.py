@@ -49,6 +49,11 @@ def test_prop8_gaussian_drift_is_sigma2_grad_log_kde_float32():
       lambda z: dj.drift_field(z, pos, neg, kernel=kern),
       lambda z: dj.log_kde(z, neg, kernel=kern) - dj.log_kde(z, pos, kernel=kern), x,
       scale=s**2, rtol=RTOL, atol=1e-6)
+  c = testing.assert_gradient_field(  # c fitted: sigma^2 again
+      lambda z: dj.drift_field(z, pos, neg, kernel=kern),
+      lambda z: dj.log_kde(z, neg, kernel=kern) - dj.log_kde(z, pos, kernel=kern), x,
+      rtol=RTOL, atol=1e-6)
+  assert float(c) == pytest.approx(s**2, rel=RTOL)
   assert x.dtype == jnp.float32
 
 
