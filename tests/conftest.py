@@ -83,9 +83,15 @@ def tol(precision, f64, f32):
   return f64 if precision == "float64" else f32
 
 
+def precision_scope(precision):
+  """The context of ``precision``: x64 on for ``"float64"``, nothing for ``"float32"``."""
+  return x64() if precision == "float64" else contextlib.nullcontext()
+
+
 @pytest.fixture(params=["float64", "float32"])
 def precision(request):
   """Runs an identity test twice: in float64 (x64 on) and in float32, the library's default
-  precision; the test picks each tolerance with :func:`tol` and states the float32 one."""
-  with (x64() if request.param == "float64" else contextlib.nullcontext()):
+  precision; the test picks each tolerance with :func:`tol` and states the float32 one.
+  (``chex.TestCase`` methods cannot take fixtures: they loop over :func:`precision_scope`.)"""
+  with precision_scope(request.param):
     yield request.param

@@ -1,6 +1,5 @@
 """Class-grouped losses (drifting_jax.grouped) and the normalization pieces they use."""
 
-import contextlib
 import functools
 
 import chex
@@ -9,17 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import F32_ATOL, F32_GRAD_RTOL, F32_RTOL, cloud, tol
+from conftest import F32_ATOL, F32_GRAD_RTOL, F32_RTOL, cloud, precision_scope, tol
 import drifting_jax as dj
 from drifting_jax import grouped, normalization
-from drifting_jax.testing import x64
 from drifting_jax.objectives import make_objective
 
 G, N, M, D = 3, 10, 12, 4
-
-
-def _precision(precision):
-  return x64() if precision == "float64" else contextlib.nullcontext()
 
 
 def _groups(dtype=np.float64):
@@ -38,7 +32,7 @@ class GroupedLossTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_grouped_loss_is_the_objective_per_group(self):
     for precision in ("float64", "float32"):
-      with self.subTest(precision=precision), _precision(precision):
+      with self.subTest(precision=precision), precision_scope(precision):
         rtol = tol(precision, 1e-12, F32_RTOL)
         gen, pos = _groups()
         obj = make_objective("naive-laplace", bandwidth=0.7)
@@ -53,7 +47,7 @@ class GroupedLossTest(chex.TestCase):
 
   def test_grouped_gradient_is_the_sum_of_group_gradients(self):
     for precision in ("float64", "float32"):
-      with self.subTest(precision=precision), _precision(precision):
+      with self.subTest(precision=precision), precision_scope(precision):
         gen, pos = _groups()
         obj = make_objective("laplace#", bandwidth=0.5)
         grad = jax.jit(jax.grad(lambda z: jnp.sum(grouped.grouped_loss(obj, z, pos)[0])))(gen)
