@@ -424,12 +424,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if grid_steps is not None and last >= PHASES.index("full"):
       # every objective's best grid width first, then the neighbours, so that an
       # interrupted sweep has a full-recipe run of each objective as early as possible
-      best = {o: best_width(list(rows.values()), o, grid_steps) for o in objectives}
-      for o in objectives:
-        if best[o] is not None:
-          run(o, best[o], 0, full)
-      for o in objectives:
-        for w in neighbours(best[o], widths) if best[o] is not None else ():
+      best = {o: bw for o in objectives
+              if (bw := best_width(list(rows.values()), o, grid_steps)) is not None}
+      for o, bw in best.items():
+        run(o, bw, 0, full)
+      for o, bw in best.items():
+        for w in neighbours(bw, widths):
           run(o, w, 0, full)
     if last >= PHASES.index("seeds"):
       for o in objectives:
