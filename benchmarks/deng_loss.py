@@ -76,7 +76,11 @@ def roofline(gen, pos):
 def exp_bound(gen, pos):
   b, c, _ = gen.shape
   t = c + pos.shape[1]
-  z = jax.lax.broadcasted_iota(jnp.float32, (b, c, t), 2) * jnp.sum(gen[:, :1, :1]) * 1e-9
+  # Varying along both C and T: an exponential of a broadcast would be sunk below the
+  # broadcast by XLA's simplifier and evaluated on [T] entries only.
+  scalar = jnp.sum(gen[:, :1, :1]) * 1e-9
+  z = (jax.lax.broadcasted_iota(jnp.float32, (b, c, t), 2) * scalar
+       + jax.lax.broadcasted_iota(jnp.float32, (b, c, t), 1) * (2 * scalar))
   return jnp.sum(jnp.exp(-z), axis=-1) + jnp.sum(jnp.exp(z - 1.0), axis=-2).sum(-1)[:, None]
 
 

@@ -13,6 +13,19 @@ and positives ``pos [C_p, S]``:
    ``sqrt(max(mean(force²), 1e-8))`` (whole tensor) and summed over ``R``;
 5. ``goal = sg(scaled gen + force)``; loss per group ``mean_{C_g,S} (gen/scale_in − goal)²``.
 
+Step 4 is evaluated with one exponential per entry and temperature. With normalized
+distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
+``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
+targets is ``Σ_t exp(−(d − ρ_i)/R) = e^{(ρ_i − g)/2R} Σ_t E · e^{−(κ_t − g)/2R}``, the column
+one ``Σ_i exp(−(d − κ_t)/R) = e^{(κ_t − g)/2R} Σ_i E · e^{−(ρ_i − g)/2R}`` (two weighted sums of
+the same ``E``), and ``sqrt(softmax_targets · softmax_gen) = E / sqrt(row · column
+normalizer)``: no logsumexp pass and no square root over ``[B, C, T]``. The positive and
+negative coefficients never need concatenating: the force is ``Σ A_neg · (A_pos @ pos) −
+Σ A_pos · (A_neg @ [gen, neg])`` and the ``Σ coef · x`` term is exactly 0. The scheme is exact
+while every ``(ρ_i − g)/R`` and ``(κ_t − g)/R`` stays below 140 (the weighted sums keep every
+term that matters above float32's smallest normal number); otherwise (an isolated sample at
+a small temperature) ``lax.cond`` takes the log-domain evaluation with two logsumexps.
+
 Everything is computed in float32. The paper-level simplification (no feature scaling, one
 temperature, no drift normalization) is :func:`drifting_jax.fields.deng_field` (Eq. (26)).
 """
@@ -98,6 +111,70 @@ def _check_temperatures(temperatures) -> tuple[float, ...]:
   return tuple(float(np.asarray(r).reshape(())) for r in temperatures)
 
 
+_ONE_EXP_RANGE = 140.0
+_HI = jax.lax.Precision.HIGHEST
+
+
+def _normalize_and_sum(forces):
+  """``Σ_R f_R / sqrt(max(mean(f_R²), 1e-8))`` and the ``mean(f_R²)`` (step 4)."""
+  total, mean_sqs = 0.0, []
+  for f in forces:
+    mean_sq = jnp.mean(f * f)
+    mean_sqs.append(mean_sq)
+    total = total + f / jnp.sqrt(jnp.maximum(mean_sq, 1e-8))
+  return total, tuple(mean_sqs)
+
+
+def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, x_s, row_min, col_min_n, col_min_p,
+                   group_min, temperatures):
+  """Step 4 with one exponential per entry (module notes); ``dn_*`` ``[B, C_g, T_*]``."""
+  del x_s  # the Σ coef · x term is exactly 0
+  g = group_min[:, None]
+  forces = []
+  for r in temperatures:
+    half_row = 0.5 * row_min[..., None]
+    e_n = jnp.exp(-(dn_n - half_row - 0.5 * col_min_n[:, None, :]) / r)
+    e_p = jnp.exp(-(dn_p - half_row - 0.5 * col_min_p[:, None, :]) / r)
+    row_w = jnp.exp(-(row_min - g) / (2 * r))
+    row_sum = (jnp.einsum("bit,bt->bi", e_n, jnp.exp(-(col_min_n - g) / (2 * r)), precision=_HI)
+               + jnp.einsum("bit,bt->bi", e_p, jnp.exp(-(col_min_p - g) / (2 * r)),
+                            precision=_HI))
+    # 1 / sqrt(row normalizer) and 1 / sqrt(column normalizer)
+    u = jax.lax.rsqrt(row_sum) * jnp.exp(-(row_min - g) / (4 * r))
+    v_n = (jax.lax.rsqrt(jnp.einsum("bit,bi->bt", e_n, row_w, precision=_HI))
+           * jnp.exp(-(col_min_n - g) / (4 * r)))
+    v_p = (jax.lax.rsqrt(jnp.einsum("bit,bi->bt", e_p, row_w, precision=_HI))
+           * jnp.exp(-(col_min_p - g) / (4 * r)))
+    a_n = jnp.maximum(e_n * u[..., None] * v_n[:, None, :], 1e-3) * w_n[:, None, :]
+    a_p = jnp.maximum(e_p * u[..., None] * v_p[:, None, :], 1e-3) * w_p[:, None, :]
+    forces.append(jnp.sum(a_n, -1, keepdims=True)
+                  * jnp.einsum("bit,bts->bis", a_p, t_p, precision=_HI)
+                  - jnp.sum(a_p, -1, keepdims=True)
+                  * jnp.einsum("bit,bts->bis", a_n, t_n, precision=_HI))
+  return _normalize_and_sum(forces)
+
+
+def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, x_s, temperatures):
+  """Step 4 with two logsumexps per temperature (exact at any distance spread)."""
+  dn = jnp.concatenate([dn_n, dn_p], axis=-1)
+  targets = jnp.concatenate([t_n, t_p], axis=1)
+  w_t = jnp.concatenate([w_n, w_p], axis=1)
+  split = dn_n.shape[-1]
+  forces = []
+  for r in temperatures:
+    logits = -dn / r
+    # sqrt(max(softmax_targets · softmax_gen, 1e-6)) = max(exp(logits − (lse_t + lse_g)/2), 1e-3)
+    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)
+    affinity = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3) * w_t[:, None, :]
+    a_neg, a_pos = affinity[..., :split], affinity[..., split:]
+    coef = jnp.concatenate([-a_neg * jnp.sum(a_pos, -1, keepdims=True),
+                            a_pos * jnp.sum(a_neg, -1, keepdims=True)], axis=-1)
+    forces.append(jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)
+                  - jnp.sum(coef, -1)[..., None] * x_s)
+  return _normalize_and_sum(forces)
+
+
 def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
   """``[B]`` Deng et al.'s multi-temperature drift loss per group; see
   :func:`deng_drift_loss_with_info` (same arguments) for the definition."""
@@ -159,40 +236,35 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
                    else _check_weight_sums(w_gen, w_neg, w_pos))
 
   old_gen = sg(gen)
-  targets = jnp.concatenate([old_gen, neg, pos], axis=1)            # [B, T, S]
-  w_targets = jnp.concatenate([w_gen, w_neg, w_pos], axis=1)        # [B, T]
+  t_neg = jnp.concatenate([old_gen, neg], axis=1)                   # [B, T_n, S]
+  w_tneg = jnp.concatenate([w_gen, w_neg], axis=1)                  # [B, T_n]
   # Squared distances are clamped at 0 and NaN on overflow; max(NaN, 1e-8) stays NaN.
-  dist = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, targets), 1e-8))  # [B, C_g, T]
+  dist_n = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, t_neg), 1e-8))  # [B,C_g,T_n]
+  dist_p = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, pos), 1e-8))    # [B,C_g,C_p]
 
-  scale = jnp.mean(dist * w_targets[:, None, :]) / jnp.mean(w_targets)
+  n_t = t_neg.shape[1] + pos.shape[1]
+  w_mean = (jnp.sum(w_tneg) + jnp.sum(w_pos)) / (b * n_t)
+  scale = ((jnp.sum(dist_n * w_tneg[:, None, :]) + jnp.sum(dist_p * w_pos[:, None, :]))
+           / (b * c_g * n_t) / w_mean)
   scale_inputs = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)
   old_gen_scaled = old_gen / scale_inputs
-  targets_scaled = targets / scale_inputs
-  dist_normed = dist / jnp.maximum(scale, 1e-3)
-  self_mask = jnp.pad(jnp.eye(c_g, dtype=jnp.float32), ((0, 0), (0, targets.shape[1] - c_g)))
-  dist_normed = dist_normed + _SELF_MASK * self_mask[None]
+  self_mask = jnp.pad(jnp.eye(c_g, dtype=jnp.float32), ((0, 0), (0, t_neg.shape[1] - c_g)))
+  dn_n = dist_n / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask[None]
+  dn_p = dist_p / jnp.maximum(scale, 1e-3)
+  operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos,
+              old_gen_scaled)
 
-  split = c_g + neg.shape[1]
-  info = {"scale": scale}
-  force = jnp.zeros_like(old_gen_scaled)
-  for r in temperatures:
-    logits = -dist_normed / r
-    # sqrt(max(softmax_targets · softmax_gen, 1e-6)) computed in log domain as
-    # max(exp(logits − (lse_targets + lse_gen)/2), 1e-3): the same numbers without the
-    # product and the square root.
-    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)
-    affinity = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3)
-    affinity = affinity * w_targets[:, None, :]
-    a_neg, a_pos = affinity[..., :split], affinity[..., split:]
-    coef = jnp.concatenate([-a_neg * jnp.sum(a_pos, -1, keepdims=True),
-                            a_pos * jnp.sum(a_neg, -1, keepdims=True)], axis=-1)
-    force_r = (jnp.einsum("bit,bts->bis", coef, targets_scaled,
-                          precision=jax.lax.Precision.HIGHEST)
-               - jnp.sum(coef, -1)[..., None] * old_gen_scaled)
-    mean_sq = jnp.mean(force_r * force_r)
-    info[f"loss_{r}"] = mean_sq
-    force = force + force_r / jnp.sqrt(jnp.maximum(mean_sq, 1e-8))
+  row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))                 # [B, C_g]
+  col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                  # [B, T_*]
+  group_min = jnp.min(row_min, -1)
+  spread = jnp.maximum(jnp.max(row_min, -1),
+                       jnp.maximum(jnp.max(col_min_n, -1), jnp.max(col_min_p, -1))) - group_min
+  one_exp_ok = jnp.all(spread < _ONE_EXP_RANGE * min(temperatures))
+  force, per_r = jax.lax.cond(
+      one_exp_ok,
+      lambda ops: _force_one_exp(*ops, row_min, col_min_n, col_min_p, group_min, temperatures),
+      lambda ops: _force_log_domain(*ops, temperatures), operands)
+  info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
 
   goal = sg(old_gen_scaled + force)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))

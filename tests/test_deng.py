@@ -1,5 +1,5 @@
-"""Deng et al.'s drift loss: against a step-by-step float64 numpy transcription of the
-computation in DESIGN.md, and its gradient structure."""
+"""Deng et al.'s drift loss: against a step-by-step float64 numpy transcription of their
+algorithm (Franz et al. App. D), and its gradient structure."""
 
 import chex
 import jax
@@ -17,7 +17,7 @@ def _softmax(a, axis):
 
 
 def reference(gen, pos, neg, wg, wp, wn, temps):
-  """DESIGN.md, steps 1-5, one explicit numpy line per step (float64)."""
+  """Steps 1-5 of the algorithm, one explicit numpy line per step (float64)."""
   b, cg, s = gen.shape
   targets = np.concatenate([gen, neg, pos], 1)
   wt = np.concatenate([wg, wn, wp], 1)
@@ -93,3 +93,64 @@ def test_jit_and_bad_input():
     dj.deng_drift_loss(gen, pos, weight_pos=jnp.ones((2, 4)))
   with pytest.raises(ValueError, match="temperatures"):
     dj.deng_drift_loss(gen, pos, temperatures=(0.0,))
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 6, 4, 5), (2, 32, 40, 0, 16)])
+def test_one_exponential_path_equals_log_domain_path(shape, monkeypatch):
+  """The one-exponential evaluation of step 4 (taken when the distance spread allows) gives
+  the log-domain evaluation's numbers (float32, 1e-5), with weights and extra negatives."""
+  from drifting_jax import deng
+  rng = np.random.default_rng(2)
+  b, cg, cp, cn, s = shape
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  args = (f32(rng.normal(size=(b, cg, s))), f32(rng.normal(size=(b, cp, s)) + 0.3),
+          f32(rng.normal(size=(b, cn, s))) if cn else None)
+  kw = dict(weight_gen=f32(rng.uniform(0.5, 1.5, (b, cg))),
+            weight_pos=f32(rng.uniform(0.5, 1.5, (b, cp))), temperatures=(0.02, 0.05, 0.2))
+  if cn:
+    kw["weight_neg"] = f32(rng.uniform(0.5, 1.5, (b, cn)))
+  grad = lambda: jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, *args[1:], **kw)))(args[0])
+  monkeypatch.setattr(deng, "_ONE_EXP_RANGE", np.inf)
+  one_exp, g_one = dj.deng_drift_loss_with_info(*args, **kw), grad()
+  monkeypatch.setattr(deng, "_ONE_EXP_RANGE", -np.inf)
+  log_dom, g_log = dj.deng_drift_loss_with_info(*args, **kw), grad()
+  chex.assert_trees_all_close(one_exp, log_dom, rtol=1e-5)
+  np.testing.assert_allclose(g_one, g_log, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(g_log))))
+
+
+def _normalized_spread(gen, pos):
+  """max(row minima, column minima) − group minimum of the normalized distances (float64)."""
+  targets = np.concatenate([gen, pos], 1)
+  dist = np.sqrt(np.maximum(((gen[:, :, None] - targets[:, None]) ** 2).sum(-1), 1e-8))
+  dn = dist / dist.mean()
+  dn[:, np.arange(gen.shape[1]), np.arange(gen.shape[1])] += 100.0
+  rows, cols = dn.min(-1), dn.min(-2)
+  return float(max(rows.max(), cols.max()) - rows.min())
+
+
+@pytest.mark.parametrize("offset", [2.0, 6.0, 8.0, 40.0])
+def test_isolated_sample_matches_reference_on_both_sides_of_the_one_exp_range(offset, monkeypatch):
+  """A positive far from every generated sample puts the normalized distance spread near or
+  beyond the one-exponential range at R = 0.02 (140 R = 2.8): either way the result matches
+  the float64 reference (offsets 8 and 40 take the log-domain fallback, without which the
+  one-exponential sums underflow to NaN)."""
+  rng = np.random.default_rng(3)
+  gen = rng.normal(size=(1, 8, 5))
+  pos = rng.normal(size=(1, 6, 5))
+  pos[0, 0] += offset
+  spread = _normalized_spread(gen, pos)
+  assert (spread < 2.8) == (offset < 8), spread
+  ones = lambda n: np.ones((1, n))
+  ref_loss, _, ref_force, s_in = reference(gen, pos, np.zeros((1, 0, 5)), ones(8), ones(6),
+                                           ones(0), (0.02, 0.2))
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  loss = dj.deng_drift_loss(f32(gen), f32(pos), temperatures=(0.02, 0.2))
+  np.testing.assert_allclose(loss, ref_loss, rtol=2e-4)
+  grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, f32(pos), temperatures=(0.02, 0.2))))(
+      f32(gen))
+  np.testing.assert_allclose(grad, -2 * ref_force / (s_in * 8 * 5), rtol=1e-3, atol=1e-6)
+  if offset >= 8:
+    from drifting_jax import deng
+    monkeypatch.setattr(deng, "_ONE_EXP_RANGE", np.inf)
+    assert not np.all(np.isfinite(dj.deng_drift_loss(f32(gen), f32(pos),
+                                                     temperatures=(0.02, 0.2))))
