@@ -125,10 +125,17 @@ def _normalize_and_sum(forces):
   return total, tuple(mean_sqs)
 
 
-def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, x_s, row_min, col_min_n, col_min_p,
-                   group_min, temperatures):
+def _force(a_n, a_p, t_n, t_p):
+  """``Σ A_neg · (A_pos @ pos) − Σ A_pos · (A_neg @ [gen, neg])``: ``coef @ targets`` without
+  concatenating the coefficients (the ``Σ coef · x`` term is exactly 0)."""
+  return (jnp.sum(a_n, -1, keepdims=True) * jnp.einsum("bit,bts->bis", a_p, t_p, precision=_HI)
+          - jnp.sum(a_p, -1, keepdims=True) * jnp.einsum("bit,bts->bis", a_n, t_n,
+                                                         precision=_HI))
+
+
+def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, row_min, col_min_n, col_min_p, group_min,
+                   temperatures):
   """Step 4 with one exponential per entry (module notes); ``dn_*`` ``[B, C_g, T_*]``."""
-  del x_s  # the Σ coef · x term is exactly 0
   g = group_min[:, None]
   forces = []
   for r in temperatures:
@@ -147,31 +154,24 @@ def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, x_s, row_min, col_min_n, col_
            * jnp.exp(-(col_min_p - g) / (4 * r)))
     a_n = jnp.maximum(e_n * u[..., None] * v_n[:, None, :], 1e-3) * w_n[:, None, :]
     a_p = jnp.maximum(e_p * u[..., None] * v_p[:, None, :], 1e-3) * w_p[:, None, :]
-    forces.append(jnp.sum(a_n, -1, keepdims=True)
-                  * jnp.einsum("bit,bts->bis", a_p, t_p, precision=_HI)
-                  - jnp.sum(a_p, -1, keepdims=True)
-                  * jnp.einsum("bit,bts->bis", a_n, t_n, precision=_HI))
+    forces.append(_force(a_n, a_p, t_n, t_p))
   return _normalize_and_sum(forces)
 
 
-def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, x_s, temperatures):
-  """Step 4 with two logsumexps per temperature (exact at any distance spread)."""
-  dn = jnp.concatenate([dn_n, dn_p], axis=-1)
-  targets = jnp.concatenate([t_n, t_p], axis=1)
-  w_t = jnp.concatenate([w_n, w_p], axis=1)
-  split = dn_n.shape[-1]
+def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures):
+  """Step 4 with two logsumexps per temperature (exact at any distance spread); the negative
+  and positive blocks stay separate buffers, as in :func:`_force_one_exp`."""
   forces = []
   for r in temperatures:
-    logits = -dn / r
+    l_n, l_p = -dn_n / r, -dn_p / r
     # sqrt(max(softmax_targets · softmax_gen, 1e-6)) = max(exp(logits − (lse_t + lse_g)/2), 1e-3)
-    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)
-    affinity = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3) * w_t[:, None, :]
-    a_neg, a_pos = affinity[..., :split], affinity[..., split:]
-    coef = jnp.concatenate([-a_neg * jnp.sum(a_pos, -1, keepdims=True),
-                            a_pos * jnp.sum(a_neg, -1, keepdims=True)], axis=-1)
-    forces.append(jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)
-                  - jnp.sum(coef, -1)[..., None] * x_s)
+    lse_t = jnp.logaddexp(jax.nn.logsumexp(l_n, axis=-1),
+                          jax.nn.logsumexp(l_p, axis=-1))[..., None]            # [B, C_g, 1]
+    lse_n = jax.nn.logsumexp(l_n, axis=-2, keepdims=True)                       # [B, 1, T_n]
+    lse_p = jax.nn.logsumexp(l_p, axis=-2, keepdims=True)
+    a_n = jnp.maximum(jnp.exp(l_n - 0.5 * (lse_t + lse_n)), 1e-3) * w_n[:, None, :]
+    a_p = jnp.maximum(jnp.exp(l_p - 0.5 * (lse_t + lse_p)), 1e-3) * w_p[:, None, :]
+    forces.append(_force(a_n, a_p, t_n, t_p))
   return _normalize_and_sum(forces)
 
 
@@ -251,8 +251,7 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   self_mask = jnp.pad(jnp.eye(c_g, dtype=jnp.float32), ((0, 0), (0, t_neg.shape[1] - c_g)))
   dn_n = dist_n / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask[None]
   dn_p = dist_p / jnp.maximum(scale, 1e-3)
-  operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos,
-              old_gen_scaled)
+  operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos)
 
   row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))                 # [B, C_g]
   col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                  # [B, T_*]
