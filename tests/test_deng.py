@@ -154,3 +154,28 @@ def test_isolated_sample_matches_reference_on_both_sides_of_the_one_exp_range(of
     monkeypatch.setattr(deng, "_ONE_EXP_RANGE", np.inf)
     assert not np.all(np.isfinite(dj.deng_drift_loss(f32(gen), f32(pos),
                                                      temperatures=(0.02, 0.2))))
+
+
+@pytest.mark.parametrize("one_exp_range", [140.0, -np.inf])
+def test_temperatures_in_a_scan_equal_the_unrolled_loop(one_exp_range, monkeypatch):
+  """Large problems run the temperatures in a ``lax.scan`` (one temperature's buffers live at
+  a time): the unrolled loop's numbers and gradients (float32, 1e-5), on both paths."""
+  from drifting_jax import deng
+  rng = np.random.default_rng(4)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  gen, pos, neg = (f32(rng.normal(size=(2, 12, 6))), f32(rng.normal(size=(2, 9, 6)) + 0.3),
+                   f32(rng.normal(size=(2, 5, 6))))
+  kw = dict(weight_gen=f32(rng.uniform(0.5, 1.5, (2, 12))),
+            weight_neg=f32(rng.uniform(0.5, 1.5, (2, 5))), temperatures=(0.02, 0.05, 0.2))
+  monkeypatch.setattr(deng, "_ONE_EXP_RANGE", one_exp_range)
+
+  def run():
+    out = dj.deng_drift_loss_with_info(gen, pos, neg, **kw)
+    grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, pos, neg, **kw)))(gen)
+    return out, grad
+
+  monkeypatch.setattr(deng, "_SEQUENTIAL_ENTRIES", np.inf)
+  unrolled = run()
+  monkeypatch.setattr(deng, "_SEQUENTIAL_ENTRIES", 0)
+  scanned = run()
+  chex.assert_trees_all_close(scanned, unrolled, rtol=1e-5, atol=1e-6)
