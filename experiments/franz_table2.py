@@ -28,7 +28,8 @@ carries the sweep over to a fresh machine whose ``runs/`` is gone:
 2. ``grid``: 5 × 7 runs at the grid budget, seed 0.
 3. ``full``: each objective's best grid width and its two neighbours at the full 8k steps.
 4. ``seeds``: seeds 1 and 2 at each objective's best full-recipe width.
-5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds).
+5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds);
+   ``franz_table2_table.png`` sets them beside Franz et al.'s Table 2.
 
 ``python experiments/franz_table2.py`` runs every phase still missing, then writes
 ``experiments/results/franz_table2.json`` and the figures; ``--phase table`` only collects.
@@ -336,6 +337,37 @@ def budget_figure(curve, grid_steps, out_dir):
   return _common.save_figure(fig, f"{NAME}_budget", out_dir)
 
 
+def table_figure(table, objectives, out_dir, real_vs_real: dict | None = None):
+  """Table 2 side by side: our Inception FID-5k and F1 (mean ± std over seeds, at each
+  objective's best width) next to Franz et al.'s FID-50k and F1; ``None`` without scores."""
+  have = [o for o in objectives if "inception_fid" in table.get(o, {})]
+  if not have:
+    return None
+  plt = _common.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+  x = np.arange(len(have))
+  for ax, key, paper_key, lab in ((axes[0], "inception_fid", "fid", "FID (lower is better)"),
+                                  (axes[1], "inception_f1", "f1", "F1 (higher is better)")):
+    ours = [table[o].get(key, math.nan) for o in have]
+    err = [table[o].get(f"{key}_std", 0.0) for o in have]
+    ax.bar(x - 0.2, ours, 0.4, yerr=err, capsize=3, label="ours: Inception, 5k samples, CPU recipe")
+    ax.bar(x + 0.2, [FRANZ_TABLE2[o][paper_key] for o in have], 0.4, alpha=0.6,
+           label="Franz et al. Table 2: 50k samples, DiT-S/2")
+    floor = (real_vs_real or {}).get(f"{key}_real_vs_real")
+    if floor is not None:
+      ax.axhline(floor, color="gray", ls=":", label=f"real vs real, 5k ({floor:.2f})")
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{FRANZ_TABLE2[o]['label'].replace(' / ', '/')}\n"
+                        f"(w {table[o]['best_width']:g} / "
+                        f"{FRANZ_TABLE2[o]['best_width']:g})" for o in have], fontsize=7)
+    ax.set_ylabel(lab)
+  axes[0].legend(fontsize=7)
+  axes[0].set_title("best width per objective (ours / paper's); error bars: seed std",
+                    fontsize=9)
+  fig.tight_layout()
+  return _common.save_figure(fig, f"{NAME}_table", out_dir)
+
+
 def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
   """``(uint8 images, labels)`` of a run: the ledger's copy, else the run's own samples."""
   from drifting_jax.data.images import to_uint8
@@ -470,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     budget_figure(curve, grid_steps, out)
     plot(all_rows, table, grid_steps, full, objectives, widths, out)
     sample_figure(table, runs_dir, full, objectives, out, ledger)
+    table_figure(table, objectives, out, result["inception_real_vs_real"])
   for o, t in table.items():
     print(f"{o:>16s}: grid best {t.get('grid_best_width')}, full best {t.get('best_width')}, "
           f"FID {t.get('fid_classifier_features', math.nan):.2f} "

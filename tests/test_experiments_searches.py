@@ -73,6 +73,15 @@ def test_franz_table2_rules():
   assert v["naive_beats_original"]["laplace"] is None  # drifting-laplace missing
 
 
+def test_franz_table2_table_figure(tmp_path):
+  from experiments import franz_table2 as ft
+  table = {o: {"best_width": 0.1} for o in ft.OBJECTIVES}
+  assert ft.table_figure(table, ft.OBJECTIVES, tmp_path) is None  # no Inception scores yet
+  table["laplace#"].update(inception_fid=20.0, inception_fid_std=1.0, inception_f1=0.5)
+  path = ft.table_figure(table, ft.OBJECTIVES, tmp_path, {"inception_fid_real_vs_real": 4.6})
+  assert path.name == "franz_table2_table.png" and path.stat().st_size > 0
+
+
 def test_franz_table2_ledger(tmp_path):
   """A finished run's row and samples go to the ledger; a ledger entry alone (no run
   directory, as on a fresh machine) is what ``--phase table`` collects."""
