@@ -28,7 +28,8 @@ carries the sweep over to a fresh machine whose ``runs/`` is gone:
 2. ``grid``: 5 × 7 runs at the grid budget, seed 0.
 3. ``full``: each objective's best grid width and its two neighbours at the full 8k steps.
 4. ``seeds``: seeds 1 and 2 at each objective's best full-recipe width.
-5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds);
+5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds; the
+   seed-0 runs are scored before the seed runs train);
    ``franz_table2_table.png`` sets them beside Franz et al.'s Table 2.
 
 ``python experiments/franz_table2.py`` runs every phase still missing, then writes
@@ -463,18 +464,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
       for o, bw in best.items():
         for w in neighbours(bw, widths):
           run(o, w, 0, full)
+    scoring = last >= PHASES.index("inception") and inc_n and not collect_only
+
+    def inception(seeds):
+      for o in objectives:
+        bw = best_width(list(rows.values()), o, full)
+        for s in seeds if bw is not None else ():
+          if (o, bw, s, full) in rows:
+            run(o, bw, s, full, inception=True)
+
+    if scoring:  # seed 0 first: the Table 2 comparison exists before the seed runs finish
+      inception(SEEDS[:1])
     if last >= PHASES.index("seeds"):
       for o in objectives:
         bw = best_width(list(rows.values()), o, full)
         if bw is not None:
           for s in SEEDS[1:]:
             run(o, bw, s, full)
-    if last >= PHASES.index("inception") and inc_n and not collect_only:
-      for o in objectives:
-        bw = best_width(list(rows.values()), o, full)
-        for s in SEEDS if bw is not None else ():
-          if (o, bw, s, full) in rows:
-            run(o, bw, s, full, inception=True)
+    if scoring:
+      inception(SEEDS)
 
   all_rows = sorted(rows.values(), key=lambda r: (r["objective"], r["steps"], r["width"],
                                                  r["seed"]))
