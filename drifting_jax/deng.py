@@ -1,7 +1,8 @@
 """Deng et al.'s drift loss, computed exactly as their public JAX implementation does.
 
-See Deng et al. (the public implementation's ``drift_loss``) and Franz et al. App. D. Per group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]``
-and positives ``pos [C_p, S]``:
+See Deng et al. (the public implementation's ``drift_loss``) and Franz et al. App. D. Per
+group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]`` and positives
+``pos [C_p, S]``:
 
 1. targets ``[sg(gen), neg, pos]`` with weights; distances ``sqrt(max(‖·‖², 1e-8))``;
 2. ``scale = mean(dist · w) / mean(w)`` over the whole tensor; coordinates are divided by
@@ -25,6 +26,8 @@ negative coefficients never need concatenating: the force is ``Σ A_neg · (A_po
 while every ``(ρ_i − g)/R`` and ``(κ_t − g)/R`` stays below 140 (the weighted sums keep every
 term that matters above float32's smallest normal number); otherwise (an isolated sample at
 a small temperature) ``lax.cond`` takes the log-domain evaluation with two logsumexps.
+Large problems run the temperatures in a ``lax.scan`` so that one temperature's
+``[B, C, T]`` buffers are live at a time.
 
 Everything is computed in float32. The paper-level simplification (no feature scaling, one
 temperature, no drift normalization) is :func:`drifting_jax.fields.deng_field` (Eq. (26)).
