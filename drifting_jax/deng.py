@@ -125,10 +125,11 @@ _SEQUENTIAL_ENTRIES = 2 ** 17  # [B, C, T] buffers of >= 512 KiB: one temperatur
 def _sum_over_temperatures(force_at, temperatures, shape, out_shape):
   """``Σ_R f_R / sqrt(max(mean(f_R²), 1e-8))`` and the ``mean(f_R²)`` (step 4).
 
-  ``force_at(r)`` is ``f_R`` (``out_shape``, ``[B, C_g, S]``). With large ``[B, C, T]`` (``shape``) the temperatures run in
-  a ``lax.scan``, so one temperature's buffers are live at a time (an unrolled loop lets XLA
-  schedule all of them at once: 43 instead of 28 MiB of temporaries at (1, 1024, 256), above
-  glibc's mmap threshold); small problems are unrolled (the loop's overhead dominates there).
+  ``force_at(r)`` is ``f_R`` (``out_shape``, ``[B, C_g, S]``). With a large ``[B, C, T]``
+  (``shape``) the temperatures run in a ``lax.scan``, so one temperature's buffers are live
+  at a time (an unrolled loop lets XLA schedule all of them at once: 43 instead of 28 MiB of
+  temporaries at (1, 1024, 256), above glibc's mmap threshold); small problems are unrolled
+  (the loop's overhead dominates there).
   """
   def step(total, r):
     f = force_at(r)
