@@ -11,7 +11,11 @@ against two limits measured in the same run.
   and a column normalizer), summed so XLA cannot drop them.
 
 All four are jitted and timed interleaved, best of ``--repeats`` (3 temperatures, positives =
-generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples)::
+generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples);
+Franz's shape is also timed as the grouped training losses call it (one group per call under
+``jax.vmap``). Each row records the temporary-buffer size of both compiled calls, the loss
+and gradient differences, and the distance spread in units of ``min(R)`` (the
+one-exponential path is taken below 140)::
 
     python benchmarks/deng_loss.py          # writes benchmarks/results/deng_loss.json
 """
@@ -96,34 +100,65 @@ def _best(fns: dict, args, repeats: int) -> dict:
   return {k: 1e3 * min(v) for k, v in times.items()}
 
 
+def _temp_mib(fn, *args) -> float:
+  """Size of the compiled call's temporary buffer (one ``malloc`` per call on CPU)."""
+  return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def _max_spread_over_r(gen, pos) -> float:
+  """The one-exponential range check of ``deng_drift_loss`` on these inputs: the largest
+  row/column minimum minus the group minimum of the normalized distances, over min(R)."""
+  b, c, _ = gen.shape
+  targets = jnp.concatenate([gen, pos], axis=1)
+  dist = jnp.sqrt(jnp.maximum(jnp.sum((gen[:, :, None] - targets[:, None]) ** 2, -1), 1e-8))
+  dn = dist / jnp.mean(dist) + 100.0 * jnp.pad(jnp.eye(c), ((0, 0), (0, c)))[None]
+  rows, cols = dn.min(-1), dn.min(-2)
+  spread = jnp.maximum(rows.max(-1), cols.max(-1)) - rows.min(-1)
+  return float(jnp.max(spread) / min(TEMPS))
+
+
 def run(repeats: int) -> list[dict]:
   rows = []
-  for shape in SHAPES:
+  for shape, vmapped in [(s, False) for s in SHAPES] + [(SHAPES[1], True)]:
     kx, kp = jax.random.split(jax.random.PRNGKey(sum(shape)))
     gen = jax.random.normal(kx, shape)
     pos = jax.random.normal(kp, shape) + 0.3
     ours = lambda g, p: dj.deng_drift_loss(g, p, temperatures=TEMPS)
+    ref = reference_loss
+    if vmapped:  # one call per group under jax.vmap, as the grouped training losses do
+      ours = jax.vmap(lambda g, p: dj.deng_drift_loss(g[None], p[None], temperatures=TEMPS)[0])
+      ref = jax.vmap(lambda g, p: reference_loss(g[None], p[None])[0])
     vg = lambda f: jax.value_and_grad(lambda g, p: jnp.sum(f(g, p)))
-    fwd = _best({"ours": jax.jit(ours), "reference": jax.jit(reference_loss),
-                 "roofline": jax.jit(roofline), "exp_bound": jax.jit(exp_bound)},
-                (gen, pos), repeats)
-    grad = _best({"ours": jax.jit(vg(ours)), "reference": jax.jit(vg(reference_loss))},
-                 (gen, pos), repeats)
-    rel = float(jnp.max(jnp.abs(ours(gen, pos) - reference_loss(gen, pos))
-                        / jnp.abs(reference_loss(gen, pos))))
-    limit = max(fwd["roofline"], fwd["exp_bound"])
-    row = {"shape": list(shape), "forward_ms": fwd, "value_and_grad_ms": grad,
+    fns = {"ours": jax.jit(ours), "reference": jax.jit(ref)}
+    if not vmapped:
+      fns.update(roofline=jax.jit(roofline), exp_bound=jax.jit(exp_bound))
+    fwd = _best(fns, (gen, pos), repeats)
+    grad = _best({"ours": jax.jit(vg(ours)), "reference": jax.jit(vg(ref))}, (gen, pos), repeats)
+    rel = float(jnp.max(jnp.abs(ours(gen, pos) - ref(gen, pos)) / jnp.abs(ref(gen, pos))))
+    g_ours, g_ref = jax.grad(lambda g: jnp.sum(ours(g, pos)))(gen), jax.grad(
+        lambda g: jnp.sum(ref(g, pos)))(gen)
+    grad_rel = float(jnp.max(jnp.abs(g_ours - g_ref)) / jnp.max(jnp.abs(g_ref)))
+    row = {"shape": list(shape), "vmapped_over_groups": vmapped, "forward_ms": fwd,
+           "value_and_grad_ms": grad,
            "ratio_forward": fwd["ours"] / fwd["reference"],
            "ratio_value_and_grad": grad["ours"] / grad["reference"],
-           "ratio_to_slower_limit": fwd["ours"] / limit,
-           "max_rel_diff_vs_reference": rel}
+           "max_rel_diff_vs_reference": rel, "grad_max_rel_diff_vs_reference": grad_rel,
+           "max_spread_over_min_temperature": _max_spread_over_r(gen, pos),
+           "one_exp_range": 140.0,
+           "temp_mib": {"ours": _temp_mib(ours, gen, pos), "reference": _temp_mib(ref, gen, pos)}}
+    limits = ""
+    if not vmapped:
+      row["ratio_to_slower_limit"] = fwd["ours"] / max(fwd["roofline"], fwd["exp_bound"])
+      limits = (f"; roofline {fwd['roofline']:.2f}, exp bound {fwd['exp_bound']:.2f} (ours / "
+                f"slower limit {row['ratio_to_slower_limit']:.2f})")
     rows.append(row)
-    print(f"(B, C, S) = {shape}: forward ours {fwd['ours']:.2f} ms, reference "
-          f"{fwd['reference']:.2f} ({row['ratio_forward']:.2f}x); value&grad ours "
-          f"{grad['ours']:.2f}, reference {grad['reference']:.2f} "
-          f"({row['ratio_value_and_grad']:.2f}x); roofline {fwd['roofline']:.2f}, exp bound "
-          f"{fwd['exp_bound']:.2f} (ours / slower limit {row['ratio_to_slower_limit']:.2f}); "
-          f"max rel. diff {rel:.1e}", flush=True)
+    print(f"(B, C, S) = {shape}{' vmapped' if vmapped else ''}: forward ours {fwd['ours']:.2f} "
+          f"ms, reference {fwd['reference']:.2f} ({row['ratio_forward']:.2f}x); value&grad "
+          f"ours {grad['ours']:.2f}, reference {grad['reference']:.2f} "
+          f"({row['ratio_value_and_grad']:.2f}x){limits}; temp MiB "
+          f"{row['temp_mib']['ours']:.1f} / {row['temp_mib']['reference']:.1f}; max rel. diff "
+          f"{rel:.1e} (gradient {grad_rel:.1e}); spread {row['max_spread_over_min_temperature']:.1f}"
+          f" R", flush=True)
   return rows
 
 

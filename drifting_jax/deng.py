@@ -14,7 +14,9 @@ group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]`` and positives
    ``sqrt(max(mean(force²), 1e-8))`` (whole tensor) and summed over ``R``;
 5. ``goal = sg(scaled gen + force)``; loss per group ``mean_{C_g,S} (gen/scale_in − goal)²``.
 
-Step 4 is evaluated with one exponential per entry and temperature. With normalized
+Problems with at least 2¹⁷ ``[B, C, T]`` entries evaluate step 4 with one exponential per
+entry and temperature (smaller ones are bound by per-op overhead and use two logsumexps per
+temperature, the log-domain evaluation below). With normalized
 distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
 ``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
 targets is ``Σ_t exp(−(d − ρ_i)/R) = e^{(ρ_i − g)/2R} Σ_t E · e^{−(κ_t − g)/2R}``, the column
@@ -35,7 +37,6 @@ temperature, no drift normalization) is :func:`drifting_jax.fields.deng_field` (
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax
@@ -119,24 +120,26 @@ _ONE_EXP_RANGE = 140.0
 _HI = jax.lax.Precision.HIGHEST
 
 
-_SEQUENTIAL_ENTRIES = 2 ** 17  # [B, C, T] buffers of >= 512 KiB: one temperature at a time
+# Problems with at least this many [B, C, T] entries (buffers of >= 512 KiB) take the
+# one-exponential path and run the temperatures one at a time; smaller ones are bound by
+# per-op overhead, not by the elementwise passes, and take the unrolled log-domain path.
+_LARGE_ENTRIES = 2 ** 17
 
 
-def _sum_over_temperatures(force_at, temperatures, shape, out_shape):
+def _sum_over_temperatures(force_at, temperatures, out_shape, sequential):
   """``Σ_R f_R / sqrt(max(mean(f_R²), 1e-8))`` and the ``mean(f_R²)`` (step 4).
 
-  ``force_at(r)`` is ``f_R`` (``out_shape``, ``[B, C_g, S]``). With a large ``[B, C, T]``
-  (``shape``) the temperatures run in a ``lax.scan``, so one temperature's buffers are live
-  at a time (an unrolled loop lets XLA schedule all of them at once: 43 instead of 28 MiB of
-  temporaries at (1, 1024, 256), above glibc's mmap threshold); small problems are unrolled
-  (the loop's overhead dominates there).
+  ``force_at(r)`` is ``f_R`` (``out_shape``, ``[B, C_g, S]``). ``sequential`` runs the
+  temperatures in a ``lax.scan``, so one temperature's ``[B, C, T]`` buffers are live at a
+  time (an unrolled loop lets XLA schedule all of them at once: 43 instead of 28 MiB of
+  temporaries at (1, 1024, 256), above glibc's mmap threshold).
   """
   def step(total, r):
     f = force_at(r)
     mean_sq = jnp.mean(f * f)
     return total + f / jnp.sqrt(jnp.maximum(mean_sq, 1e-8)), mean_sq
 
-  if math.prod(shape) >= _SEQUENTIAL_ENTRIES:
+  if sequential:
     total, mean_sqs = jax.lax.scan(step, jnp.zeros(out_shape, jnp.float32),
                                    jnp.asarray(temperatures, jnp.float32))
     return total, tuple(mean_sqs[k] for k in range(len(temperatures)))
@@ -156,7 +159,7 @@ def _force(a_n, a_p, t_n, t_p):
 
 
 def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, row_min, col_min_n, col_min_p, group_min,
-                   temperatures):
+                   temperatures, sequential=True):
   """Step 4 with one exponential per entry (module notes); ``dn_*`` ``[B, C_g, T_*]``."""
   g = group_min[:, None]
   half_row = 0.5 * row_min[..., None]
@@ -178,12 +181,11 @@ def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, row_min, col_min_n, col_min_p
     a_p = jnp.maximum(e_p * u[..., None] * v_p[:, None, :], 1e-3) * w_p[:, None, :]
     return _force(a_n, a_p, t_n, t_p)
 
-  return _sum_over_temperatures(force_at, temperatures,
-                                dn_n.shape[:2] + (dn_n.shape[2] + dn_p.shape[2],),
-                                dn_n.shape[:2] + t_n.shape[2:])
+  return _sum_over_temperatures(force_at, temperatures, dn_n.shape[:2] + t_n.shape[2:],
+                                sequential)
 
 
-def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures):
+def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures, sequential=False):
   """Step 4 with two logsumexps per temperature (exact at any distance spread); the negative
   and positive blocks stay separate buffers, as in :func:`_force_one_exp`."""
   def force_at(r):
@@ -197,9 +199,40 @@ def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures):
     a_p = jnp.maximum(jnp.exp(l_p - 0.5 * (lse_t + lse_p)), 1e-3) * w_p[:, None, :]
     return _force(a_n, a_p, t_n, t_p)
 
-  return _sum_over_temperatures(force_at, temperatures,
-                                dn_n.shape[:2] + (dn_n.shape[2] + dn_p.shape[2],),
-                                dn_n.shape[:2] + t_n.shape[2:])
+  return _sum_over_temperatures(force_at, temperatures, dn_n.shape[:2] + t_n.shape[2:],
+                                sequential)
+
+
+def _force_switch(temperatures):
+  """``(ok, operands) -> (force, mean squares)``: the one-exponential evaluation where ``ok``,
+  else the log-domain one, as a ``lax.cond``.
+
+  Under ``jax.vmap`` a ``cond`` with a batched predicate becomes a ``select`` that evaluates
+  both branches; the batching rule instead takes one ``cond`` on ``all(ok)`` over the batch
+  (every member on the one-exponential path, or every member on the log-domain path: both
+  are exact where they are taken).
+  """
+  def one_exp(ops):
+    return _force_one_exp(*ops, temperatures)
+
+  def log_domain(ops):
+    return _force_log_domain(*ops[:6], temperatures, sequential=True)
+
+  @jax.custom_batching.custom_vmap
+  def switch(ok, ops):
+    return jax.lax.cond(ok, one_exp, log_domain, ops)
+
+  @switch.def_vmap
+  def _batched(axis_size, in_batched, ok, ops):
+    ok_batched, ops_batched = in_batched
+    ops = jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)), ops,
+        ops_batched)
+    out = jax.lax.cond(jnp.all(ok) if ok_batched else ok, jax.vmap(one_exp),
+                       jax.vmap(log_domain), ops)
+    return out, jax.tree_util.tree_map(lambda _: True, out)
+
+  return switch
 
 
 def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
@@ -280,16 +313,18 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   dn_p = dist_p / jnp.maximum(scale, 1e-3)
   operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos)
 
-  row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))                 # [B, C_g]
-  col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                  # [B, T_*]
-  group_min = jnp.min(row_min, -1)
-  spread = jnp.maximum(jnp.max(row_min, -1),
-                       jnp.maximum(jnp.max(col_min_n, -1), jnp.max(col_min_p, -1))) - group_min
-  one_exp_ok = jnp.all(spread < _ONE_EXP_RANGE * min(temperatures))
-  force, per_r = jax.lax.cond(
-      one_exp_ok,
-      lambda ops: _force_one_exp(*ops, row_min, col_min_n, col_min_p, group_min, temperatures),
-      lambda ops: _force_log_domain(*ops, temperatures), operands)
+  if b * c_g * n_t >= _LARGE_ENTRIES:
+    row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))               # [B, C_g]
+    col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                # [B, T_*]
+    group_min = jnp.min(row_min, -1)
+    spread = jnp.maximum(jnp.max(row_min, -1), jnp.maximum(
+        jnp.max(col_min_n, -1), jnp.max(col_min_p, -1))) - group_min
+    one_exp_ok = jnp.all(spread < _ONE_EXP_RANGE * min(temperatures))
+    # Only the stop-gradiented goal uses the force: nothing differentiates through the switch.
+    force, per_r = _force_switch(temperatures)(
+        one_exp_ok, sg(operands + (row_min, col_min_n, col_min_p, group_min)))
+  else:
+    force, per_r = _force_log_domain(*operands, temperatures)
   info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
 
   goal = sg(old_gen_scaled + force)

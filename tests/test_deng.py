@@ -45,8 +45,20 @@ def reference(gen, pos, neg, wg, wp, wn, temps):
   return ((g_s - goal) ** 2).mean(axis=(1, 2)), info, force, s_in
 
 
+@pytest.fixture
+def large_path(monkeypatch):
+  """Sends every problem size down the large-problem path (one exponential per entry, the
+  log-domain fallback behind a ``cond``, temperatures in a ``scan``)."""
+  from drifting_jax import deng
+  monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0)
+
+
+@pytest.mark.parametrize("large", [False, True])
 @pytest.mark.parametrize("with_neg", [False, True])
-def test_matches_reference_number_for_number(with_neg):
+def test_matches_reference_number_for_number(with_neg, large, monkeypatch):
+  if large:
+    from drifting_jax import deng
+    monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0)
   rng = np.random.default_rng(0)
   b, cg, cp, cn, s = 3, 8, 6, 4, 5
   gen = rng.normal(size=(b, cg, s))
@@ -96,7 +108,7 @@ def test_jit_and_bad_input():
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 6, 4, 5), (2, 32, 40, 0, 16)])
-def test_one_exponential_path_equals_log_domain_path(shape, monkeypatch):
+def test_one_exponential_path_equals_log_domain_path(shape, monkeypatch, large_path):
   """The one-exponential evaluation of step 4 (taken when the distance spread allows) gives
   the log-domain evaluation's numbers (float32, 1e-5), with weights and extra negatives."""
   from drifting_jax import deng
@@ -128,18 +140,22 @@ def _normalized_spread(gen, pos):
   return float(max(rows.max(), cols.max()) - rows.min())
 
 
-@pytest.mark.parametrize("offset", [2.0, 6.0, 8.0, 40.0])
-def test_isolated_sample_matches_reference_on_both_sides_of_the_one_exp_range(offset, monkeypatch):
-  """A positive far from every generated sample puts the normalized distance spread near or
-  beyond the one-exponential range at R = 0.02 (140 R = 2.8): either way the result matches
-  the float64 reference (offsets 8 and 40 take the log-domain fallback, without which the
-  one-exponential sums underflow to NaN)."""
+@pytest.mark.parametrize("side, offset, fallback", [
+    ("pos", 2.0, False), ("pos", 6.0, False), ("pos", 8.0, True), ("pos", 40.0, True),
+    ("gen", 2.0, False), ("gen", 8.0, False), ("gen", 10.0, True), ("gen", 40.0, True)])
+def test_isolated_sample_matches_reference_on_both_sides_of_the_one_exp_range(
+    side, offset, fallback, monkeypatch, large_path):
+  """A positive (a column) or a generated sample (a row) far from everything puts the
+  normalized distance spread near or beyond the one-exponential range at R = 0.02
+  (140 R = 2.8; offsets 6 / 8 are at 136 R / 138 R): either way the result matches the
+  float64 reference. Beyond the range the log-domain fallback is taken; far beyond it
+  (offset 40, ≈ 235 R) the one-exponential sums would underflow to NaN."""
   rng = np.random.default_rng(3)
   gen = rng.normal(size=(1, 8, 5))
   pos = rng.normal(size=(1, 6, 5))
-  pos[0, 0] += offset
+  (pos if side == "pos" else gen)[0, 0] += offset
   spread = _normalized_spread(gen, pos)
-  assert (spread < 2.8) == (offset < 8), spread
+  assert (spread >= 2.8) == fallback, spread
   ones = lambda n: np.ones((1, n))
   ref_loss, _, ref_force, s_in = reference(gen, pos, np.zeros((1, 0, 5)), ones(8), ones(6),
                                            ones(0), (0.02, 0.2))
@@ -149,17 +165,40 @@ def test_isolated_sample_matches_reference_on_both_sides_of_the_one_exp_range(of
   grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, f32(pos), temperatures=(0.02, 0.2))))(
       f32(gen))
   np.testing.assert_allclose(grad, -2 * ref_force / (s_in * 8 * 5), rtol=1e-3, atol=1e-6)
-  if offset >= 8:
+  if offset == 40.0:
     from drifting_jax import deng
     monkeypatch.setattr(deng, "_ONE_EXP_RANGE", np.inf)
     assert not np.all(np.isfinite(dj.deng_drift_loss(f32(gen), f32(pos),
                                                      temperatures=(0.02, 0.2))))
 
 
+def test_vmapped_calls_take_one_branch_for_the_batch(large_path):
+  """Under ``jax.vmap`` (how the grouped losses call it) the switch stays a ``cond`` on
+  ``all(ok)`` instead of a ``select`` over both branches, and each member still matches its
+  own unbatched call — also when one member's isolated sample sends the batch to the
+  log-domain path."""
+  rng = np.random.default_rng(5)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  gen, pos = rng.normal(size=(3, 8, 5)), rng.normal(size=(3, 6, 5))
+  one = lambda g, p: dj.deng_drift_loss(g[None], p[None], temperatures=(0.02, 0.2))[0]
+  assert "cond[" in str(jax.make_jaxpr(jax.vmap(one))(f32(gen), f32(pos)))
+  for isolated in (False, True):
+    if isolated:
+      pos[1, 0] += 40.0
+    batched = jax.jit(jax.vmap(one))(f32(gen), f32(pos))
+    looped = [one(f32(gen[i]), f32(pos[i])) for i in range(3)]
+    np.testing.assert_allclose(batched, looped, rtol=1e-5)
+    for i in range(3):
+      ref = reference(gen[i:i + 1], pos[i:i + 1], np.zeros((1, 0, 5)), np.ones((1, 8)),
+                      np.ones((1, 6)), np.ones((1, 0)), (0.02, 0.2))[0]
+      np.testing.assert_allclose(batched[i], ref[0], rtol=2e-4)
+
+
 @pytest.mark.parametrize("one_exp_range", [140.0, -np.inf])
-def test_temperatures_in_a_scan_equal_the_unrolled_loop(one_exp_range, monkeypatch):
-  """Large problems run the temperatures in a ``lax.scan`` (one temperature's buffers live at
-  a time): the unrolled loop's numbers and gradients (float32, 1e-5), on both paths."""
+def test_large_problem_path_equals_the_small_problem_path(one_exp_range, monkeypatch):
+  """The large-problem path (temperatures in a ``lax.scan``, one-exponential or its
+  log-domain fallback) gives the unrolled log-domain path's numbers and gradients (float32,
+  1e-5), with weights and extra negatives."""
   from drifting_jax import deng
   rng = np.random.default_rng(4)
   f32 = lambda a: jnp.asarray(a, jnp.float32)
@@ -174,8 +213,7 @@ def test_temperatures_in_a_scan_equal_the_unrolled_loop(one_exp_range, monkeypat
     grad = jax.grad(lambda g: jnp.sum(dj.deng_drift_loss(g, pos, neg, **kw)))(gen)
     return out, grad
 
-  monkeypatch.setattr(deng, "_SEQUENTIAL_ENTRIES", np.inf)
-  unrolled = run()
-  monkeypatch.setattr(deng, "_SEQUENTIAL_ENTRIES", 0)
-  scanned = run()
-  chex.assert_trees_all_close(scanned, unrolled, rtol=1e-5, atol=1e-6)
+  small = run()
+  monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0)
+  large = run()
+  chex.assert_trees_all_close(large, small, rtol=1e-5, atol=1e-6)
