@@ -159,7 +159,7 @@ def _force(a_n, a_p, t_n, t_p):
 
 
 def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, row_min, col_min_n, col_min_p, group_min,
-                   temperatures, sequential=True):
+                   temperatures, *, sequential):
   """Step 4 with one exponential per entry (module notes); ``dn_*`` ``[B, C_g, T_*]``."""
   g = group_min[:, None]
   half_row = 0.5 * row_min[..., None]
@@ -185,7 +185,7 @@ def _force_one_exp(dn_n, dn_p, t_n, t_p, w_n, w_p, row_min, col_min_n, col_min_p
                                 sequential)
 
 
-def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures, sequential=False):
+def _force_log_domain(dn_n, dn_p, t_n, t_p, w_n, w_p, temperatures, *, sequential):
   """Step 4 with two logsumexps per temperature (exact at any distance spread); the negative
   and positive blocks stay separate buffers, as in :func:`_force_one_exp`."""
   def force_at(r):
@@ -213,7 +213,7 @@ def _force_switch(temperatures):
   are exact where they are taken).
   """
   def one_exp(ops):
-    return _force_one_exp(*ops, temperatures)
+    return _force_one_exp(*ops, temperatures, sequential=True)
 
   def log_domain(ops):
     return _force_log_domain(*ops[:6], temperatures, sequential=True)
@@ -324,7 +324,7 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
     force, per_r = _force_switch(temperatures)(
         one_exp_ok, sg(operands + (row_min, col_min_n, col_min_p, group_min)))
   else:
-    force, per_r = _force_log_domain(*operands, temperatures)
+    force, per_r = _force_log_domain(*operands, temperatures, sequential=False)
   info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
 
   goal = sg(old_gen_scaled + force)
