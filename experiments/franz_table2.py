@@ -247,20 +247,23 @@ def _stats(rows: list[dict], key: str) -> dict:
   if v.size == 0:
     return {}
   return {key: float(np.mean(v)), f"{key}_std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0,
-          f"{key}_per_seed": v.tolist()}
+          f"{key}_per_seed": v.tolist(), f"{key}_n": int(v.size)}
 
 
 def verdicts(table: dict[str, dict], key: str) -> dict[str, Any]:
   """Franz's three conclusions on ``key`` (mean over seeds, lower is better): each holds when
-  the mean difference exceeds the sum of the two seed standard deviations."""
+  the mean difference exceeds the sum of the two seed standard deviations. With fewer than
+  two seeds on either side there is no spread, and ``significant`` is ``None``."""
   def cmp(a, b):
     ta, tb = table.get(a, {}), table.get(b, {})
     if key not in ta or key not in tb:
       return None
     diff = tb[key] - ta[key]
     noise = ta.get(f"{key}_std", 0.0) + tb.get(f"{key}_std", 0.0)
+    n = min(ta.get(f"{key}_n", 1), tb.get(f"{key}_n", 1))
     return {"better": a if diff > 0 else b, "difference": diff, "seed_std_sum": noise,
-            "significant": bool(abs(diff) > noise), f"{a}": ta[key], f"{b}": tb[key]}
+            "seeds": n, "significant": bool(abs(diff) > noise) if n >= 2 else None,
+            f"{a}": ta[key], f"{b}": tb[key]}
   return {
       "metric": key,
       "naive_beats_original": {"gauss": cmp("naive-gauss", "drifting-gauss"),

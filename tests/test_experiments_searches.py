@@ -63,14 +63,17 @@ def test_franz_table2_rules():
            "fid_classifier_features": f} for w, f in ((0.1, 9.0), (0.2, float("nan")),
                                                       (0.3, 7.0))]
   assert ft.best_width(rows, "naive-gauss", 4000) == 0.3  # a diverged (NaN) run loses
-  table = {"naive-gauss": {"inception_fid": 10.0, "inception_fid_std": 1.0},
-           "drifting-gauss": {"inception_fid": 20.0, "inception_fid_std": 2.0},
-           "naive-laplace": {"inception_fid": 11.0, "inception_fid_std": 2.0}}
+  table = {o: ft._stats([{"inception_fid": f} for f in fids], "inception_fid")
+           for o, fids in (("naive-gauss", (9.0, 11.0)), ("drifting-gauss", (18.0, 22.0)),
+                           ("naive-laplace", (10.0, 12.0)), ("laplace#", (10.0,)))}
+  assert table["naive-gauss"]["inception_fid_std"] == pytest.approx(np.sqrt(2.0))
   v = ft.verdicts(table, "inception_fid")
   assert v["naive_beats_original"]["gauss"]["better"] == "naive-gauss"
-  assert v["naive_beats_original"]["gauss"]["significant"] is True
-  assert v["gauss_beats_laplace"]["naive"]["significant"] is False  # 1 < 1 + 2
+  assert v["naive_beats_original"]["gauss"]["significant"] is True  # 10 > 1.41 + 2.83
+  assert v["gauss_beats_laplace"]["naive"]["significant"] is False  # 1 < 1.41 + 1.41
   assert v["naive_beats_original"]["laplace"] is None  # drifting-laplace missing
+  one = v["laplace_sharp"]["vs_naive_laplace"]  # one seed of laplace#: no spread, no verdict
+  assert one["seeds"] == 1 and one["significant"] is None and one["difference"] == 1.0
 
 
 def test_franz_table2_table_figure(tmp_path):
