@@ -29,8 +29,8 @@ carries the sweep over to a fresh machine whose ``runs/`` is gone:
 3. ``full``: each objective's best grid width and its two neighbours at the full 8k steps.
 4. ``seeds``: seeds 1 and 2 at each objective's best full-recipe width.
 5. ``inception``: Inception FID-5k / P / R / F1 for the best-width runs (3 seeds; the
-   seed-0 runs are scored before the seed runs train, and each seed's five runs are scored
-   before the next seed trains);
+   seed-0 runs are scored before the seed runs train, and each seed run right after it
+   trains, so no run's checkpoint has to outlive the machine it trained on);
    ``franz_table2_table.png`` sets them beside Franz et al.'s Table 2.
 
 ``python experiments/franz_table2.py`` runs every phase still missing, then writes
@@ -480,15 +480,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if scoring:  # seed 0 first: the Table 2 comparison exists before the seed runs finish
       inception(SEEDS[:1])
     if last >= PHASES.index("seeds"):
-      # seed-major, each seed scored before the next is trained: an interrupted sweep has
-      # every objective at the same number of seeds (a seed spread for all, early)
+      # seed-major (an interrupted sweep has every objective at the same number of seeds),
+      # each run scored with Inception right after it trains: its checkpoint is needed
+      # only while the run is on this machine
       for s in SEEDS[1:]:
         for o in objectives:
           bw = best_width(list(rows.values()), o, full)
           if bw is not None:
-            run(o, bw, s, full)
-        if scoring:
-          inception([s])
+            run(o, bw, s, full, inception=bool(scoring))
     if scoring:
       inception(SEEDS)
 
