@@ -127,8 +127,10 @@ def write_ledger(ledger: pathlib.Path, name: str, row: dict, workdir: pathlib.Pa
   from drifting_jax.data.images import to_uint8
   ledger.mkdir(parents=True, exist_ok=True)
   old = _load(ledger / f"{name}.json") or {}
-  row = dict(row, commit=old.get("commit") or row.get("commit") or _commit(),
-             jax=old.get("jax") or row.get("jax") or _common.environment()["jax"])
+  # the run's own record of what trained it first (a run retrained on a fresh machine
+  # replaces its old row), else the old row's (runs trained before it was recorded)
+  row = dict(row, commit=row.get("commit") or old.get("commit") or _commit(),
+             jax=row.get("jax") or old.get("jax") or _common.environment()["jax"])
   (ledger / f"{name}.json").write_text(json.dumps(_common._to_builtin(row), indent=1) + "\n")
   f = workdir / "eval_samples.npz"
   if f.exists() and not (ledger / f"{name}_samples.npz").exists():
@@ -159,6 +161,7 @@ def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, ste
     except FloatingPointError as e:  # the NaN guard stopped it: a result, not a crash
       status = {"status": f"diverged: {e}"}
     status["train_wall_s"] = time.perf_counter() - t0
+    status.update(commit=_commit(), jax=_common.environment()["jax"])  # what trained it
     (workdir / "status.json").write_text(json.dumps(status, indent=2))
   row.update(status)
   row.update(training_signal(workdir))
@@ -373,6 +376,61 @@ def table_figure(table, objectives, out_dir, real_vs_real: dict | None = None):
   return _common.save_figure(fig, f"{NAME}_table", out_dir)
 
 
+def _pm(t: dict, key: str, fmt: str = ".2f") -> str:
+  if key not in t:
+    return "—"
+  n = t.get(f"{key}_n", 1)
+  return (f"{t[key]:{fmt}} ± {t[f'{key}_std']:{fmt}}" if n > 1 else f"{t[key]:{fmt}}")
+
+
+def markdown_table(table: dict[str, dict], objectives: Sequence[str],
+                   real_vs_real: dict | None = None) -> str:
+  """Table 2 beside Franz et al.'s as Markdown: per objective its best width (ours /
+  paper's), the number of seeds, Inception FID-5k / P / R / F1 and classifier FID-10k as
+  mean ± seed std (ddof 1; a bare value for one seed), and the paper's FID-50k and F1."""
+  rvr = real_vs_real or {}
+  lines = ["| objective | best width (ours / Franz) | seeds | Inception FID-5k | P | R | F1 "
+           "| classifier FID-10k | Franz FID-50k | Franz F1 |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for o in objectives:
+    t, paper = table.get(o, {}), FRANZ_TABLE2[o]
+    w = t.get("best_width")
+    lines.append(
+        f"| {paper['label']} | {'—' if w is None else f'{w:g}'} / {paper['best_width']:.2f} "
+        f"| {t.get('inception_fid_n', 0)} (classifier: {t.get('fid_classifier_features_n', 0)}) "
+        f"| {_pm(t, 'inception_fid')} | {_pm(t, 'inception_precision', '.3f')} "
+        f"| {_pm(t, 'inception_recall', '.3f')} | {_pm(t, 'inception_f1', '.3f')} "
+        f"| {_pm(t, 'fid_classifier_features')} | {paper['fid']} | {paper['f1']} |")
+  if "inception_fid_real_vs_real" in rvr:
+    lines.append(f"| real vs real (5k) | | | {rvr['inception_fid_real_vs_real']:.2f} "
+                 f"| {rvr['inception_precision_real_vs_real']:.3f} "
+                 f"| {rvr['inception_recall_real_vs_real']:.3f} "
+                 f"| {rvr['inception_f1_real_vs_real']:.3f} | | | |")
+  return "\n".join(lines) + "\n"
+
+
+def markdown_verdicts(v: dict) -> str:
+  """One line per comparison of :func:`verdicts`: the two means, the difference, the sum
+  of the seed stds it is weighed against, and the call."""
+  out = [f"Metric: `{v['metric']}` (mean over seeds; lower is better; a difference counts "
+         "when it exceeds the sum of the two seed stds)"]
+  for claim, pairs in v.items():
+    if claim == "metric":
+      continue
+    for which, c in pairs.items():
+      if c is None:
+        out.append(f"- {claim} / {which}: not scored yet")
+        continue
+      a, b = [k for k in c if k not in ("better", "difference", "seed_std_sum", "seeds",
+                                          "significant")]
+      call = {True: "significant", False: "within seed noise",
+              None: "fewer than 2 seeds: no call"}[c["significant"]]
+      out.append(f"- {claim} / {which}: {a} {c[a]:.2f} vs {b} {c[b]:.2f}; "
+                 f"better: {c['better']} by {abs(c['difference']):.2f} "
+                 f"(seed std sum {c['seed_std_sum']:.2f}, {c['seeds']} seeds): {call}")
+  return "\n".join(out) + "\n"
+
+
 def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
   """``(uint8 images, labels)`` of a run: the ledger's copy, else the run's own samples."""
   from drifting_jax.data.images import to_uint8
@@ -518,6 +576,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plot(all_rows, table, grid_steps, full, objectives, widths, out)
     sample_figure(table, runs_dir, full, objectives, out, ledger)
     table_figure(table, objectives, out, result["inception_real_vs_real"])
+  md = (markdown_table(table, objectives, result["inception_real_vs_real"]) + "\n"
+        + "\n".join(markdown_verdicts(result["verdicts"][k]) for k in ("inception",
+                                                                      "classifier")))
+  (pathlib.Path(out) / f"{NAME}_table.md").write_text(md)
+  print(md)
   for o, t in table.items():
     print(f"{o:>16s}: grid best {t.get('grid_best_width')}, full best {t.get('best_width')}, "
           f"FID {t.get('fid_classifier_features', math.nan):.2f} "

@@ -74,6 +74,13 @@ def test_franz_table2_rules():
   assert v["naive_beats_original"]["laplace"] is None  # drifting-laplace missing
   one = v["laplace_sharp"]["vs_naive_laplace"]  # one seed of laplace#: no spread, no verdict
   assert one["seeds"] == 1 and one["significant"] is None and one["difference"] == 1.0
+  md = ft.markdown_verdicts(v)
+  assert "naive-gauss 10.00 vs drifting-gauss 20.00" in md and ": significant" in md
+  assert "naive_beats_original / laplace: not scored yet" in md
+  assert "laplace# 10.00 vs naive-laplace 11.00" in md and "no call" in md
+  rows = "\n".join(ft.markdown_table(table, ft.OBJECTIVES).splitlines()[2:])
+  assert "| 10.00 ± 1.41 |" in rows  # naive-gauss: mean ± std of two seeds
+  assert "| 10.00 |" in rows and "| 20.00 ± 2.83 |" in rows  # laplace#: one seed, no ±
 
 
 def test_franz_table2_table_figure(tmp_path):
@@ -110,3 +117,5 @@ def test_franz_table2_ledger(tmp_path):
   ft.write_ledger(ledger, name, dict(got, inception_fid=20.0, commit=None), work)
   again = ft.ledger_row(ledger, name, inception=True)
   assert again["inception_fid"] == 20.0 and again["commit"] == got["commit"]  # kept
+  ft.write_ledger(ledger, name, dict(again, commit="abc1234"), work)  # retrained elsewhere
+  assert ft.ledger_row(ledger, name)["commit"] == "abc1234"  # the run's own record wins
