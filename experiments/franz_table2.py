@@ -253,10 +253,22 @@ def _stats(rows: list[dict], key: str) -> dict:
           f"{key}_per_seed": v.tolist(), f"{key}_n": int(v.size)}
 
 
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+  """Two-sided p-value of Welch's t-test (unequal variances) of the means of ``a`` and
+  ``b``; ``None`` with fewer than two values on either side or zero spread on both."""
+  from scipy import stats
+  a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+  if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+    return None
+  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def verdicts(table: dict[str, dict], key: str) -> dict[str, Any]:
   """Franz's three conclusions on ``key`` (mean over seeds, lower is better): each holds when
-  the mean difference exceeds the sum of the two seed standard deviations. With fewer than
-  two seeds on either side there is no spread, and ``significant`` is ``None``."""
+  the mean difference exceeds the sum of the two seed standard deviations (the rule fixed
+  before the seed runs; with 3 seeds a side and equal spreads it is Welch's t > 2.45, about
+  p < 0.07 two-sided). With fewer than two seeds on either side there is no spread, and
+  ``significant`` is ``None``. ``welch_p`` is Welch's two-sided p-value beside the call."""
   def cmp(a, b):
     ta, tb = table.get(a, {}), table.get(b, {})
     if key not in ta or key not in tb:
@@ -266,6 +278,7 @@ def verdicts(table: dict[str, dict], key: str) -> dict[str, Any]:
     n = min(ta.get(f"{key}_n", 1), tb.get(f"{key}_n", 1))
     return {"better": a if diff > 0 else b, "difference": diff, "seed_std_sum": noise,
             "seeds": n, "significant": bool(abs(diff) > noise) if n >= 2 else None,
+            "welch_p": welch_p(ta.get(f"{key}_per_seed", ()), tb.get(f"{key}_per_seed", ())),
             f"{a}": ta[key], f"{b}": tb[key]}
   return {
       "metric": key,
@@ -422,12 +435,13 @@ def markdown_verdicts(v: dict) -> str:
         out.append(f"- {claim} / {which}: not scored yet")
         continue
       a, b = [k for k in c if k not in ("better", "difference", "seed_std_sum", "seeds",
-                                          "significant")]
+                                          "significant", "welch_p")]
       call = {True: "significant", False: "within seed noise",
               None: "fewer than 2 seeds: no call"}[c["significant"]]
+      p = "" if c.get("welch_p") is None else f", Welch p = {c['welch_p']:.3f}"
       out.append(f"- {claim} / {which}: {a} {c[a]:.2f} vs {b} {c[b]:.2f}; "
                  f"better: {c['better']} by {abs(c['difference']):.2f} "
-                 f"(seed std sum {c['seed_std_sum']:.2f}, {c['seeds']} seeds): {call}")
+                 f"(seed std sum {c['seed_std_sum']:.2f}, {c['seeds']} seeds{p}): {call}")
   return "\n".join(out) + "\n"
 
 

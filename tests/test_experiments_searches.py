@@ -83,6 +83,21 @@ def test_franz_table2_rules():
   assert "| 10.00 |" in rows and "| 20.00 ± 2.83 |" in rows  # laplace#: one seed, no ±
 
 
+def test_franz_table2_welch_p_closed_form():
+  """Three seeds a side with equal spread: Welch's t has 4 degrees of freedom, whose CDF has
+  the closed form F(t) = 1/2 + (3/8) x (1 - t^2 / (12 (1 + t^2/4))), x = t / sqrt(1 + t^2/4)."""
+  from experiments import franz_table2 as ft
+  a = np.array([10.0, 11.0, 12.0])  # std 1
+  for shift in (0.7, 2.0, 3.5):
+    t = shift / np.sqrt(2.0 / 3.0)
+    x = t / np.sqrt(1.0 + t * t / 4.0)
+    cdf = 0.5 + 0.375 * x * (1.0 - t * t / (12.0 * (1.0 + t * t / 4.0)))
+    assert ft.welch_p(a, a + shift) == pytest.approx(2.0 * (1.0 - cdf), rel=1e-9)
+  # the verdict rule "difference > sum of the stds" is t > 2.449 here, i.e. p < 0.0705
+  assert ft.welch_p(a, a + 2.0) == pytest.approx(0.0705, abs=5e-4)
+  assert ft.welch_p([1.0], a) is None and ft.welch_p([1.0, 1.0], [2.0, 2.0]) is None
+
+
 def test_franz_table2_table_figure(tmp_path):
   from experiments import franz_table2 as ft
   table = {o: {"best_width": 0.1} for o in ft.OBJECTIVES}
