@@ -134,3 +134,35 @@ def test_franz_table2_ledger(tmp_path):
   assert again["inception_fid"] == 20.0 and again["commit"] == got["commit"]  # kept
   ft.write_ledger(ledger, name, dict(again, commit="abc1234"), work)  # retrained elsewhere
   assert ft.ledger_row(ledger, name)["commit"] == "abc1234"  # the run's own record wins
+
+
+def test_franz_table2_widths_rules(tmp_path):
+  """Width order (sweep's choice last), scoring order (seed 0 first, chosen widths after the
+  others), seed aggregation and the best width on each metric."""
+  from experiments import franz_table2 as ft
+  from experiments import franz_table2_widths as fw
+  for w, fid in ((0.1, 4.0), (0.2, 3.0), (0.3, 5.0)):
+    row = {"objective": "laplace#", "width": w, "seed": 0, "steps": ft.FULL_STEPS,
+           "status": "ok", "fid_classifier_features": fid}
+    (tmp_path / f"{ft.run_name('laplace#', w, 0, ft.FULL_STEPS)}.json").write_text(
+        json.dumps(row))
+  assert fw.widths_from_ledger(tmp_path, "laplace#") == [0.3, 0.1, 0.2]
+  assert fw.widths_from_ledger(tmp_path, "naive-gauss") == []
+  sets = [("laplace#", w, s) for s in (1, 0) for w in (0.1, 0.2, 0.3)]
+  order = fw.score_order(sets, {"laplace#": 0.2}, ft.OBJECTIVES)
+  assert order[:3] == [("laplace#", 0.1, 0), ("laplace#", 0.3, 0), ("laplace#", 0.2, 0)]
+  assert order[3] == ("laplace#", 0.1, 1)
+  rows = [{"objective": "laplace#", "width": w, "seed": s, "inception_fid": f,
+           "fid_classifier_features": c}
+          for w, s, f, c in ((0.1, 0, 20.0, 3.0), (0.1, 1, 22.0, 3.2), (0.2, 0, 25.0, 2.0))]
+  agg = fw.aggregate(rows, ["laplace#"])
+  cell = agg["laplace#"][0.1]
+  assert cell["seeds"] == [0, 1] and cell["inception_fid"] == pytest.approx(21.0)
+  assert cell["inception_fid_std"] == pytest.approx(np.sqrt(2.0))
+  assert fw.best_by(agg["laplace#"], "inception_fid") == 0.1
+  assert fw.best_by(agg["laplace#"], "fid_classifier_features") == 0.2
+  md = fw.markdown(agg, ["laplace#"], {"laplace#": {"best_width": 0.2, "inception_fid": 25.0,
+                                                    "inception_fid_std": 0.5,
+                                                    "inception_fid_n": 3}})
+  assert "| Laplace# | 0.1 | 2 | 3.10 ± 0.14 | 21.00 ± 1.41 **best** |" in md
+  assert "| 25.00 ± 0.50 |" in md.splitlines()[-1]  # the sweep's seeds at its width

@@ -32,8 +32,8 @@ from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, classifier_accur
 from drifting_jax.metrics.frechet import frechet_distance_from_features
 from drifting_jax.metrics.precision_recall import precision_recall
 
-__all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "evaluate_image_run",
-           "inception_scores", "real_inception_features"]
+__all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "classifier_scores",
+           "evaluate_image_run", "inception_scores", "real_inception_features"]
 
 # shipped as package data (made by experiments/train_mnist_classifier.py)
 DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[1] / "assets" /
@@ -120,6 +120,31 @@ def inception_scores(fake: np.ndarray, *, dataset: str, n: int, weights=None, k:
   }
 
 
+def classifier_scores(fake: np.ndarray, fake_labels: np.ndarray, *, real_features: np.ndarray,
+                      params, k: int = 3) -> dict:
+  """FID / P / R / F1 on the project's classifier features, and the classifier's accuracy.
+
+  Args:
+    fake: generated images ``[N, H, W, C]`` in ``[-1, 1]``.
+    fake_labels: their conditioning classes ``[N]``.
+    real_features: classifier features ``[M, F]`` of held-out real images
+      (:func:`drifting_jax.metrics.features.classifier_features`).
+    params: classifier weights (:func:`drifting_jax.metrics.features.load_classifier`).
+    k: neighbourhood size of precision/recall.
+  """
+  f_fake = classifier_features(params, fake)
+  pr = precision_recall(real_features, f_fake, k=k)
+  return {
+      "metric_name": CLASSIFIER_FID_NAME,
+      "fid_classifier_features": float(frechet_distance_from_features(real_features, f_fake)),
+      "precision": float(pr.precision), "recall": float(pr.recall), "f1": float(pr.f1),
+      "classifier_accuracy_on_samples": classifier_accuracy(params, fake, fake_labels),
+      "num_real": int(real_features.shape[0]),
+      "note": "FID on the project's classifier features; a fast proxy for sweeps, "
+              "not comparable to Inception FID or to any paper's FID.",
+  }
+
+
 def _held_out(dataset: str):
   """The test split of a dataset spec (digits has no split: all of it)."""
   return image_data.load_dataset(dataset, split="test")
@@ -187,18 +212,9 @@ def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
   metrics["fraction_outside_data_range"] = float(np.mean(np.abs(fake) > 1.0))
 
   if use_classifier:
-    f_fake = classifier_features(params, fake)
-    pr = precision_recall(f_real, f_fake, k=k)
-    metrics.update({
-        "metric_name": CLASSIFIER_FID_NAME,
-        "fid_classifier_features": float(frechet_distance_from_features(f_real, f_fake)),
-        "precision": float(pr.precision), "recall": float(pr.recall), "f1": float(pr.f1),
-        "classifier_accuracy_on_samples": classifier_accuracy(params, fake, fake_labels),
-        "num_real": int(real_images.shape[0]),
-        "real_split": f"{run.cfg.dataset}:test", "classifier": str(path),
-        "note": "FID on the project's classifier features; a fast proxy for sweeps, "
-                "not comparable to Inception FID or to any paper's FID.",
-    })
+    metrics.update(classifier_scores(fake, fake_labels, real_features=f_real, params=params,
+                                     k=k),
+                   real_split=f"{run.cfg.dataset}:test", classifier=str(path))
   if use_inception:
     metrics.update(inception_scores(fake, dataset=run.cfg.dataset, n=num_samples,
                                     weights=inception_weights, k=k, progress=progress))
