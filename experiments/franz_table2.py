@@ -459,9 +459,9 @@ def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
 
 def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_class: int = 4):
   plt = _common.pyplot()
-  fig, axes = plt.subplots(1, len(objectives), figsize=(4.2 * len(objectives), 2.4),
+  fig, axes = plt.subplots(len(objectives), 1, figsize=(7.5, 3.0 * len(objectives)),
                            squeeze=False)
-  for ax, o in zip(axes[0], objectives):
+  for ax, o in zip(axes[:, 0], objectives):
     ax.axis("off")
     w = table[o].get("best_width")
     got = None if w is None else _samples(ledger, runs_dir, run_name(o, w, 0, full_steps))
@@ -474,10 +474,10 @@ def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_
     n, h, wd = g.shape
     g = g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
     ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(f"{o} (width {w:g}, seed 0)", fontsize=9)
-  fig.suptitle(f"uncurated samples at each objective's best width ({full_steps} steps), "
+    ax.set_title(f"{FRANZ_TABLE2[o]['label']} (width {w:g}, seed 0)", fontsize=10)
+  fig.suptitle(f"uncurated samples at each objective's best width ({full_steps} steps);\n"
                "columns = classes 0-9", fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 0.975))
   return _common.save_figure(fig, f"{NAME}_samples", out_dir)
 
 
