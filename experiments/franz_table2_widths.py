@@ -78,8 +78,9 @@ def train_objective(objective: str, widths: Sequence[float], out: pathlib.Path,
                     runs_dir: pathlib.Path, *, seed: int = 0, steps: int = ft.FULL_STEPS,
                     num: int = NUM_SAMPLES, quick: bool = False) -> dict:
   """Trains the seed-``seed`` run of ``objective`` at each width (skipping widths already
-  sampled in ``out/<objective>_s<seed>.npz``), samples ``num`` EMA images of each, and
-  updates the npz and its ``.json`` after every run (so a cut-off job keeps what finished)."""
+  recorded in ``out/<objective>_s<seed>.json``, diverged ones included), samples ``num`` EMA
+  images of each, and updates the npz and the ``.json`` after every run (so a cut-off job
+  keeps what finished)."""
   import jax
 
   from drifting_jax.data.images import to_uint8
@@ -89,7 +90,7 @@ def train_objective(objective: str, widths: Sequence[float], out: pathlib.Path,
   arrays = _read_npz(npz)
   records = json.loads(rec_path.read_text()) if rec_path.exists() else {}
   for w in widths:
-    if _key(w) in arrays:
+    if _key(w) in records:
       continue
     name = ft.run_name(objective, w, seed, steps)
     workdir = runs_dir / name
