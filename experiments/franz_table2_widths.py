@@ -20,8 +20,8 @@ Two commands, so the training can run where it is cheap:
   CPU runs are full float32).
 * ``score --samples DIR`` computes classifier FID-10k / P / R / F1 and Inception FID-5k /
   P / R / F1 (first 5,000 samples, balanced) of every sampled run without a row in the
-  ledger ``experiments/results/franz_table2_widths_runs/`` (seed 0 first; the sweep's chosen
-  widths, which have its three seeds already, after the others), writes each row as it
+  ledger ``experiments/results/franz_table2_widths_runs/`` (the sweep's chosen widths,
+  which have its three seeds already, after the others; seed 0 first in each group), writes each row as it
   finishes (resumable; ~9 min per run on 2 CPU cores, mostly Inception), then
   ``franz_table2_widths.json`` / ``.png`` / ``_table.md`` from the ledger: per width the
   seed mean ± std of both metrics, and the sweep's own 3-seed Inception FID at its chosen
@@ -131,9 +131,10 @@ def _sets(samples_dir: pathlib.Path, objectives: Sequence[str]) -> list[tuple[st
 
 
 def score_order(sets, chosen: dict[str, float | None], objectives: Sequence[str]):
-  """Seed 0 before seed 1, and within a seed the widths the sweep did *not* choose first
-  (the chosen ones already have three seeds of Inception scores from the sweep)."""
-  return sorted(sets, key=lambda t: (t[2], t[1] == chosen.get(t[0]),
+  """The widths the sweep did *not* choose first (the chosen ones have three seeds of
+  Inception scores from the sweep already; retrained, they only check the hardware effect),
+  seed 0 before seed 1 within each group."""
+  return sorted(sets, key=lambda t: (t[1] == chosen.get(t[0]), t[2],
                                      list(objectives).index(t[0]), t[1]))
 
 

@@ -150,8 +150,9 @@ def test_franz_table2_widths_rules(tmp_path):
   assert fw.widths_from_ledger(tmp_path, "naive-gauss") == []
   sets = [("laplace#", w, s) for s in (1, 0) for w in (0.1, 0.2, 0.3)]
   order = fw.score_order(sets, {"laplace#": 0.2}, ft.OBJECTIVES)
-  assert order[:3] == [("laplace#", 0.1, 0), ("laplace#", 0.3, 0), ("laplace#", 0.2, 0)]
-  assert order[3] == ("laplace#", 0.1, 1)
+  assert order[:4] == [("laplace#", 0.1, 0), ("laplace#", 0.3, 0), ("laplace#", 0.1, 1),
+                       ("laplace#", 0.3, 1)]
+  assert order[4:] == [("laplace#", 0.2, 0), ("laplace#", 0.2, 1)]
   rows = [{"objective": "laplace#", "width": w, "seed": s, "inception_fid": f,
            "fid_classifier_features": c}
           for w, s, f, c in ((0.1, 0, 20.0, 3.0), (0.1, 1, 22.0, 3.2), (0.2, 0, 25.0, 2.0))]
