@@ -21,8 +21,9 @@ Two commands, so the training can run where it is cheap:
 * ``score --samples DIR`` computes classifier FID-10k / P / R / F1 and Inception FID-5k /
   P / R / F1 (first 5,000 samples, balanced) of every sampled run without a row in the
   ledger ``experiments/results/franz_table2_widths_runs/`` (the sweep's chosen widths,
-  which have its three seeds already, after the others; seed 0 first in each group), writes each row as it
-  finishes (resumable; ~9 min per run on 2 CPU cores, mostly Inception), then
+  which have its three seeds already, after the others; seed 0 first in each group),
+  writes each row as it finishes (resumable; ~9 min per run on 2 CPU cores, mostly
+  Inception), then
   ``franz_table2_widths.json`` / ``.png`` / ``_table.md`` from the ledger: per width the
   seed mean ± std of both metrics, and the sweep's own 3-seed Inception FID at its chosen
   width (the same width trained on another machine: a check of the hardware effect).
