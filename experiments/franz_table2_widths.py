@@ -203,6 +203,26 @@ def aggregate(rows: list[dict], objectives: Sequence[str]) -> dict[str, dict[flo
   return out
 
 
+def pooled_rows(retrained: list[dict], sweep: list[dict]) -> list[dict]:
+  """One run per (objective, width, seed): the sweep's own run where it has Inception scores
+  (its machine), else the retrained one; each tagged with ``source``."""
+  got = {(r["objective"], r["width"], r["seed"]): dict(r, source="sweep") for r in sweep
+         if r.get("steps") == ft.FULL_STEPS and "inception_fid" in r}
+  for r in retrained:
+    got.setdefault((r["objective"], r["width"], r["seed"]), dict(r, source="retrained"))
+  return sorted(got.values(), key=lambda r: (r["objective"], r["width"], r["seed"]))
+
+
+def selected_table(pooled: dict[str, dict[float, dict]]) -> dict[str, dict]:
+  """Per objective, the width with the lowest seed-mean Inception FID and its cell."""
+  table = {}
+  for o, cells in pooled.items():
+    w = best_by(cells, "inception_fid")
+    if w is not None:
+      table[o] = dict(cells[w], best_width=w)
+  return table
+
+
 def best_by(cells: dict[float, dict], key: str) -> float | None:
   """The width with the lowest seed-mean ``key``."""
   have = {w: c[key] for w, c in cells.items() if math.isfinite(c.get(key, math.nan))}
@@ -295,6 +315,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   rows = [r for r in collect(ledger) if r["objective"] in args.objectives]
   agg = aggregate(rows, args.objectives)
   floor = next((r["inception_fid_real_vs_real"] for r in rows), None)
+  sweep_rows = (json.loads(sweep_json.read_text()).get("runs", [])
+                if sweep_json.exists() and not args.quick else [])
+  pooled = pooled_rows(rows, [r for r in sweep_rows if r["objective"] in args.objectives])
+  selected = selected_table(aggregate(pooled, args.objectives))
+  verdicts = ft.verdicts(selected, "inception_fid")
+  rvr = {k: v for k, v in (rows[0] if rows else {}).items() if k.endswith("_real_vs_real")}
   result = {
       "command": _common.command("franz_table2_widths.py", argv),
       "recipe": "franz_table2.run_config at the full budget; samples: sampling seed 0, "
@@ -305,11 +331,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
                          "inception": best_by(agg.get(o, {}), "inception_fid"),
                          "sweep_choice": chosen[o], "paper": ft.FRANZ_TABLE2[o]["best_width"]}
                      for o in args.objectives},
+      "inception_selected": {
+          "rule": "per objective the width with the lowest seed-mean Inception FID-5k over "
+                  "all scored runs, one run per seed (the sweep's where it has one)",
+          "pooled_runs": [{k: r.get(k) for k in ("objective", "width", "seed", "source",
+                                                  "inception_fid")} for r in pooled],
+          "table": selected, "verdicts": verdicts},
       "scoring_wall_s": timer.seconds, "environment": _common.environment()}
   out = args.samples if args.quick else args.out_dir
   _common.save_json(result, NAME, out)
   figure(agg, args.objectives, out, seeds_table, floor)
-  md = markdown(agg, args.objectives, seeds_table)
+  md = (markdown(agg, args.objectives, seeds_table)
+        + "\nTable 2 at the widths chosen on Inception FID (one run per seed; the sweep's "
+          "where it has one):\n\n" + ft.markdown_table(selected, args.objectives, rvr)
+        + "\n" + ft.markdown_verdicts(verdicts))
   (pathlib.Path(out) / f"{NAME}_table.md").write_text(md)
   print(md)
   return result

@@ -167,3 +167,24 @@ def test_franz_table2_widths_rules(tmp_path):
                                                     "inception_fid_n": 3}})
   assert "| Laplace# | 0.1 | 2 | 3.10 ± 0.14 | 21.00 ± 1.41 **best** |" in md
   assert "| 25.00 ± 0.50 |" in md.splitlines()[-1]  # the sweep's seeds at its width
+
+
+def test_franz_table2_widths_pooling():
+  """One run per seed, the sweep's where it has Inception scores; the Inception-best width
+  per objective becomes its Table 2 cell."""
+  from experiments import franz_table2 as ft
+  from experiments import franz_table2_widths as fw
+  n = ft.FULL_STEPS
+  sweep = [{"objective": "naive-gauss", "width": 0.3, "seed": s, "steps": n,
+            "inception_fid": f} for s, f in ((0, 24.0), (1, 26.0))]
+  sweep.append({"objective": "naive-gauss", "width": 0.5, "seed": 0, "steps": n})  # no Inception
+  retrained = [{"objective": "naive-gauss", "width": w, "seed": s, "inception_fid": f}
+               for w, s, f in ((0.3, 0, 30.0), (0.2, 0, 21.0), (0.2, 1, 23.0), (0.5, 0, 35.0))]
+  pooled = fw.pooled_rows(retrained, sweep)
+  assert [(r["width"], r["seed"], r["source"]) for r in pooled] == [
+      (0.2, 0, "retrained"), (0.2, 1, "retrained"), (0.3, 0, "sweep"), (0.3, 1, "sweep"),
+      (0.5, 0, "retrained")]
+  table = fw.selected_table(fw.aggregate(pooled, ["naive-gauss"]))
+  assert table["naive-gauss"]["best_width"] == 0.2
+  assert table["naive-gauss"]["inception_fid"] == pytest.approx(22.0)
+  assert table["naive-gauss"]["inception_fid_n"] == 2
