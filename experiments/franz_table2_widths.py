@@ -269,8 +269,12 @@ def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
                        ls="none", alpha=0.7)
   if floor is not None:
     axes[0].axhline(floor, color="gray", ls=":", label=f"real vs real, 5k ({floor:.2f})")
+  ticks = sorted({w for cells in agg.values() for w in cells})
   for ax, lab in zip(axes, ("Inception FID-5k", "FID-10k (classifier features)")):
     ax.set_xscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{w:g}" for w in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("kernel width (kNN-normalized units)")
     ax.set_ylabel(lab)
   axes[0].set_title("retrained widths: mean ± std over seeds; star: the sweep's 3 CPU seeds "
