@@ -15,7 +15,7 @@ Two commands, so the training can run where it is cheap:
   ``DIR/<objective>_s<S>.npz`` (``w<width>`` arrays and ``labels``) with its ``.json``
   (per-run training record: status, steps/s, loss, first drift norm, device, JAX version,
   matmul precision). Resumable: a width already in the npz is skipped. The sweep's chosen
-  width trains last. On a GPU, run one process per objective (``--objectives``) and set
+  width trains last; ``--widths`` trains other widths instead. On a GPU, run one process per objective (``--objectives``) and set
   ``JAX_DEFAULT_MATMUL_PRECISION=highest`` so float32 products are not rounded to TF32 (the
   CPU runs are full float32).
 * ``score --samples DIR`` computes classifier FID-10k / P / R / F1 and Inception FID-5k /
@@ -298,14 +298,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       f"`score`: this script's (default {LEDGER.name}/; <samples>/ledger "
                       "with --quick)")
   p.add_argument("--seed", type=int, default=0, help="`train`: the training seed")
+  p.add_argument("--widths", type=float, nargs="+", default=None,
+                 help="`train`: these widths instead of the sweep's full-recipe widths "
+                      "(e.g. one narrower than every full-recipe width)")
   args = p.parse_args(argv)
   args.samples.mkdir(parents=True, exist_ok=True)
   if args.command == "train":
     steps, num = (4, 40) if args.quick else (ft.FULL_STEPS, NUM_SAMPLES)
     sweep_ledger = args.ledger_dir or ft.LEDGER
-    return {o: train_objective(o, widths_from_ledger(sweep_ledger, o), args.samples,
-                               args.runs_dir, seed=args.seed, steps=steps, num=num,
-                               quick=args.quick)
+    return {o: train_objective(o, args.widths or widths_from_ledger(sweep_ledger, o),
+                               args.samples, args.runs_dir, seed=args.seed, steps=steps,
+                               num=num, quick=args.quick)
             for o in args.objectives}
   ledger = args.ledger_dir or (args.samples / "ledger" if args.quick else LEDGER)
   sweep_json = _common.RESULTS_DIR / f"{ft.NAME}.json"

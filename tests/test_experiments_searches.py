@@ -188,3 +188,21 @@ def test_franz_table2_widths_pooling():
   assert table["naive-gauss"]["best_width"] == 0.2
   assert table["naive-gauss"]["inception_fid"] == pytest.approx(22.0)
   assert table["naive-gauss"]["inception_fid_n"] == 2
+
+
+@pytest.mark.skipif(find_mnist() is None, reason="shared MNIST folder not found")
+def test_franz_table2_widths_train_quick(tmp_path):
+  """``train --widths`` trains the given widths (not the sweep's), writes the uint8 samples
+  and the per-run record, and a second call trains nothing."""
+  from experiments import franz_table2_widths as fw
+  argv = ["train", "--quick", "--objectives", "naive-gauss", "--widths", "0.1",
+          "--samples", str(tmp_path / "s"), "--runs-dir", str(tmp_path / "runs")]
+  rec = fw.main(argv)["naive-gauss"]
+  assert list(rec) == ["w0.1"] and rec["w0.1"]["status"] == "ok"
+  assert rec["w0.1"]["width"] == 0.1 and rec["w0.1"]["seed"] == 0
+  with np.load(tmp_path / "s" / "naive-gauss_s0.npz") as d:
+    assert d["w0.1"].dtype == np.uint8 and d["w0.1"].shape[0] == 40
+    assert d["labels"].shape == (40,)
+  mtime = (tmp_path / "s" / "naive-gauss_s0.npz").stat().st_mtime_ns
+  assert fw.main(argv)["naive-gauss"] == rec
+  assert (tmp_path / "s" / "naive-gauss_s0.npz").stat().st_mtime_ns == mtime
