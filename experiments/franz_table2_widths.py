@@ -284,6 +284,39 @@ def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
   return _common.save_figure(fig, NAME, out_dir)
 
 
+def samples_figure(pooled: dict[str, dict[float, dict]], objectives, ledger, out_dir,
+                   per_class: int = 2):
+  """Uncurated seed-0 samples at every width with an Inception score, one row per objective
+  (the retrained run's where there is one, else the sweep's), titled with the width's
+  seed-mean Inception FID-5k."""
+  plt = _common.pyplot()
+  ncol = max((len(pooled.get(o, {})) for o in objectives), default=0)
+  if not ncol:
+    return None
+  fig, axes = plt.subplots(len(objectives), ncol, figsize=(3.3 * ncol, 1.05 * len(objectives)
+                                                            + 0.6), squeeze=False)
+  for row, o in zip(axes, objectives):
+    for ax in row:
+      ax.axis("off")
+    for ax, (w, cell) in zip(row, sorted(pooled.get(o, {}).items())):
+      got = (ft._samples(ledger, ledger, ledger_name(o, w, 0))
+             or ft._samples(ft.LEDGER, ft.LEDGER, ft.run_name(o, w, 0, ft.FULL_STEPS)))
+      if got is None:
+        continue
+      x, y = got
+      keep = np.concatenate([np.nonzero(y == c)[0][:per_class] for c in range(10)])
+      g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
+      _, h, wd = g.shape
+      g = g.reshape(10, per_class, h, wd).transpose(1, 2, 0, 3).reshape(per_class * h, 10 * wd)
+      ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+      ax.set_title(f"{ft.FRANZ_TABLE2[o]['label']}, width {w:g}: Inception FID "
+                   f"{cell['inception_fid']:.1f}", fontsize=7)
+  fig.suptitle("uncurated samples (seed 0) at each scored width; columns = classes 0-9",
+               fontsize=9)
+  fig.tight_layout(rect=(0, 0, 1, 0.97))
+  return _common.save_figure(fig, f"{NAME}_samples", out_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   p = _common.parser(__doc__)
   p.add_argument("command", choices=("train", "score"))
@@ -325,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   sweep_rows = (json.loads(sweep_json.read_text()).get("runs", [])
                 if sweep_json.exists() and not args.quick else [])
   pooled = pooled_rows(rows, [r for r in sweep_rows if r["objective"] in args.objectives])
-  selected = selected_table(aggregate(pooled, args.objectives))
+  pooled_agg = aggregate(pooled, args.objectives)
+  selected = selected_table(pooled_agg)
   verdicts = ft.verdicts(selected, "inception_fid")
   rvr = {k: v for k, v in (rows[0] if rows else {}).items() if k.endswith("_real_vs_real")}
   result = {
@@ -348,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   out = args.samples if args.quick else args.out_dir
   _common.save_json(result, NAME, out)
   figure(agg, args.objectives, out, seeds_table, floor)
+  samples_figure(pooled_agg, args.objectives, ledger, out)
   md = (markdown(agg, args.objectives, seeds_table)
         + "\nTable 2 at the widths chosen on Inception FID (one run per seed; the sweep's "
           "where it has one):\n\n" + ft.markdown_table(selected, args.objectives, rvr)

@@ -4,6 +4,7 @@ converted Inception weights) and the Inception validation (needs torch)."""
 
 import importlib.util
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -206,3 +207,18 @@ def test_franz_table2_widths_train_quick(tmp_path):
   mtime = (tmp_path / "s" / "naive-gauss_s0.npz").stat().st_mtime_ns
   assert fw.main(argv)["naive-gauss"] == rec
   assert (tmp_path / "s" / "naive-gauss_s0.npz").stat().st_mtime_ns == mtime
+
+
+def test_franz_table2_widths_samples_figure(tmp_path):
+  """The samples figure reads each width's seed-0 samples from the ledger and writes a PNG;
+  nothing scored, no figure."""
+  from experiments import franz_table2_widths as fw
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(10), 4)
+  np.savez_compressed(tmp_path / f"{fw.ledger_name('naive-gauss', 0.2, 0)}_samples.npz",
+                      samples=rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8),
+                      labels=labels)
+  pooled = {"naive-gauss": {0.2: {"inception_fid": 22.0}}}
+  path = fw.samples_figure(pooled, ["naive-gauss"], tmp_path, tmp_path)
+  assert pathlib.Path(path).exists() and pathlib.Path(path).suffix == ".png"
+  assert fw.samples_figure({}, ["naive-gauss"], tmp_path, tmp_path) is None
