@@ -23,10 +23,11 @@ Two commands, so the training can run where it is cheap:
   ledger ``experiments/results/franz_table2_widths_runs/`` (the sweep's chosen widths,
   which have its three seeds already, after the others; seed 0 first in each group),
   writes each row as it finishes (resumable; ~9 min per run on 2 CPU cores, mostly
-  Inception), then
-  ``franz_table2_widths.json`` / ``.png`` / ``_table.md`` from the ledger: per width the
-  seed mean ± std of both metrics, and the sweep's own 3-seed Inception FID at its chosen
-  width (the same width trained on another machine: a check of the hardware effect).
+  Inception), then ``franz_table2_widths.json`` / ``.png`` / ``_table.md`` /
+  ``_samples.png`` from the ledger: per width the seed mean ± std of both metrics, the
+  sweep's own 3-seed Inception FID at its chosen width (the same width trained on another
+  machine: a check of the hardware effect), Table 2 and the verdicts at the widths chosen
+  on Inception FID, and uncurated samples at every scored width.
 """
 
 from __future__ import annotations
