@@ -278,7 +278,9 @@ def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
     ax.minorticks_off()
     ax.set_xlabel("kernel width (kNN-normalized units)")
     ax.set_ylabel(lab)
-  axes[0].set_title("retrained widths: mean ± std over seeds; star: the sweep's 3 CPU seeds "
+  axes[0].set_title("mean ± std over seeds (one run per seed: the sweep's where it has one, "
+                    "else the retrained run)" if seeds_table is None else
+                    "retrained widths: mean ± std over seeds; star: the sweep's 3 CPU seeds "
                     "at its chosen width", fontsize=8)
   axes[0].legend(fontsize=7)
   fig.tight_layout()
@@ -382,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "scoring_wall_s": timer.seconds, "environment": _common.environment()}
   out = args.samples if args.quick else args.out_dir
   _common.save_json(result, NAME, out)
-  figure(agg, args.objectives, out, seeds_table, floor)
+  figure(pooled_agg, args.objectives, out, floor=floor)
   samples_figure(pooled_agg, args.objectives, ledger, out)
   md = (markdown(agg, args.objectives, seeds_table)
         + "\nTable 2 at the widths chosen on Inception FID (one run per seed; the sweep's "
