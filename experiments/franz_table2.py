@@ -457,6 +457,17 @@ def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
   return None
 
 
+def class_grid(x: np.ndarray, y: np.ndarray, per_class: int) -> np.ndarray:
+  """``[k * 30, 10 * 30]`` uint8 image of ``k = min(per_class, fewest of any class)`` samples
+  per class from ``x`` (``[N, 28, 28, 1]``) with labels ``y`` (``[N]``): one column per class
+  0-9, one pixel of border around each digit."""
+  k = min(per_class, *(int(np.sum(y == c)) for c in range(10)))
+  keep = np.concatenate([np.nonzero(y == c)[0][:k] for c in range(10)])
+  g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
+  _, h, wd = g.shape
+  return g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
+
+
 def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_class: int = 4):
   plt = _common.pyplot()
   fig, axes = plt.subplots(len(objectives), 1, figsize=(7.5, 3.0 * len(objectives)),
@@ -467,13 +478,7 @@ def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_
     got = None if w is None else _samples(ledger, runs_dir, run_name(o, w, 0, full_steps))
     if got is None:
       continue
-    x, y = got
-    k = min(per_class, *(int(np.sum(y == c)) for c in range(10)))
-    keep = np.concatenate([np.nonzero(y == c)[0][:k] for c in range(10)])
-    g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
-    n, h, wd = g.shape
-    g = g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
-    ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.imshow(class_grid(*got, per_class), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(f"{FRANZ_TABLE2[o]['label']} (width {w:g}, seed 0)", fontsize=10)
   fig.suptitle(f"uncurated samples at each objective's best width ({full_steps} steps);\n"
                "columns = classes 0-9", fontsize=10)

@@ -15,8 +15,8 @@ Two commands, so the training can run where it is cheap:
   ``DIR/<objective>_s<S>.npz`` (``w<width>`` arrays and ``labels``) with its ``.json``
   (per-run training record: status, steps/s, loss, first drift norm, device, JAX version,
   matmul precision). Resumable: a width already in the npz is skipped. The sweep's chosen
-  width trains last; ``--widths`` trains other widths instead. On a GPU, run one process per objective (``--objectives``) and set
-  ``JAX_DEFAULT_MATMUL_PRECISION=highest`` so float32 products are not rounded to TF32 (the
+  width trains last; ``--widths`` trains other widths instead. On a GPU, run one process
+  per objective (``--objectives``) and set ``JAX_DEFAULT_MATMUL_PRECISION=highest`` so float32 products are not rounded to TF32 (the
   CPU runs are full float32).
 * ``score --samples DIR`` computes classifier FID-10k / P / R / F1 and Inception FID-5k /
   P / R / F1 (first 5,000 samples, balanced) of every sampled run without a row in the
@@ -251,7 +251,7 @@ def markdown(agg: dict, objectives: Sequence[str], seeds_table: dict | None = No
   return "\n".join(lines) + "\n"
 
 
-def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
+def figure(agg, objectives, out_dir, floor=None):
   plt = _common.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
   colors = plt.cm.tab10(np.arange(len(objectives)))
@@ -263,11 +263,6 @@ def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
     for ax, key in zip(axes, ("inception_fid", "fid_classifier_features")):
       ax.errorbar(ws, [cells[w][key] for w in ws], yerr=[cells[w][f"{key}_std"] for w in ws],
                   fmt="o-", color=c, capsize=3, label=o)
-    t = (seeds_table or {}).get(o, {})
-    if "inception_fid" in t:
-      axes[0].errorbar([t["best_width"] * 1.04], [t["inception_fid"]],
-                       yerr=[t["inception_fid_std"]], color=c, marker="*", ms=11, capsize=3,
-                       ls="none", alpha=0.7)
   if floor is not None:
     axes[0].axhline(floor, color="gray", ls=":", label=f"real vs real, 5k ({floor:.2f})")
   ticks = sorted({w for cells in agg.values() for w in cells})
@@ -279,9 +274,7 @@ def figure(agg, objectives, out_dir, seeds_table=None, floor=None):
     ax.set_xlabel("kernel width (kNN-normalized units)")
     ax.set_ylabel(lab)
   axes[0].set_title("mean ± std over seeds (one run per seed: the sweep's where it has one, "
-                    "else the retrained run)" if seeds_table is None else
-                    "retrained widths: mean ± std over seeds; star: the sweep's 3 CPU seeds "
-                    "at its chosen width", fontsize=8)
+                    "else the retrained run)", fontsize=8)
   axes[0].legend(fontsize=7)
   fig.tight_layout()
   return _common.save_figure(fig, NAME, out_dir)
@@ -306,12 +299,7 @@ def samples_figure(pooled: dict[str, dict[float, dict]], objectives, ledger, out
              or ft._samples(ft.LEDGER, ft.LEDGER, ft.run_name(o, w, 0, ft.FULL_STEPS)))
       if got is None:
         continue
-      x, y = got
-      keep = np.concatenate([np.nonzero(y == c)[0][:per_class] for c in range(10)])
-      g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
-      _, h, wd = g.shape
-      g = g.reshape(10, per_class, h, wd).transpose(1, 2, 0, 3).reshape(per_class * h, 10 * wd)
-      ax.imshow(g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+      ax.imshow(ft.class_grid(*got, per_class), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
       ax.set_title(f"{ft.FRANZ_TABLE2[o]['label']}, width {w:g}: Inception FID "
                    f"{cell['inception_fid']:.1f}", fontsize=7)
   fig.suptitle("uncurated samples (seed 0) at each scored width; columns = classes 0-9",
