@@ -107,7 +107,7 @@ _COMPILER: dict = {}  # --smoke: {"xla_backend_optimization_level": 0} (faster c
 
 
 def _image_cfg(model: str, batch: dict, dtype: str, parallel: str, model_overrides=None):
-  from drifting_jax.training.image_config import ImageConfig
+  from drifting_jax.training import ImageConfig
   return ImageConfig(dataset="fake", model=model, model_overrides=dict(model_overrides or {}),
                      objective="naive-gauss", bandwidth=0.2, norm_warmup=0, dtype=dtype,
                      parallel=parallel, progress=False, compiler_options=dict(_COMPILER),
@@ -120,14 +120,15 @@ def _memory() -> int | None:
 
 
 def train_step_check(model: str, batch: dict, *, iters: int, model_overrides=None) -> dict:
-  from drifting_jax.training.image_loop import build_image_run
+  from drifting_jax.training import ImageTask
   data = _fake_mnist()
   out = {"model": model, "batch": batch}
   per_step_images = batch["num_classes_per_step"] * batch["num_gen"]
   for dtype in ("float32", "bfloat16"):
-    run = build_image_run(_image_cfg(model, batch, dtype, "none", model_overrides), dataset=data)
+    run = ImageTask(_image_cfg(model, batch, dtype, "none", model_overrides), dataset=data)
     runner = run.runner()
-    state, bank = run.init()
+    s0 = run.init_state()
+    state, bank = s0.replace(bank=None), s0.bank
     s, b, d = runner.place(state, bank, run.data)
     t = time.perf_counter()
     s, b, m = runner.train(s, b, d)
@@ -149,7 +150,7 @@ def train_step_check(model: str, batch: dict, *, iters: int, model_overrides=Non
 
 def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:
   """The first step's loss from the same init and batch, default backend vs CPU."""
-  from drifting_jax.training.image_loop import build_image_run
+  from drifting_jax.training import ImageTask
   data = _fake_mnist()
   losses = {}
   for where in ("default", "cpu"):
@@ -158,10 +159,11 @@ def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:
       continue
     device = jax.devices()[0] if where == "default" else jax.devices("cpu")[0]
     with jax.default_device(device):
-      run = build_image_run(_image_cfg(model, batch, "float32", "none", model_overrides),
-                            dataset=data)
+      run = ImageTask(_image_cfg(model, batch, "float32", "none", model_overrides),
+                      dataset=data)
       runner = run.runner() if where == "default" else run.runner(devices=[device])
-      state, bank = run.init()
+      s0 = run.init_state()
+      state, bank = s0.replace(bank=None), s0.bank
       _, _, m = runner.train(*runner.place(state, bank, run.data))
       losses[where] = float(m["loss"])
   rel = abs(losses["default"] - losses["cpu"]) / max(abs(losses["cpu"]), 1e-30)
@@ -172,15 +174,16 @@ def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:
 
 
 def sharded_check(model: str, batch: dict, *, iters: int, model_overrides=None) -> dict:
-  from drifting_jax.training.image_loop import build_image_run
+  from drifting_jax.training import ImageTask
   n = jax.local_device_count()
   groups = batch["num_classes_per_step"]
   if groups % n:  # every device needs whole class groups
     batch = dict(batch, num_classes_per_step=n * max(1, groups // n))
-  run = build_image_run(_image_cfg(model, batch, "float32", "auto", model_overrides),
-                        dataset=_fake_mnist())
+  run = ImageTask(_image_cfg(model, batch, "float32", "auto", model_overrides),
+                  dataset=_fake_mnist())
   runner = run.runner()
-  s, b, d = runner.place(*run.init(), run.data)
+  s0 = run.init_state()
+  s, b, d = runner.place(s0.replace(bank=None), s0.bank, run.data)
   s, b, m = runner.train(s, b, d)
   jax.block_until_ready(m)
   t = time.perf_counter()

@@ -8,7 +8,7 @@ is needed) the same compiled step is timed two ways in one process, interleaved
 * **bare**: the jitted step (toy: ``make_train_step``; images: the runner's train step,
   which includes the batch preparation) called back-to-back on one batch, one
   ``block_until_ready`` at the end;
-* **loop**: ``train`` / ``train_images`` in a fresh run directory with the config's own
+* **loop**: ``train`` in a fresh run directory with the config's own
   logging and checkpoint cadence (``metrics.jsonl``, orbax checkpoints, the NaN guard,
   the progress bar off), steps/s from its ``metrics.jsonl`` intervals (the compile is
   cached by then, so no interval contains it).
@@ -46,16 +46,14 @@ def _loop_rate(workdir: pathlib.Path) -> float:
 
 def toy(steps: int, rounds: int) -> dict:
   import jax
-  from drifting_jax.training import config_to_dict, load_config, loop, train
+  from drifting_jax.training import ToyTask, load_config, split_run_key, train
 
   cfg = load_config(ROOT / "experiments" / "configs" / "toy_default.py")
   cfg.num_steps, cfg.progress = steps, False
-  skip = tuple(k for k in loop._NOT_IN_STEP if k != "num_steps")
-  step_fn = loop._cached_train_step(json.dumps(
-      {k: v for k, v in config_to_dict(cfg).items() if k not in skip}, sort_keys=True))
-  run = loop.build(cfg)
-  state = loop.init_state(cfg, run.model, run.optimizer)
-  noise_rng, data_rng = loop.split_run_key(state.rng)
+  run = ToyTask(cfg)
+  step_fn = run.train_step()  # the trainer's cached compiled step
+  state = run.init_state()
+  noise_rng, data_rng = split_run_key(state.rng)
   batch = run.sample_batch(jax.random.fold_in(data_rng, 0))
   jax.block_until_ready(step_fn(state, batch, noise_rng))  # compile
   bare, looped = [], []
@@ -78,18 +76,18 @@ def toy(steps: int, rounds: int) -> dict:
 def images(steps: int, rounds: int) -> dict:
   import jax
   from drifting_jax.data.images import Dataset
-  from drifting_jax.training.image_loop import (apply_image_overrides, build_image_run,
-                                                load_image_config, train_images)
+  from drifting_jax.training import ImageTask, apply_overrides, load_config, train
 
   rng = np.random.default_rng(0)
   fake = Dataset(rng.uniform(-1, 1, (2000, 28, 28, 1)).astype(np.float32),
                  np.arange(2000, dtype=np.int32) % 10, 10, "fake_mnist")
-  cfg = load_image_config(ROOT / "experiments" / "configs" / "mnist_small_cpu.py")
-  cfg = apply_image_overrides(cfg, {"num_steps": steps, "norm_warmup": 0, "progress": False,
+  cfg = load_config(ROOT / "experiments" / "configs" / "mnist_small_cpu.py")
+  cfg = apply_overrides(cfg, {"num_steps": steps, "norm_warmup": 0, "progress": False,
                                     "sample_every": 0, "dataset": "fake"})
-  run = build_image_run(cfg, dataset=fake)
+  run = ImageTask(cfg, dataset=fake)
   runner = run.runner()
-  state, bank = run.init()
+  s0 = run.init_state()
+  state, bank = s0.replace(bank=None), s0.bank
   dstate, dbank, ddata = runner.place(state, bank, run.data)
   jax.block_until_ready(runner.train(dstate, dbank, ddata))  # compile
   bare, looped = [], []
@@ -101,7 +99,7 @@ def images(steps: int, rounds: int) -> dict:
     jax.block_until_ready((s, m))
     bare.append(steps / (time.perf_counter() - t))
     with tempfile.TemporaryDirectory() as d:
-      train_images(cfg, d, dataset=fake)
+      train(cfg, d, dataset=fake)
       looped.append(_loop_rate(pathlib.Path(d)))
   return {"case": "mnist_small_cpu", "steps": steps, "log_every": cfg.log_every,
           "checkpoint_every": cfg.checkpoint_every, "bare_steps_per_s": max(bare),

@@ -1,7 +1,7 @@
 """Benchmark: one image training step (generator forward + backward + drift + AdamW update).
 
 For each generator preset the full jitted training iteration of
-:mod:`drifting_jax.training.images` (batch preparation, generation, per-class Naive-Gauss
+:mod:`drifting_jax.training.tasks.image_step` (batch preparation, generation, per-class Naive-Gauss
 drift on kernel-width-normalized pixels, gradient, clipping, AdamW, EMA) runs in a fresh
 subprocess on random MNIST-shaped data, at Franz et al.'s batch (Table 3: N_c = 5 classes x
 96 real x 96 generated images). Reported per preset: compile time, median step time and
@@ -52,16 +52,16 @@ def _worker(case: str, repeats: int, max_temp_gb: float) -> dict:
 
   from drifting_jax.data.images import Dataset
   from drifting_jax.models import presets
-  from drifting_jax.training.image_loop import build_image_run
-  from drifting_jax.training.images import ImageConfig
+  from drifting_jax.training import ImageConfig, ImageTask
 
   rng = np.random.default_rng(0)
   fake = Dataset(rng.uniform(-1, 1, (2000, 28, 28, 1)).astype(np.float32),
                  np.arange(2000, dtype=np.int32) % 10, 10, "fake_mnist")
   cfg = ImageConfig(dataset="fake", objective="naive-gauss", bandwidth=0.2, norm_warmup=0,
                     parallel="none", progress=False, **CASES[case])
-  run = build_image_run(cfg, dataset=fake)
-  state, bank = run.init()
+  run = ImageTask(cfg, dataset=fake)
+  s0 = run.init_state()
+  state, bank = s0.replace(bank=None), s0.bank
   step = run.runner().train
   t0 = time.perf_counter()
   compiled = step.lower(state, bank, run.data).compile()

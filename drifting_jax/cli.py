@@ -1,9 +1,9 @@
 """The ``drifting-jax`` command line: ``train``, ``sample``, ``eval`` and ``convert-inception``.
 
-Toy generators (``ToyConfig``) and class-conditional image generators (``ImageConfig``,
-``task="images"``, :func:`drifting_jax.training.image_loop.train_images`) share ``train`` and
-``sample`` and ``eval``; the kind is read from the config (``get_config()``'s return value, or
-a run's ``config.json``).
+Every task (:mod:`drifting_jax.training.tasks`: toy generators, class-conditional image
+generators) shares ``train``, ``sample`` and ``eval``; the task is read once from the config
+(``get_config()``'s ``task`` field, or a run's ``config.json``) and everything else is the
+task's.
 
 Examples::
 
@@ -25,9 +25,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-import jax
-import numpy as np
-
 __all__ = ["build_parser", "cmd_describe", "cmd_eval", "cmd_sample", "cmd_train", "default_workdir", "main"]
 
 DEFAULT_WORKDIR = os.path.join("runs", "toy_default")
@@ -36,18 +33,18 @@ DEFAULT_WORKDIR = os.path.join("runs", "toy_default")
 def build_parser() -> argparse.ArgumentParser:
   """The argument parser of ``drifting-jax``."""
   parser = argparse.ArgumentParser(
-      prog="drifting-jax", description="Train, sample and evaluate toy drifting generators.")
+      prog="drifting-jax", description="Train, sample and evaluate drifting generators.")
   parser.add_argument("--debug", action="store_true",
                       help="show the full traceback of an error")
   sub = parser.add_subparsers(dest="command", required=True)
 
-  p = sub.add_parser("train", help="train (or resume) a toy or image generator")
+  p = sub.add_parser("train", help="train (or resume) a generator of any task")
   p.add_argument("--config", default=None,
                  help="config file defining get_config() (default: toy_default settings); "
-                      "an ImageConfig (task='images') trains an image generator")
+                      "its `task` field picks the kind of run (toy, images)")
   p.add_argument("--workdir", default=None,
-                 help=f"run directory (default: {DEFAULT_WORKDIR}, or runs/<config name> for "
-                      "image configs); resumes if it holds checkpoints")
+                 help=f"run directory (default: runs/<config file name>, {DEFAULT_WORKDIR} "
+                      "without --config); resumes if it holds checkpoints")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field (repeatable), e.g. --set bandwidth=0.1")
   p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -85,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--classifier", default=None,
                  help="image runs: feature-classifier weights (default: the project's MNIST "
                       "classifier shipped with the package)")
-  p.add_argument("--fid", choices=("classifier", "inception", "both"), default="classifier",
+  p.add_argument("--fid", choices=("classifier", "inception", "both"), default=None,
                  help="image runs: Inception FID (TF-FID network, what papers report) and/or "
-                      "the fast classifier-feature proxy (not comparable to papers)")
+                      "the fast classifier-feature proxy (not comparable to papers; the "
+                      "default)")
   p.add_argument("--inception-weights", default=None,
                  help="image runs: converted TF-FID Inception weights (.npz from "
                       "`drifting-jax convert-inception`; default $DRIFTING_JAX_INCEPTION or "
@@ -106,13 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(config: str | None):
-  """The config object of a config file / ``config.json`` (ToyConfig or ImageConfig).
+  """The typed config of a config file / ``config.json`` (None: the default toy run).
 
   A Python config file is executed once per process and path (and modification time).
   """
   if config is None:
-    from drifting_jax.training import ToyConfig
-    return ToyConfig()
+    from drifting_jax.training import load_config
+    return load_config(None)
   if not os.path.isfile(config):
     raise FileNotFoundError(f"`--config` file not found: {config!r}")
   return _load_file(os.path.abspath(config), os.path.getmtime(config))
@@ -121,152 +119,71 @@ def _load(config: str | None):
 @functools.lru_cache(maxsize=8)
 def _load_file(path: str, mtime: float):
   del mtime  # part of the cache key only
-  if path.endswith(".json"):
-    with open(path) as f:
-      d = json.load(f)
-    if isinstance(d, dict) and d.get("task") == "images":
-      from drifting_jax.training.image_loop import image_config_from_dict
-      return image_config_from_dict(d)
-    from drifting_jax.training import config_from_dict
-    return config_from_dict(d)
-  from drifting_jax.training.config import run_config_file
-  return run_config_file(path)  # the typed ToyConfig / ImageConfig of get_config()
-
-
-def _image_config(config: str | None):
-  """The ImageConfig of a config file / ``config.json`` with ``task="images"``, else None."""
-  cfg = _load(config)
-  return cfg if getattr(cfg, "task", None) == "images" else None
-
-
-def _is_image_run(source: str) -> bool:
-  """True when a run / checkpoint path belongs to an image run (its config.json)."""
-  from drifting_jax.training import resolve_checkpoint
-
-  from drifting_jax.training.rundir import load_config_record
-
-  record = load_config_record(resolve_checkpoint(source)[2])
-  return record is not None and record.get("task") == "images"
+  from drifting_jax.training import load_config
+  return load_config(path)
 
 
 def default_workdir(config: str | None) -> str:
-  """``runs/<config name>`` for image configs, else ``runs/toy_default``."""
-  if _image_config(config) is None:
+  """``runs/<config file name>``, or ``runs/toy_default`` without a config file."""
+  if config is None:
     return DEFAULT_WORKDIR
   return os.path.join("runs", os.path.splitext(os.path.basename(config))[0])
+
+
+def _resolve(config: str | None, overrides: Sequence[str], progress: bool = True):
+  from drifting_jax.training import resolve_config
+  return resolve_config(_load(config), list(overrides) + ([] if progress else
+                                                          ["progress=false"]))
 
 
 def cmd_train(config: str | None, workdir: str | None, overrides: Sequence[str],
               progress: bool = True, force_new: bool = False) -> dict:
   """``drifting-jax train``: loads/overrides the config, trains, returns final metrics."""
-  image_cfg = _image_config(config)
-  if image_cfg is not None:
-    from drifting_jax.training.image_loop import train_images
+  from drifting_jax.training import train
 
-    overrides = list(overrides) + ([] if progress else ["progress=false"])
-    return train_images(image_cfg, workdir or default_workdir(config), overrides=overrides,
-                        force_new=force_new)
-
-  from drifting_jax.training import apply_overrides, train
-
-  cfg = _load(config)  # a ToyConfig: run_config_file typed it, and it is not an image config
-  cfg = apply_overrides(cfg, list(overrides))
-  if not progress:
-    cfg.progress = False
-  result = train(cfg, workdir or DEFAULT_WORKDIR, force_new=force_new)
-  return result.metrics
+  cfg = _resolve(config, overrides, progress)
+  return train(cfg, workdir or default_workdir(config), force_new=force_new).metrics
 
 
 def cmd_describe(config: str | None, overrides: Sequence[str]) -> str:
-  """``drifting-jax train --describe``: the configured generator's parameter table."""
-  image_cfg = _image_config(config)
-  if image_cfg is not None:
-    from drifting_jax.models import presets
-    from drifting_jax.training.image_loop import apply_image_overrides
+  """``drifting-jax train --describe``: the configured model's parameter table."""
+  from drifting_jax.training import make_task
 
-    image_cfg = apply_image_overrides(image_cfg, list(overrides))
-    return presets.describe(presets.get_model(image_cfg.model, **image_cfg.model_overrides))
-
-  from drifting_jax.training import apply_overrides, make_model
-  from drifting_jax.models.presets import count_params
-  from drifting_jax.models.mlp import sample_noise
-
-  cfg = apply_overrides(_load(config), list(overrides))
-  model = make_model(cfg)
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          sample_noise(jax.random.PRNGKey(0), 2, cfg.noise_dim))
-  lines = [f"toy MLP generator: noise {cfg.noise_dim} -> 2, {cfg.depth} x {cfg.hidden} "
-           f"({cfg.activation})"]
-  for name, sub in shapes["params"].items():
-    lines.append(f"  {name:<22}{count_params(sub):,}")
-  lines.append(f"  {'total':<22}{count_params(shapes['params']):,}")
-  return "\n".join(lines)
+  return make_task(_resolve(config, overrides), load_data=False).describe()
 
 
 def cmd_sample(source: str, *, num: int, out: str, seed: int = 0, class_id: int | None = None,
                cfg_scale: float | None = None) -> str:
   """``drifting-jax sample``: writes ``num`` samples to ``out`` (.npz or .png).
 
-  For image runs a PNG grid and an ``.npz`` (samples, labels, iteration) are written side by
-  side (``out`` may name either); ``class_id`` / ``cfg_scale`` select the class and the CFG
-  scale (:func:`drifting_jax.training.image_loop.sample_images`).
+  Image runs write a PNG grid and an ``.npz`` (samples, labels, iteration) side by side
+  (``out`` may name either); ``class_id`` / ``cfg_scale`` select the class and the CFG
+  scale (:meth:`drifting_jax.training.tasks.images.ImageTask.sample`); toy runs refuse
+  them.
   """
-  from drifting_jax.training import generate, load_run, sample_data, save_scatter
+  from drifting_jax.training import sample_run
 
-  if num < 1:
-    raise ValueError(f"`num` must be >= 1, got {num}")
-  ext = os.path.splitext(out)[1].lower()
-  if ext not in (".npz", ".png"):
-    raise ValueError(f"`out` must end in .npz or .png, got {out!r}")
-  if _is_image_run(source):
-    from drifting_jax.training.image_loop import sample_images
-
-    png = os.path.splitext(out)[0] + ".png"
-    sample_images(source, num=num, class_id=class_id, out_path=png, cfg_scale=cfg_scale,
-                  seed=seed)
-    return out
-  if class_id is not None or cfg_scale is not None:
-    raise ValueError("`--class` / `--cfg-scale` apply to image runs only")
-  cfg, state = load_run(source)
-  k_gen, k_data = jax.random.split(jax.random.PRNGKey(seed))
-  samples = np.asarray(generate(cfg, state.params, k_gen, num))
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  if ext == ".npz":
-    np.savez(out, samples=samples, step=int(state.step))
-  else:
-    data = np.asarray(sample_data(cfg, k_data, num))
-    save_scatter(out, samples, data,
-                 title=f"{cfg.objective} on {cfg.dataset}, step {int(state.step)}")
-  return out
+  return sample_run(source, num=num, out=out, seed=seed, class_id=class_id,
+                    cfg_scale=cfg_scale)
 
 
 def cmd_eval(source: str, *, num_samples: int | None = None,
              num_projections: int | None = None, seed: int | None = None,
-             out: str | None = None, classifier: str | None = None, fid: str = "classifier",
+             out: str | None = None, classifier: str | None = None, fid: str | None = None,
              inception_weights: str | None = None) -> dict:
-  """``drifting-jax eval``: computes metrics, writes them as JSON, returns them.
+  """``drifting-jax eval``: computes the task's metrics, writes them as JSON, returns them.
 
   Toy runs: sliced Wasserstein and MMD. Image runs: Inception FID (``fid="inception"``)
   and/or FID (classifier features), precision, recall and F1
-  (:func:`drifting_jax.training.image_eval.evaluate_image_run`).
+  (:meth:`drifting_jax.training.tasks.images.ImageTask.evaluate`). Options that do not
+  apply to the run's task raise ``ValueError``.
   """
-  from drifting_jax.training import evaluate, load_run, resolve_checkpoint
+  from drifting_jax.training import evaluate_run
 
-  if _is_image_run(source):
-    from drifting_jax.training.image_eval import evaluate_image_run
-
-    return evaluate_image_run(source, num_samples=num_samples or 10_000, fid=fid,
-                              classifier=classifier, inception_weights=inception_weights,
-                              seed=seed or 0, out=out, progress=True)
-  cfg, state = load_run(source)
-  metrics = evaluate(cfg, state.params, num_samples=num_samples,
-                     num_projections=num_projections, seed=seed)
-  metrics["step"] = int(state.step)
-  out = out or os.path.join(resolve_checkpoint(source)[2], "eval_metrics.json")
-  with open(out, "w") as f:
-    json.dump(metrics, f, indent=2, sort_keys=True)
-    f.write("\n")
-  return metrics
+  options = dict(num_samples=num_samples, num_projections=num_projections, seed=seed,
+                 classifier=classifier, fid=fid, inception_weights=inception_weights)
+  options = {k: v for k, v in options.items() if v is not None}
+  return evaluate_run(source, out=out, progress=True, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,151 +53,66 @@ import numpy as np
 if __package__ in (None, ""):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from experiments import _common  # noqa: E402
+from experiments import _common, _sweep  # noqa: E402
+from experiments._franz import (CONFIG, EVAL_N, FRANZ_TABLE2, FULL_STEPS,  # noqa: E402
+                                INCEPTION_N, LEDGER, NAME, NORM_WARMUP, OBJECTIVES, SEEDS,
+                                WIDTHS, best_width, class_grid, fid as _fid, markdown_table,
+                                markdown_verdicts, pm as _pm, run_config, run_name,
+                                samples as _samples, seed_stats, training_signal, verdicts)
 
-NAME = "franz_table2"
-CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "mnist_small_cpu.py"
-OBJECTIVES = ("naive-gauss", "drifting-gauss", "laplace#", "naive-laplace", "drifting-laplace")
-WIDTHS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-FULL_STEPS = 8000
 BUDGETS = (1000, 2000, 4000, FULL_STEPS)
 BUDGET_TOLERANCE = 0.10  # grid budget: FID within 10 % of the full budget's
 GRID_MAX_STEPS = 4000  # ... and at most this (35 runs in ~5.3 h; 8k would take ~9.9 h)
-NORM_WARMUP = 300
-LEDGER = pathlib.Path(__file__).resolve().parent / "results" / f"{NAME}_runs"
-EVAL_N = 10_000
-INCEPTION_N = 5000
-SEEDS = (0, 1, 2)
 PHASES = ("budget", "grid", "full", "seeds", "inception", "table")
 
-# Franz et al., Table 2 (MNIST, FID-50k on Inception features, DiT-S/2, 12k steps).
-FRANZ_TABLE2 = {
-    "naive-gauss": {"fid": 6.81, "f1": 0.57, "best_width": 0.20, "label": "Gauss# / Naive-Gauss"},
-    "drifting-gauss": {"fid": 20.38, "f1": 0.28, "best_width": 0.25, "label": "Drifting-Gauss"},
-    "laplace#": {"fid": 17.48, "f1": 0.36, "best_width": 0.10, "label": "Laplace#"},
-    "naive-laplace": {"fid": 10.68, "f1": 0.52, "best_width": 0.05, "label": "Naive-Laplace"},
-    "drifting-laplace": {"fid": 48.34, "f1": 0.02, "best_width": 0.05,
-                         "label": "Drifting-Laplace"},
-}
 
-
-def run_name(objective: str, width: float, seed: int, steps: int) -> str:
-  return f"{objective.replace('#', 'sharp')}_w{width:g}_s{seed}_n{steps}"
-
-
-def run_config(objective: str, width: float, seed: int, steps: int, *, quick: bool = False):
-  """The fixed recipe with this objective / width / seed / budget."""
-  from drifting_jax.training.image_loop import apply_image_overrides, load_image_config
-  over: dict[str, Any] = {"objective": objective, "bandwidth": float(width), "seed": int(seed),
-                          "num_steps": int(steps), "norm_warmup": NORM_WARMUP,
-                          "progress": False, "sample_every": 0, "max_to_keep": 1}
-  if quick:
-    over.update({"norm_warmup": 4, "warmup_steps": 1, "checkpoint_every": steps,
-                 "log_every": steps})
-  return apply_image_overrides(load_image_config(CONFIG), over)
-
-
-def _load(path: pathlib.Path) -> dict | None:
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def _commit() -> str | None:
-  import subprocess
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True, cwd=pathlib.Path(__file__).parent
-                          ).stdout.strip() or None
-  except (OSError, subprocess.CalledProcessError):
-    return None
-
-
-def ledger_row(ledger: pathlib.Path, name: str, *, inception: bool = False) -> dict | None:
+def ledger_row(ledger: _sweep.Ledger, name: str, *, inception: bool = False) -> dict | None:
   """The finished row of run ``name`` from the ledger (``None`` if missing, or if
   ``inception`` and it has no Inception scores yet)."""
-  row = _load(ledger / f"{name}.json")
+  row = ledger.get(name)
   if row is None or (inception and row.get("status") == "ok" and "inception_fid" not in row):
     return None
   return row
-
-
-def write_ledger(ledger: pathlib.Path, name: str, row: dict, workdir: pathlib.Path,
-                 per_class: int = 4) -> None:
-  """Writes ``row`` (with the code commit and JAX version it was trained with) and, where
-  the run saved samples, ``per_class`` uint8 samples of each class to the ledger."""
-  from drifting_jax.data.images import to_uint8
-  ledger.mkdir(parents=True, exist_ok=True)
-  old = _load(ledger / f"{name}.json") or {}
-  # the run's own record of what trained it first (a run retrained on a fresh machine
-  # replaces its old row), else the old row's (runs trained before it was recorded)
-  row = dict(row, commit=row.get("commit") or old.get("commit") or _commit(),
-             jax=row.get("jax") or old.get("jax") or _common.environment()["jax"])
-  (ledger / f"{name}.json").write_text(json.dumps(_common._to_builtin(row), indent=1) + "\n")
-  f = workdir / "eval_samples.npz"
-  if f.exists() and not (ledger / f"{name}_samples.npz").exists():
-    with np.load(f) as d:
-      x, y = d["samples"], d["labels"]
-    keep = np.concatenate([np.nonzero(y == c)[0][:per_class] for c in range(10)])
-    np.savez_compressed(ledger / f"{name}_samples.npz",
-                        samples=to_uint8(x[keep], value_range=(-1.0, 1.0)), labels=y[keep])
 
 
 def run_one(runs_dir: pathlib.Path, objective: str, width: float, seed: int, steps: int, *,
             eval_n: int = EVAL_N, inception_n: int | None = None,
             quick: bool = False) -> dict:
   """Trains (or resumes) one run and scores it; returns its row (``status`` 'ok'/'diverged')."""
-  from drifting_jax.training.image_eval import evaluate_image_run
-  from drifting_jax.training.image_loop import train_images
+  name = run_name(objective, width, seed, steps)
+  run = _sweep.Run(name, run_config(objective, width, seed, steps, quick=quick),
+                   {"objective": objective, "width": width, "seed": seed, "steps": steps})
 
-  workdir = runs_dir / run_name(objective, width, seed, steps)
-  workdir.mkdir(parents=True, exist_ok=True)
-  row = {"objective": objective, "width": width, "seed": seed, "steps": steps}
-  status = _load(workdir / "status.json")
-  if status is None:
-    t0 = time.perf_counter()
-    try:
-      final = train_images(run_config(objective, width, seed, steps, quick=quick), workdir)
-      status = {"status": "ok", "final_loss": float(final.get("loss", math.nan)),
-                "steps_per_sec": final.get("steps_per_sec")}
-    except FloatingPointError as e:  # the NaN guard stopped it: a result, not a crash
-      status = {"status": f"diverged: {e}"}
-    status["train_wall_s"] = time.perf_counter() - t0
-    status.update(commit=_commit(), jax=_common.environment()["jax"])  # what trained it
-    (workdir / "status.json").write_text(json.dumps(status, indent=2))
-  row.update(status)
-  row.update(training_signal(workdir))
-  if not status["status"].startswith("ok"):
+  def score(run, workdir, status):
+    ev = _sweep.evaluate_cached(workdir, f"eval_{eval_n}", num_samples=eval_n,
+                                fid="classifier", seed=seed)
+    row = {k: ev[k] for k in ("fid_classifier_features", "precision", "recall", "f1",
+                              "classifier_accuracy_on_samples")}
+    if inception_n:
+      inc = _sweep.evaluate_cached(workdir, f"eval_inception_{inception_n}",
+                                   num_samples=inception_n, fid="inception", seed=seed,
+                                   progress=not quick)
+      row.update({k: v for k, v in inc.items() if k.startswith("inception_")})
     return row
-  ev = _load(workdir / f"eval_{eval_n}.json")
-  if ev is None:
-    t0 = time.perf_counter()
-    ev = evaluate_image_run(str(workdir), num_samples=eval_n, fid="classifier", seed=seed,
-                            out=str(workdir / f"eval_{eval_n}.json"))
-    status["eval_wall_s"] = time.perf_counter() - t0
-    (workdir / "status.json").write_text(json.dumps(status, indent=2))
-  row.update({k: ev[k] for k in ("fid_classifier_features", "precision", "recall", "f1",
-                                 "classifier_accuracy_on_samples")})
-  if inception_n:
-    path = workdir / f"eval_inception_{inception_n}.json"
-    inc = _load(path)
-    if inc is None:
-      inc = evaluate_image_run(str(workdir), num_samples=inception_n, fid="inception",
-                               seed=seed, out=str(path), progress=not quick)
-    row.update({k: v for k, v in inc.items() if k.startswith("inception_")})
+
+  row, = _sweep.sweep([run], runs_dir=runs_dir, score=score)
+  row.pop("name", None)
+  row.update(training_signal(runs_dir / name))
   return row
 
 
-def training_signal(workdir: pathlib.Path) -> dict:
-  """The drift norm at the first logged optimizer step and the largest logged gradient norm
-  (``metrics.jsonl``): a run whose field is zero from the start has nothing to learn from."""
-  path = workdir / "metrics.jsonl"
-  if not path.exists():
-    return {}
-  recs = [r for r in map(json.loads, path.read_text().splitlines())
-          if r.get("phase") == "train" and "drift_norm" in r]
-  if not recs:
-    return {}
-  return {"first_drift_norm": recs[0]["drift_norm"],
-          "max_grad_norm": max(r.get("grad_norm", 0.0) for r in recs)}
+def save_samples(ledger: _sweep.Ledger, name: str, workdir: pathlib.Path,
+                 per_class: int = 4) -> None:
+  """Copies ``per_class`` uint8 samples of each class of a scored run into the ledger."""
+  from drifting_jax.data.images import to_uint8
+  f, out = workdir / "eval_samples.npz", ledger.path / f"{name}_samples.npz"
+  if f.exists() and not out.exists():
+    ledger.path.mkdir(parents=True, exist_ok=True)
+    with np.load(f) as d:
+      x, y = d["samples"], d["labels"]
+    keep = np.concatenate([np.nonzero(y == c)[0][:per_class] for c in range(10)])
+    np.savez_compressed(out, samples=to_uint8(x[keep], value_range=(-1.0, 1.0)),
+                        labels=y[keep])
 
 
 def classifier_floor(n: int) -> dict:
@@ -205,17 +120,12 @@ def classifier_floor(n: int) -> dict:
   at the sample count of the grid's FID (the same classifier and test images)."""
   from drifting_jax.data import images as image_data
   from drifting_jax.metrics.features import classifier_fid, load_classifier
-  from drifting_jax.training.image_eval import DEFAULT_MNIST_CLASSIFIER
+  from drifting_jax.metrics.image_scores import DEFAULT_MNIST_CLASSIFIER
   params = load_classifier(DEFAULT_MNIST_CLASSIFIER)
   train = image_data.load_dataset("mnist", split="train").images[:n]
   test = image_data.load_dataset("mnist", split="test").images[:n]
   return {"fid_classifier_features_real_vs_real": float(classifier_fid(params, test, train)),
           "num": int(min(len(train), len(test)))}
-
-
-def _fid(row: dict) -> float:
-  v = row.get("fid_classifier_features", math.nan)
-  return v if math.isfinite(v) else math.inf
 
 
 def choose_budget(curve: list[dict], tolerance: float = BUDGET_TOLERANCE, *,
@@ -230,65 +140,11 @@ def choose_budget(curve: list[dict], tolerance: float = BUDGET_TOLERANCE, *,
   return min(best, cap)
 
 
-def best_width(rows: list[dict], objective: str, steps: int, seed: int = 0) -> float | None:
-  runs = [r for r in rows if r["objective"] == objective and r["steps"] == steps
-          and r["seed"] == seed]
-  if not runs:
-    return None
-  return min(runs, key=_fid)["width"]
-
-
 def neighbours(width: float, widths: Sequence[float] = WIDTHS) -> list[float]:
   """``width`` and its two grid neighbours (the two nearest on one side at an edge)."""
   i = list(widths).index(width)
   lo = min(max(i - 1, 0), len(widths) - 3)
   return list(widths[lo:lo + 3])
-
-
-def _stats(rows: list[dict], key: str) -> dict:
-  v = np.array([r[key] for r in rows if key in r], dtype=float)
-  if v.size == 0:
-    return {}
-  return {key: float(np.mean(v)), f"{key}_std": float(np.std(v, ddof=1)) if v.size > 1 else 0.0,
-          f"{key}_per_seed": v.tolist(), f"{key}_n": int(v.size)}
-
-
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-  """Two-sided p-value of Welch's t-test (unequal variances) of the means of ``a`` and
-  ``b``; ``None`` with fewer than two values on either side or zero spread on both."""
-  from scipy import stats
-  a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-  if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-    return None
-  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def verdicts(table: dict[str, dict], key: str) -> dict[str, Any]:
-  """Franz's three conclusions on ``key`` (mean over seeds, lower is better): each holds when
-  the mean difference exceeds the sum of the two seed standard deviations (the rule fixed
-  before the seed runs; with 3 seeds a side and equal spreads it is Welch's t > 2.45, about
-  p < 0.07 two-sided). With fewer than two seeds on either side there is no spread, and
-  ``significant`` is ``None``. ``welch_p`` is Welch's two-sided p-value beside the call."""
-  def cmp(a, b):
-    ta, tb = table.get(a, {}), table.get(b, {})
-    if key not in ta or key not in tb:
-      return None
-    diff = tb[key] - ta[key]
-    noise = ta.get(f"{key}_std", 0.0) + tb.get(f"{key}_std", 0.0)
-    n = min(ta.get(f"{key}_n", 1), tb.get(f"{key}_n", 1))
-    return {"better": a if diff > 0 else b, "difference": diff, "seed_std_sum": noise,
-            "seeds": n, "significant": bool(abs(diff) > noise) if n >= 2 else None,
-            "welch_p": welch_p(ta.get(f"{key}_per_seed", ()), tb.get(f"{key}_per_seed", ())),
-            f"{a}": ta[key], f"{b}": tb[key]}
-  return {
-      "metric": key,
-      "naive_beats_original": {"gauss": cmp("naive-gauss", "drifting-gauss"),
-                               "laplace": cmp("naive-laplace", "drifting-laplace")},
-      "gauss_beats_laplace": {"naive": cmp("naive-gauss", "naive-laplace"),
-                              "drifting": cmp("drifting-gauss", "drifting-laplace")},
-      "laplace_sharp": {"vs_naive_laplace": cmp("laplace#", "naive-laplace"),
-                        "vs_drifting_laplace": cmp("laplace#", "drifting-laplace")},
-  }
 
 
 def build_table(rows: list[dict], grid_steps: int | None, full_steps: int,
@@ -305,7 +161,7 @@ def build_table(rows: list[dict], grid_steps: int | None, full_steps: int,
       t["seeds"] = sorted(r["seed"] for r in seeds)
       for k in ("fid_classifier_features", "precision", "recall", "f1", "inception_fid",
                 "inception_precision", "inception_recall", "inception_f1"):
-        t.update(_stats(seeds, k))
+        t.update(seed_stats(seeds, k))
     table[o] = t
   return table
 
@@ -389,85 +245,6 @@ def table_figure(table, objectives, out_dir, real_vs_real: dict | None = None):
   return _common.save_figure(fig, f"{NAME}_table", out_dir)
 
 
-def _pm(t: dict, key: str, fmt: str = ".2f") -> str:
-  if key not in t:
-    return "—"
-  n = t.get(f"{key}_n", 1)
-  return (f"{t[key]:{fmt}} ± {t[f'{key}_std']:{fmt}}" if n > 1 else f"{t[key]:{fmt}}")
-
-
-def markdown_table(table: dict[str, dict], objectives: Sequence[str],
-                   real_vs_real: dict | None = None) -> str:
-  """Table 2 beside Franz et al.'s as Markdown: per objective its best width (ours /
-  paper's), the number of seeds, Inception FID-5k / P / R / F1 and classifier FID-10k as
-  mean ± seed std (ddof 1; a bare value for one seed), and the paper's FID-50k and F1."""
-  rvr = real_vs_real or {}
-  lines = ["| objective | best width (ours / Franz) | seeds | Inception FID-5k | P | R | F1 "
-           "| classifier FID-10k | Franz FID-50k | Franz F1 |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-  for o in objectives:
-    t, paper = table.get(o, {}), FRANZ_TABLE2[o]
-    w = t.get("best_width")
-    lines.append(
-        f"| {paper['label']} | {'—' if w is None else f'{w:g}'} / {paper['best_width']:.2f} "
-        f"| {t.get('inception_fid_n', 0)} (classifier: {t.get('fid_classifier_features_n', 0)}) "
-        f"| {_pm(t, 'inception_fid')} | {_pm(t, 'inception_precision', '.3f')} "
-        f"| {_pm(t, 'inception_recall', '.3f')} | {_pm(t, 'inception_f1', '.3f')} "
-        f"| {_pm(t, 'fid_classifier_features')} | {paper['fid']} | {paper['f1']} |")
-  if "inception_fid_real_vs_real" in rvr:
-    lines.append(f"| real vs real (5k) | | | {rvr['inception_fid_real_vs_real']:.2f} "
-                 f"| {rvr['inception_precision_real_vs_real']:.3f} "
-                 f"| {rvr['inception_recall_real_vs_real']:.3f} "
-                 f"| {rvr['inception_f1_real_vs_real']:.3f} | | | |")
-  return "\n".join(lines) + "\n"
-
-
-def markdown_verdicts(v: dict) -> str:
-  """One line per comparison of :func:`verdicts`: the two means, the difference, the sum
-  of the seed stds it is weighed against, and the call."""
-  out = [f"Metric: `{v['metric']}` (mean over seeds; lower is better; a difference counts "
-         "when it exceeds the sum of the two seed stds)"]
-  for claim, pairs in v.items():
-    if claim == "metric":
-      continue
-    for which, c in pairs.items():
-      if c is None:
-        out.append(f"- {claim} / {which}: not scored yet")
-        continue
-      a, b = [k for k in c if k not in ("better", "difference", "seed_std_sum", "seeds",
-                                          "significant", "welch_p")]
-      call = {True: "significant", False: "within seed noise",
-              None: "fewer than 2 seeds: no call"}[c["significant"]]
-      p = "" if c.get("welch_p") is None else f", Welch p = {c['welch_p']:.3f}"
-      out.append(f"- {claim} / {which}: {a} {c[a]:.2f} vs {b} {c[b]:.2f}; "
-                 f"better: {c['better']} by {abs(c['difference']):.2f} "
-                 f"(seed std sum {c['seed_std_sum']:.2f}, {c['seeds']} seeds{p}): {call}")
-  return "\n".join(out) + "\n"
-
-
-def _samples(ledger: pathlib.Path, runs_dir: pathlib.Path, name: str):
-  """``(uint8 images, labels)`` of a run: the ledger's copy, else the run's own samples."""
-  from drifting_jax.data.images import to_uint8
-  for f, is_uint8 in ((ledger / f"{name}_samples.npz", True),
-                      (runs_dir / name / "eval_samples.npz", False)):
-    if f.exists():
-      with np.load(f) as d:
-        x, y = d["samples"], d["labels"]
-      return (x if is_uint8 else to_uint8(x, value_range=(-1.0, 1.0))), y
-  return None
-
-
-def class_grid(x: np.ndarray, y: np.ndarray, per_class: int) -> np.ndarray:
-  """``[k * 30, 10 * 30]`` uint8 image of ``k = min(per_class, fewest of any class)`` samples
-  per class from ``x`` (``[N, 28, 28, 1]``) with labels ``y`` (``[N]``): one column per class
-  0-9, one pixel of border around each digit."""
-  k = min(per_class, *(int(np.sum(y == c)) for c in range(10)))
-  keep = np.concatenate([np.nonzero(y == c)[0][:k] for c in range(10)])
-  g = np.pad(x[keep][..., 0], ((0, 0), (1, 1), (1, 1)))
-  _, h, wd = g.shape
-  return g.reshape(10, k, h, wd).transpose(1, 2, 0, 3).reshape(k * h, 10 * wd)
-
-
 def sample_figure(table, runs_dir, full_steps, objectives, out_dir, ledger, per_class: int = 4):
   plt = _common.pyplot()
   fig, axes = plt.subplots(len(objectives), 1, figsize=(7.5, 3.0 * len(objectives)),
@@ -504,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   last = PHASES.index("inception" if args.phase == "all" else args.phase)
   collect_only = args.phase == "table"
   runs_dir = args.runs_dir
-  ledger = args.ledger_dir or (runs_dir / "ledger" if quick else LEDGER)
+  ledger = _sweep.Ledger(args.ledger_dir or (runs_dir / "ledger" if quick else LEDGER))
   rows: dict[tuple, dict] = {}
 
   def run(o, w, s, n, inception=False):
@@ -516,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if row is None and not collect_only:
       row = run_one(runs_dir, o, w, s, n, eval_n=eval_n, quick=quick,
                     inception_n=inc_n if inception else None)
-      write_ledger(ledger, name, row, runs_dir / name)
+      row = ledger.put(name, row)
+      save_samples(ledger, name, runs_dir / name)
     if row is None:
       return None
     if key not in rows or rows[key] != row:

@@ -36,7 +36,6 @@ import json
 import math
 import pathlib
 import sys
-import time
 from typing import Sequence
 
 import numpy as np
@@ -45,7 +44,8 @@ if __package__ in (None, ""):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from experiments import _common  # noqa: E402
-from experiments import franz_table2 as ft  # noqa: E402
+from experiments import _franz as ft  # noqa: E402
+from experiments import _sweep  # noqa: E402
 
 NAME = "franz_table2_widths"
 LEDGER = pathlib.Path(__file__).resolve().parent / "results" / f"{NAME}_runs"
@@ -62,7 +62,7 @@ def widths_from_ledger(ledger: pathlib.Path, objective: str, steps: int = ft.FUL
     row = json.loads(f.read_text())
     if row.get("objective") == objective and row.get("status") == "ok":
       rows.append(row)
-  return [float(r["width"]) for r in sorted(rows, key=ft._fid, reverse=True)]
+  return [float(r["width"]) for r in sorted(rows, key=ft.fid, reverse=True)]
 
 
 def _key(width: float) -> str:
@@ -86,7 +86,7 @@ def train_objective(objective: str, widths: Sequence[float], out: pathlib.Path,
   import jax
 
   from drifting_jax.data.images import to_uint8
-  from drifting_jax.training.image_loop import sample_images, train_images
+  from drifting_jax.training import sample_run
   stem = f"{objective.replace('#', 'sharp')}_s{seed}"
   npz, rec_path = out / f"{stem}.npz", out / f"{stem}.json"
   arrays = _read_npz(npz)
@@ -96,19 +96,16 @@ def train_objective(objective: str, widths: Sequence[float], out: pathlib.Path,
       continue
     name = ft.run_name(objective, w, seed, steps)
     workdir = runs_dir / name
-    t0 = time.perf_counter()
-    try:
-      final = train_images(ft.run_config(objective, w, seed, steps, quick=quick), workdir)
-      rec = {"status": "ok", "final_loss": float(final.get("loss", math.nan)),
-             "steps_per_sec": final.get("steps_per_sec")}
-    except FloatingPointError as e:  # the NaN guard stopped it: a result, not a crash
-      rec = {"status": f"diverged: {e}"}
-    rec.update(train_wall_s=time.perf_counter() - t0, **ft.training_signal(workdir),
-               device=jax.devices()[0].device_kind, jax=jax.__version__,
+    status = _sweep.train_run(
+        _sweep.Run(name, ft.run_config(objective, w, seed, steps, quick=quick)), runs_dir)
+    rec = {k: status[k] for k in ("status", "final_loss", "steps_per_sec", "train_wall_s")
+           if k in status}
+    rec.update(**ft.training_signal(workdir), device=jax.devices()[0].device_kind,
+               jax=jax.__version__,
                matmul_precision=str(jax.config.jax_default_matmul_precision))
     if rec["status"] == "ok":
       png = workdir / "widths_samples.png"
-      sample_images(workdir, num=num, out_path=png, seed=SAMPLE_SEED)
+      sample_run(workdir, num=num, out=png, seed=SAMPLE_SEED)
       with np.load(png.with_suffix(".npz")) as d:
         arrays[_key(w)] = to_uint8(d["samples"], value_range=(-1.0, 1.0))
         arrays["labels"] = d["labels"]
@@ -152,7 +149,7 @@ def score_samples(samples_dir: pathlib.Path, ledger: pathlib.Path, objectives: S
   with its training record and 4 uint8 samples per class, to ``ledger`` (resumable)."""
   from drifting_jax.data import images as image_data
   from drifting_jax.metrics.features import classifier_features, load_classifier
-  from drifting_jax.training.image_eval import (DEFAULT_MNIST_CLASSIFIER, classifier_scores,
+  from drifting_jax.metrics.image_scores import (DEFAULT_MNIST_CLASSIFIER, classifier_scores,
                                                 inception_scores)
   todo = [t for t in score_order(_sets(samples_dir, objectives), chosen, objectives)
           if not (ledger / f"{ledger_name(*t)}.json").exists()]
@@ -174,8 +171,7 @@ def score_samples(samples_dir: pathlib.Path, ledger: pathlib.Path, objectives: S
     row.update(inception_scores(x[:num_inception], dataset="mnist", n=num_inception,
                                 progress=progress))
     name = ledger_name(o, w, seed)
-    (ledger / f"{name}.json").write_text(
-        json.dumps(_common._to_builtin(row), indent=1) + "\n")
+    _sweep.Ledger(ledger).put(name, row)
     keep = np.concatenate([np.nonzero(y == c)[0][:4] for c in range(10)])
     np.savez_compressed(ledger / f"{name}_samples.npz", samples=u8[keep], labels=y[keep])
     print(f"{o:>16s} w={w:<5g} seed={seed}: classifier FID "
@@ -184,7 +180,7 @@ def score_samples(samples_dir: pathlib.Path, ledger: pathlib.Path, objectives: S
 
 
 def collect(ledger: pathlib.Path) -> list[dict]:
-  return [json.loads(f.read_text()) for f in sorted(ledger.glob("*.json"))]
+  return _sweep.Ledger(ledger).rows()
 
 
 METRICS = ("fid_classifier_features", "inception_fid", "inception_precision",
@@ -199,7 +195,7 @@ def aggregate(rows: list[dict], objectives: Sequence[str]) -> dict[str, dict[flo
       runs = [r for r in rows if r["objective"] == o and r["width"] == w]
       cell = {"seeds": sorted(r["seed"] for r in runs)}
       for k in METRICS:
-        cell.update(ft._stats(runs, k))
+        cell.update(ft.seed_stats(runs, k))
       out.setdefault(o, {})[w] = cell
   return out
 
@@ -241,28 +237,23 @@ def markdown(agg: dict, objectives: Sequence[str], seeds_table: dict | None = No
     bc, bi = best_by(cells, "fid_classifier_features"), best_by(cells, "inception_fid")
     t = (seeds_table or {}).get(o, {})
     for w, c in cells.items():
-      ref = (ft._pm(t, "inception_fid") if w == t.get("best_width") else "")
+      ref = (ft.pm(t, "inception_fid") if w == t.get("best_width") else "")
       lines.append(
           f"| {ft.FRANZ_TABLE2[o]['label']} | {w:g} | {len(c['seeds'])} "
-          f"| {ft._pm(c, 'fid_classifier_features')}{' **best**' if w == bc else ''} "
-          f"| {ft._pm(c, 'inception_fid')}{' **best**' if w == bi else ''} "
-          f"| {ft._pm(c, 'inception_precision', '.3f')} | {ft._pm(c, 'inception_recall', '.3f')} "
-          f"| {ft._pm(c, 'inception_f1', '.3f')} | {ref} |")
+          f"| {ft.pm(c, 'fid_classifier_features')}{' **best**' if w == bc else ''} "
+          f"| {ft.pm(c, 'inception_fid')}{' **best**' if w == bi else ''} "
+          f"| {ft.pm(c, 'inception_precision', '.3f')} | {ft.pm(c, 'inception_recall', '.3f')} "
+          f"| {ft.pm(c, 'inception_f1', '.3f')} | {ref} |")
   return "\n".join(lines) + "\n"
 
 
 def figure(agg, objectives, out_dir, floor=None):
   plt = _common.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-  colors = plt.cm.tab10(np.arange(len(objectives)))
-  for o, c in zip(objectives, colors):
-    cells = agg.get(o, {})
-    if not cells:
-      continue
-    ws = list(cells)
-    for ax, key in zip(axes, ("inception_fid", "fid_classifier_features")):
-      ax.errorbar(ws, [cells[w][key] for w in ws], yerr=[cells[w][f"{key}_std"] for w in ws],
-                  fmt="o-", color=c, capsize=3, label=o)
+  colors = dict(zip(objectives, plt.cm.tab10(np.arange(len(objectives)))))
+  cells = [dict(c, objective=o, width=w) for o in objectives for w, c in agg.get(o, {}).items()]
+  for ax, key in zip(axes, ("inception_fid", "fid_classifier_features")):
+    _sweep.plot_mean_std(ax, cells, x="width", key=key, group="objective", colors=colors)
   if floor is not None:
     axes[0].axhline(floor, color="gray", ls=":", label=f"real vs real, 5k ({floor:.2f})")
   ticks = sorted({w for cells in agg.values() for w in cells})
@@ -295,8 +286,8 @@ def samples_figure(pooled: dict[str, dict[float, dict]], objectives, ledger, out
     for ax in row:
       ax.axis("off")
     for ax, (w, cell) in zip(row, sorted(pooled.get(o, {}).items())):
-      got = (ft._samples(ledger, ledger, ledger_name(o, w, 0))
-             or ft._samples(ft.LEDGER, ft.LEDGER, ft.run_name(o, w, 0, ft.FULL_STEPS)))
+      got = (ft.samples(ledger, ledger, ledger_name(o, w, 0))
+             or ft.samples(ft.LEDGER, ft.LEDGER, ft.run_name(o, w, 0, ft.FULL_STEPS)))
       if got is None:
         continue
       ax.imshow(ft.class_grid(*got, per_class), cmap="gray", vmin=0, vmax=255, interpolation="nearest")

@@ -49,7 +49,7 @@ import numpy as np
 if __package__ in (None, ""):  # ``python experiments/mnist_objectives.py``
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from experiments import _common  # noqa: E402
+from experiments import _common, _sweep  # noqa: E402
 
 NAME = "mnist_objectives"
 OBJECTIVES = ("naive-gauss", "drifting-gauss", "laplace#", "naive-laplace", "drifting-laplace",
@@ -74,9 +74,9 @@ def run_config(objective: str, width: float | None, num_steps: int, seed: int, *
 
   ``quick``: 5 statistics-only warm-up batches and the cheaper XLA backend optimization
   level (smoke tests only)."""
-  from drifting_jax.training import as_run_config
-  from experiments.configs.mnist_small_cpu_v01 import get_config
-  base = as_run_config(get_config())
+  from drifting_jax.training import load_config
+  base = load_config(pathlib.Path(__file__).resolve().parent / "configs" /
+                     "mnist_small_cpu_v01.py")
   kwargs: dict[str, Any] = {}
   bandwidth = base.bandwidth if width is None else float(width)
   if objective == "gauss-annealed":
@@ -96,31 +96,28 @@ def run_config(objective: str, width: float | None, num_steps: int, seed: int, *
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
   """Trains and evaluates one run; returns metrics (+ ``samples`` path); deletes the workdir."""
-  from drifting_jax.training.image_eval import evaluate_image_run
-  from drifting_jax.training.image_loop import train_images
-
   cfg = run_config(spec["objective"], spec["width"], spec["num_steps"], spec["seed"],
                    quick=spec.get("quick", False))
   workdir = pathlib.Path(spec["workdir"])
   t0 = time.perf_counter()
   try:
-    final = train_images(cfg, workdir)
-    t_train = time.perf_counter() - t0
-    m = evaluate_image_run(workdir, num_samples=spec["num_samples"], seed=spec["seed"])
-    with np.load(workdir / "eval_samples.npz") as d:
-      x, y = d["samples"], d["labels"]
-    keep = np.concatenate([np.nonzero(y == c)[0][:SAMPLES_PER_CLASS] for c in range(10)])
-    np.savez_compressed(spec["samples_out"], samples=x[keep], labels=y[keep])
-    out = {"status": "ok", "fid": m["fid_classifier_features"], "precision": m["precision"],
-           "recall": m["recall"], "f1": m["f1"],
-           "classifier_accuracy_on_samples": m["classifier_accuracy_on_samples"],
-           "final_loss": float(final.get("loss", float("nan"))),
-           "train_seconds": t_train, "total_seconds": time.perf_counter() - t0,
-           "iterations": m["iteration"]}
-  except FloatingPointError as e:  # a diverged run is a result, not a crash
-    out = {"status": f"diverged: {e}", "fid": float("nan"), "precision": float("nan"),
-           "recall": float("nan"), "f1": float("nan"),
-           "total_seconds": time.perf_counter() - t0}
+    status = _sweep.train_run(_sweep.Run(workdir.name, cfg), workdir.parent)
+    if status["status"] != "ok":  # a diverged run is a result, not a crash
+      out = {"status": status["status"], "fid": float("nan"), "precision": float("nan"),
+             "recall": float("nan"), "f1": float("nan"),
+             "total_seconds": time.perf_counter() - t0}
+    else:
+      m = _sweep.evaluate_cached(workdir, "eval_metrics", num_samples=spec["num_samples"],
+                                 seed=spec["seed"])
+      with np.load(workdir / "eval_samples.npz") as d:
+        x, y = d["samples"], d["labels"]
+      keep = np.concatenate([np.nonzero(y == c)[0][:SAMPLES_PER_CLASS] for c in range(10)])
+      np.savez_compressed(spec["samples_out"], samples=x[keep], labels=y[keep])
+      out = {"status": "ok", "fid": m["fid_classifier_features"], "precision": m["precision"],
+             "recall": m["recall"], "f1": m["f1"],
+             "classifier_accuracy_on_samples": m["classifier_accuracy_on_samples"],
+             "final_loss": status["final_loss"], "train_seconds": status["train_wall_s"],
+             "total_seconds": time.perf_counter() - t0, "iterations": m["iteration"]}
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   return {**{k: spec[k] for k in ("objective", "width", "seed", "num_steps")}, **out}

@@ -20,17 +20,14 @@ weights (``drifting-jax convert-inception``).
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import sys
-import time
 
 
 if __package__ in (None, ""):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from experiments import _common  # noqa: E402
+from experiments import _common, _sweep  # noqa: E402
 
 CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
 BASE = CONFIGS / "mnist_recipe_base.py"
@@ -54,41 +51,26 @@ RECIPES: dict[str, tuple[pathlib.Path, dict, str]] = {
 }
 
 
-def _load(path: pathlib.Path) -> dict | None:
-  return json.loads(path.read_text()) if path.exists() else None
-
-
 def run_recipe(name: str, runs_dir: pathlib.Path, *, num_samples: int, seed: int = 0,
                quick: bool = False) -> dict:
   """Trains (or resumes) and evaluates one recipe; returns its row."""
-  from drifting_jax.training.image_eval import evaluate_image_run
-  from drifting_jax.training.image_loop import apply_image_overrides, load_image_config, train_images
+  from drifting_jax.training import apply_overrides, load_config
 
   config_path, overrides, desc = RECIPES[name]
-  workdir = runs_dir / name
-  workdir.mkdir(parents=True, exist_ok=True)
-  cfg = apply_image_overrides(load_image_config(config_path), dict(overrides))
+  cfg = apply_overrides(load_config(config_path), dict(overrides))
   if quick:
-    cfg = apply_image_overrides(cfg, {"num_steps": 4, "norm_warmup": 6, "warmup_steps": 2,
-                                      "sample_every": 0, "checkpoint_every": 4,
-                                      "progress": False})
-  times_path = workdir / "train_sessions.json"
-  sessions = _load(times_path) or []
-  if not (workdir / "metrics.json").exists():
-    t0 = time.perf_counter()
-    final = train_images(cfg, workdir)
-    sessions.append({"wall_s": time.perf_counter() - t0, "steps_per_sec": final["steps_per_sec"],
-                     "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "load_avg_1_5_15_at_end": os.getloadavg()})
-    times_path.write_text(json.dumps(sessions, indent=2))
-  eval_path = workdir / f"eval_{num_samples}.json"
-  metrics = _load(eval_path)
-  if metrics is None:
-    metrics = evaluate_image_run(str(workdir), num_samples=num_samples, fid="both",
-                                 seed=seed, out=str(eval_path), progress=not quick)
-  return {"name": name, "description": desc, "config": str(config_path.name),
-          "overrides": overrides, "train_wall_s": sum(s["wall_s"] for s in sessions),
-          "train_sessions": len(sessions), **metrics}
+    cfg = apply_overrides(cfg, {"num_steps": 4, "norm_warmup": 6, "warmup_steps": 2,
+                                "sample_every": 0, "checkpoint_every": 4, "progress": False})
+  row = {"name": name, "description": desc, "config": str(config_path.name),
+         "overrides": overrides}
+
+  def score(run, workdir, status):
+    return {"train_wall_s": status["train_wall_s"],
+            **_sweep.evaluate_cached(workdir, f"eval_{num_samples}", num_samples=num_samples,
+                                     fid="both", seed=seed, progress=not quick)}
+
+  (done,) = _sweep.sweep([_sweep.Run(name, cfg)], runs_dir=runs_dir, score=score)
+  return {**done, **row}
 
 
 def markdown(rows: list[dict]) -> str:

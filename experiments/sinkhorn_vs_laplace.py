@@ -42,9 +42,9 @@ if __package__ in (None, ""):  # run as `python experiments/sinkhorn_vs_laplace.
 
 from drifting_jax import fields, kernels, losses, sinkhorn
 from drifting_jax.models.mlp import sample_noise
-from drifting_jax.training import ToyConfig, build, init_state, make_train_step
+from drifting_jax.training import ToyConfig, ToyTask
 from experiments import _common
-from experiments.stop_gradient import sw_floor, train_tracked
+from experiments._tracking import sw_floor, train_tracked
 
 NAME = "sinkhorn_vs_laplace"
 TAU = 0.05
@@ -117,10 +117,9 @@ def probe_paper_epsilon(batch_size: int, steps: int, iterations: int = PROBE_ITE
                                      "iters_qq": info.n_iters_qq,
                                      "error_qp": info.error_qp, "error_qq": info.error_qq}
 
-  run = build(cfg, objective=objective)
-  state = init_state(cfg, run.model, run.optimizer)
-  step = make_train_step(run.model, run.optimizer, objective, batch_size=batch_size,
-                         noise_dim=cfg.noise_dim)
+  run = ToyTask(cfg, objective=objective)
+  state = run.init_state()
+  step = run.train_step()  # a user objective: compiled for this run, not cached
   rng = jax.random.PRNGKey(0)
   state, m = step(state, run.sample_batch(rng), rng)
   jax.block_until_ready(m)
@@ -140,7 +139,7 @@ def run_all(sizes: dict, log=print) -> dict:
   out = {}
   for name in OBJECTIVES:
     cfg = make_config(name, batch_size=sizes["batch_size"], num_steps=sizes["num_steps"])
-    model = build(cfg).model
+    model = ToyTask(cfg).model
     snap = make_snapshot_fn(name, cfg, model, num_points=sizes["snapshot_points"],
                             quiver=sizes["quiver"])
     t0 = time.perf_counter()

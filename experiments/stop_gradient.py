@@ -57,24 +57,16 @@ if __package__ in (None, ""):  # run as `python experiments/stop_gradient.py`
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
 from drifting_jax.models.mlp import sample_noise
 from drifting_jax.objectives import make_objective
-from drifting_jax.training import (
-    ToyConfig,
-    build,
-    driver,
-    init_state,
-    make_train_step,
-    rundir,
-    sample_data,
-    split_run_key,
-)
+from drifting_jax.training import ToyConfig, sample_data
 from experiments import _common
+from experiments._tracking import F3_OBJECTIVE, F3_TAU, sw_floor, train_tracked
 
 NAME = "stop_gradient"
 DATASETS = ("swiss_roll", "checkerboard")
 SETTINGS = {"sg": True, "no_sg": False}
 SETTING_LABELS = {"sg": "with stop-gradient", "no_sg": "without stop-gradient (coupled ||V||²)"}
-OBJECTIVE = "naive-laplace"
-TAU = 0.05
+OBJECTIVE = F3_OBJECTIVE
+TAU = F3_TAU
 LANDSCAPE_DATASET = "checkerboard"
 LANDSCAPE_RADIUS = 0.1
 
@@ -109,40 +101,6 @@ def make_config(dataset: str, stop_gradient: bool, seed: int, *, batch_size: int
                    **extra)
 
 
-_STEP_CACHE: dict[tuple, Callable] = {}
-
-
-def _step_fn(cfg: ToyConfig, run) -> Callable:
-  """Jitted train step, shared by runs that differ only in data set / seed."""
-  key = (cfg.objective, cfg.bandwidth, cfg.stop_gradient, cfg.batch_size, cfg.noise_dim,
-         cfg.hidden, cfg.depth, cfg.activation, cfg.learning_rate, cfg.grad_clip,
-         repr(sorted(cfg.objective_kwargs.items())))
-  if key not in _STEP_CACHE:
-    _STEP_CACHE[key] = make_train_step(run.model, run.optimizer, run.objective,
-                                       batch_size=cfg.batch_size, noise_dim=cfg.noise_dim)
-  return _STEP_CACHE[key]
-
-
-_EVAL_CACHE: dict[tuple, Callable] = {}
-
-
-def _eval_fn(model, drift_num: int, eval_projections: int) -> Callable:
-  """Jitted ``(params, z, data, key) -> (SW, V̄)`` (F.3's drift norm: Laplacian tau 0.05)."""
-  key = (model, drift_num, eval_projections)
-  if key not in _EVAL_CACHE:
-    drift_obj = make_objective(OBJECTIVE, bandwidth=TAU)  # V_sg with the target detached
-
-    @jax.jit
-    def fn(params, z, data, k_proj):
-      gen = model.apply(params, z)
-      sw = sliced_wasserstein(gen, data, key=k_proj, num_projections=eval_projections)
-      vbar = drift_obj(jax.lax.stop_gradient(gen[:drift_num]), data[:drift_num], 0)[1]
-      return sw, vbar["drift_norm"]
-
-    _EVAL_CACHE[key] = fn
-  return _EVAL_CACHE[key]
-
-
 def loglog_pearson(a: np.ndarray, b: np.ndarray) -> float:
   """Pearson correlation of ``log a`` and ``log b`` (positive, finite pairs only)."""
   a, b = np.asarray(a, float), np.asarray(b, float)
@@ -153,128 +111,6 @@ def loglog_pearson(a: np.ndarray, b: np.ndarray) -> float:
   if la.std() == 0 or lb.std() == 0:
     return math.nan
   return float(np.corrcoef(la, lb)[0, 1])
-
-
-def train_tracked(
-    cfg: ToyConfig,
-    *,
-    eval_every: int,
-    eval_num: int,
-    eval_projections: int,
-    drift_num: int,
-    grad_every: int = 0,
-    objective=None,
-    snapshot_steps: tuple[int, ...] = (),
-    snapshot_fn: Callable[[Any, jax.Array], dict] | None = None,
-    final_eval_num: int | None = None,
-    final_eval_projections: int | None = None,
-) -> dict[str, Any]:
-  """Trains ``cfg`` and logs SW and the F.3 drift norm every ``eval_every`` steps.
-
-  Args:
-    cfg: run config (the step is :func:`drifting_jax.training.make_train_step`).
-    eval_every: logging interval (step 0 and the last step are always logged).
-    eval_num: generated / data samples per side for SW.
-    eval_projections: SW projections.
-    drift_num: generated and data points of the drift norm ``V̄`` (Laplacian, tau 0.05).
-    grad_every: if > 0, also collect flattened training gradients every that many steps.
-    objective: optional objective override (e.g. a custom Sinkhorn objective).
-    snapshot_steps: steps at which ``snapshot_fn(params, data_key)`` is recorded.
-    snapshot_fn: see ``snapshot_steps``.
-    final_eval_num: samples per side of the final SW (default ``eval_num``); F.3: 5,000.
-    final_eval_projections: projections of the final SW (default ``eval_projections``).
-
-  Returns:
-    ``history`` (lists per logged step: step, sw, drift_norm, train loss / drift norm),
-    ``params``, ``params0``, ``grads`` (``[K, P]`` array or None), ``step_time_s`` (mean wall
-    time of a training step after compilation), ``stopped`` (None or a message when a
-    non-finite loss stopped training), ``snapshots``.
-  """
-  run = build(cfg, objective=objective)
-  state = init_state(cfg, run.model, run.optimizer)
-  params0 = state.params
-  step_fn = (_step_fn(cfg, run) if objective is None else
-             make_train_step(run.model, run.optimizer, run.objective,
-                             batch_size=cfg.batch_size, noise_dim=cfg.noise_dim))
-  noise_rng, data_rng = split_run_key(state.rng)
-  model = run.model
-
-  k_gen, k_data, k_proj = jax.random.split(jax.random.PRNGKey(cfg.eval_seed), 3)
-  z_eval = sample_noise(k_gen, eval_num, cfg.noise_dim)
-  data_eval = sample_data(cfg, k_data, eval_num)
-  eval_jit = _eval_fn(model, drift_num, eval_projections)
-  eval_fn = lambda params: eval_jit(params, z_eval, data_eval, k_proj)  # noqa: E731
-
-  grad_fn = None
-  if grad_every:
-    @jax.jit
-    def grad_fn(params, batch, step):
-      z = sample_noise(jax.random.fold_in(noise_rng, step), cfg.batch_size, cfg.noise_dim)
-      g = jax.grad(lambda p: run.objective(model.apply(p, z), batch, step)[0])(params)
-      return ravel_pytree(g)[0]
-
-  hist = {k: [] for k in ("step", "sw", "drift_norm", "train_loss", "train_drift_norm")}
-  grads, snapshots = [], {}
-  stopped, step_time, timed = None, 0.0, 0
-  last = {"loss": math.nan, "drift_norm": math.nan}
-
-  def log(step, params):
-    sw, vbar = eval_fn(params)
-    hist["step"].append(step)
-    hist["sw"].append(float(sw))
-    hist["drift_norm"].append(float(vbar))
-    hist["train_loss"].append(last["loss"])
-    hist["train_drift_norm"].append(last["drift_norm"])
-
-  log(0, state.params)
-  if snapshot_fn is not None and 0 in snapshot_steps:
-    snapshots[0] = snapshot_fn(state.params, jax.random.fold_in(data_rng, 10**6))
-  current, previous = 0, state  # the running iteration and the state before it
-
-  def train_step(it):  # the state lives in the closure; one host sync to time the step
-    nonlocal state, step_time, timed, current, previous
-    batch = run.sample_batch(jax.random.fold_in(data_rng, it))
-    if grad_fn is not None and it % grad_every == 0:
-      grads.append(np.asarray(grad_fn(state.params, batch, state.step)))
-    t0 = time.perf_counter()
-    current, previous = it, state
-    state, metrics = step_fn(state, batch, noise_rng)
-    float(metrics["loss"])  # synchronizes
-    if it > 0:
-      step_time += time.perf_counter() - t0
-      timed += 1
-    return metrics
-
-  def snapshot(done, values):
-    snapshots[done] = snapshot_fn(state.params, jax.random.fold_in(data_rng, 10**6 + done))
-
-  try:  # checked every step, so a non-finite step is undone and training stops there
-    driver.run_loop(
-        start=0, end=cfg.num_steps, total=cfg.num_steps, step=train_step,
-        guard=rundir.StepGuard(("loss", "grad_norm")), log_every=1,
-        events=[driver.Event(1, lambda done, v: last.update(loss=v["loss"],
-                                                             drift_norm=v["drift_norm"])),
-                driver.Event(lambda done: done % eval_every == 0 or done == cfg.num_steps,
-                             lambda done, v: log(done, state.params)),
-                driver.Event(lambda done: snapshot_fn is not None and done in snapshot_steps,
-                             snapshot)])
-  except FloatingPointError:
-    state = previous
-    stopped = f"non-finite loss/grad at step {current}; training stopped"
-  if hist["step"][-1] != int(state.step):
-    log(int(state.step), state.params)
-  fn = final_eval_num or eval_num
-  fp = final_eval_projections or eval_projections
-  kf_gen, kf_data = jax.random.split(jax.random.fold_in(k_gen, 1))
-  final_sw, final_vbar = _eval_fn(model, min(drift_num, fn), fp)(
-      state.params, sample_noise(kf_gen, fn, cfg.noise_dim), sample_data(cfg, kf_data, fn),
-      k_proj)
-  final = {"sw": float(final_sw), "drift_norm": float(final_vbar), "num_samples": fn,
-           "num_projections": fp}
-  return {"history": hist, "final": final, "params": state.params, "params0": params0,
-          "grads": np.stack(grads) if grads else None,
-          "step_time_s": step_time / max(timed, 1), "stopped": stopped,
-          "snapshots": snapshots, "model": model, "run": run}
 
 
 def pca_directions(grads: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -327,14 +163,6 @@ def landscape(cfg: ToyConfig, tracked: dict, *, n: int, batch: int, sw_num: int,
           "loss_min": float(loss[imin]), "loss_max": float(np.nanmax(loss)),
           "argmin_ab": [float(axis[imin[0]]), float(axis[imin[1]])],
           "sw_at_loss_min": float(sw[imin]), "sw_min": float(np.nanmin(sw))}
-
-
-def sw_floor(dataset: str, num: int, projections: int, seed: int = 4321) -> float:
-  """SW between two independent ``num``-sample data sets (estimator noise floor)."""
-  cfg = ToyConfig(dataset=dataset)
-  k1, k2, kp = jax.random.split(jax.random.PRNGKey(seed), 3)
-  return float(sliced_wasserstein(sample_data(cfg, k1, num), sample_data(cfg, k2, num),
-                                  key=kp, num_projections=projections))
 
 
 def drift_norm_floor(dataset: str, num: int, seed: int = 4321) -> float:

@@ -16,16 +16,14 @@ wall time, SW, floor, ratio) and ``.png`` (the samples of every candidate).
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import pathlib
 import sys
-import time
 
 if __package__ in (None, ""):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from experiments import _common  # noqa: E402
+from experiments import _common, _sweep  # noqa: E402
 
 BASE = pathlib.Path(__file__).resolve().parent / "configs" / "toy_default_v01.py"
 _COS = {"lr_schedule": "cosine", "warmup_steps": 100}
@@ -44,30 +42,22 @@ CANDIDATES: dict[str, dict] = {
 
 def run_candidate(name: str, runs_dir: pathlib.Path, *, quick: bool = False) -> dict:
   """Trains one candidate (skipped if finished) and returns its row."""
-  from drifting_jax.training import apply_overrides, load_config, train
+  from drifting_jax.training import apply_overrides, load_config
 
-  workdir = runs_dir / name
   overrides = dict(CANDIDATES[name])
   if quick:
     overrides.update(num_steps=3, eval_num_samples=64, eval_num_projections=8,
                      batch_size=64, progress=False, warmup_steps=min(
                          overrides.get("warmup_steps", 0), 1))
-  cfg = apply_overrides(load_config(str(BASE)), [
-      f"{k}={v!r}" if isinstance(v, dict) else f"{k}={v}" for k, v in overrides.items()])
-  timing = workdir / "wall_time.json"
-  if not (workdir / "metrics.json").exists():
-    t0 = time.perf_counter()
-    train(cfg, str(workdir))
-    timing.write_text(json.dumps({"wall_s": time.perf_counter() - t0,
-                                  "load_avg_1_5_15_at_end": os.getloadavg()}))
-  metrics = json.loads((workdir / "metrics.json").read_text())
-  timing = json.loads(timing.read_text()) if timing.exists() else {}
-  wall = timing.get("wall_s", float("nan"))
-  sw, floor = metrics["sliced_wasserstein"], metrics["sliced_wasserstein_floor"]
-  return {"name": name, "overrides": CANDIDATES[name], "wall_s": wall,
+  cfg = apply_overrides(load_config(str(BASE)), overrides)
+  status = _sweep.train_run(_sweep.Run(name, cfg), runs_dir)
+  metrics = status.get("metrics", {})  # none when the run diverged
+  sw = metrics.get("sliced_wasserstein", math.nan)
+  floor = metrics.get("sliced_wasserstein_floor", math.nan)
+  return {"name": name, "overrides": CANDIDATES[name], "status": status["status"],
+          "wall_s": status["train_wall_s"],
           "sliced_wasserstein": sw, "floor": floor, "ratio_to_floor": sw / floor,
-          "mmd": metrics.get("mmd"), "samples_png": str(workdir / "samples.png"),
-          "load_avg_at_end": timing.get("load_avg_1_5_15_at_end")}
+          "mmd": metrics.get("mmd"), "samples_png": str(runs_dir / name / "samples.png")}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -110,7 +100,7 @@ def main(argv=None) -> dict:
   if not args.quick:  # the table holds every finished candidate
     done = {r["name"]: r for r in rows}
     for name in CANDIDATES:
-      if name not in done and (args.runs_dir / name / "metrics.json").exists():
+      if name not in done and (args.runs_dir / name / "status.json").exists():
         done[name] = run_candidate(name, args.runs_dir)
     rows = [done[k] for k in CANDIDATES if k in done]
   result = {"command": _common.command("toy_default_search.py", argv), "rows": rows,

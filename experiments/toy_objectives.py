@@ -61,8 +61,8 @@ if __package__ in (None, ""):  # run as `python experiments/toy_objectives.py`
 from drifting_jax.data import toy
 from drifting_jax.metrics.mmd import mmd
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
-from drifting_jax.training import ToyConfig, generate, train
-from experiments import _common
+from drifting_jax.training import ToyConfig, generate, load_run
+from experiments import _common, _sweep
 
 NAME = "toy_objectives"
 OBJECTIVES = ("naive-gauss", "naive-laplace", "drifting-gauss", "drifting-laplace",
@@ -140,23 +140,20 @@ def run_one(objective: str, dataset: str, seed: int, *, steps: int, batch: int,
   """
   cfg = make_config(objective, dataset, seed, steps=steps, batch=batch,
                     eval_samples=eval_samples)
-  workdir = workroot / f"{objective.replace('#', 'sharp')}_{dataset}_{seed}"
+  name = f"{objective.replace('#', 'sharp')}_{dataset}_{seed}"
   rec: dict[str, Any] = {"objective": objective, "dataset": dataset, "seed": seed}
-  with _common.Timer() as t:
-    try:
-      result = train(cfg, workdir)
-    except FloatingPointError as e:
-      result, rec["error"] = None, str(e)
-  rec["train_wall_s"] = t.seconds
-  rec["seconds_per_step"] = _seconds_per_step(workdir, t.seconds, steps)
-  if result is None:
-    rec.update(diverged=True, sliced_wasserstein=math.nan, mmd=math.nan)
+  status = _sweep.train_run(_sweep.Run(name, cfg), workroot)
+  rec["train_wall_s"] = status["train_wall_s"]
+  rec["seconds_per_step"] = _seconds_per_step(workroot / name, status["train_wall_s"], steps)
+  if status["status"] != "ok":
+    rec.update(diverged=True, error=status["status"].removeprefix("diverged: "),
+               sliced_wasserstein=math.nan, mmd=math.nan)
     return rec, None
-  m = result.metrics
+  m = status["metrics"]
   rec.update(diverged=False, sliced_wasserstein=m["sliced_wasserstein"], mmd=m["mmd"],
              sliced_wasserstein_floor_eval=m["sliced_wasserstein_floor"])
-  samples = np.asarray(generate(cfg, result.state.params, jax.random.PRNGKey(7),
-                                SCATTER_SAMPLES))
+  _, state = load_run(workroot / name)
+  samples = np.asarray(generate(cfg, state.params, jax.random.PRNGKey(7), SCATTER_SAMPLES))
   return rec, samples
 
 
@@ -176,9 +173,7 @@ def noise_floor(dataset: str, *, seeds: Sequence[int] = SEEDS,
 
 def _stats(name: str, values: Sequence[float]) -> dict[str, float]:
   """Mean and sample std (ddof=1) over the finite values; NaN when none are finite."""
-  v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
-  mean = float(v.mean()) if len(v) else math.nan
-  std = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
+  mean, std, _ = _sweep.mean_std(values)
   return {f"{name}_mean": mean, f"{name}_std": std}
 
 

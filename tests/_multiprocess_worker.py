@@ -20,7 +20,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 
 def config():
   """The tiny digits run shared by the workers and the single-process reference."""
-  from drifting_jax.training.images import ImageConfig
+  from drifting_jax.training import ImageConfig
   return ImageConfig(dataset="digits", model="digits_small_cpu",
                      model_overrides={"latent": 32, "num_upsamples": 0},
                      objective="naive-gauss", num_classes_per_step=8, num_pos=8, num_gen=6,
@@ -39,14 +39,15 @@ def main(pid: int, num: int, port: int, out_dir: str) -> None:
       timeout_s=120)
   assert jax.process_count() == num and jax.device_count() == 2 * num, jax.devices()
   from drifting_jax.data.images import load_digits
-  from drifting_jax.training.image_loop import build_image_run
+  from drifting_jax.training import ImageTask
 
   cfg = config()
   cfg.parallel = "mesh"
-  run = build_image_run(cfg, dataset=load_digits())
+  run = ImageTask(cfg, dataset=load_digits())
   runner = run.runner()
   assert runner.mode == "mesh" and runner.num_devices == 2 * num
-  state, bank, data = runner.place(*run.init(), run.data)
+  s0 = run.init_state()
+  state, bank, data = runner.place(s0.replace(bank=None), s0.bank, run.data)
   state, bank, _ = runner.stats(state, bank, data)
   losses = []
   for _ in range(3):

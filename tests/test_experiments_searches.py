@@ -11,7 +11,7 @@ import pytest
 
 from drifting_jax.data.images import find_mnist
 from drifting_jax.metrics.inception import default_inception_path
-from experiments import mnist_recipe_search, toy_default_search, validate_inception
+from experiments import _sweep, mnist_recipe_search, toy_default_search, validate_inception
 
 
 def test_toy_default_search_quick_and_resumes(tmp_path):
@@ -64,7 +64,7 @@ def test_franz_table2_rules():
            "fid_classifier_features": f} for w, f in ((0.1, 9.0), (0.2, float("nan")),
                                                       (0.3, 7.0))]
   assert ft.best_width(rows, "naive-gauss", 4000) == 0.3  # a diverged (NaN) run loses
-  table = {o: ft._stats([{"inception_fid": f} for f in fids], "inception_fid")
+  table = {o: ft.seed_stats([{"inception_fid": f} for f in fids], "inception_fid")
            for o, fids in (("naive-gauss", (9.0, 11.0)), ("drifting-gauss", (18.0, 22.0)),
                            ("naive-laplace", (10.0, 12.0)), ("laplace#", (10.0,)))}
   assert table["naive-gauss"]["inception_fid_std"] == pytest.approx(np.sqrt(2.0))
@@ -84,10 +84,10 @@ def test_franz_table2_rules():
   assert "| 10.00 |" in rows and "| 20.00 ± 2.83 |" in rows  # laplace#: one seed, no ±
 
 
-def test_franz_table2_welch_p_closed_form():
+def test_sweep_welch_p_closed_form():
   """Three seeds a side with equal spread: Welch's t has 4 degrees of freedom, whose CDF has
   the closed form F(t) = 1/2 + (3/8) x (1 - t^2 / (12 (1 + t^2/4))), x = t / sqrt(1 + t^2/4)."""
-  from experiments import franz_table2 as ft
+  from experiments import _sweep as ft
   a = np.array([10.0, 11.0, 12.0])  # std 1
   for shift in (0.7, 2.0, 3.5):
     t = shift / np.sqrt(2.0 / 3.0)
@@ -122,7 +122,9 @@ def test_franz_table2_ledger(tmp_path):
            labels=labels)
   row = {"objective": "laplace#", "width": 0.1, "seed": 0, "steps": 8000, "status": "ok",
          "fid_classifier_features": np.float32(3.5)}
-  ft.write_ledger(ledger, name, row, work)
+  ledger = _sweep.Ledger(ledger)
+  ft.save_samples(ledger, name, work)
+  ledger.put(name, row)
   got = ft.ledger_row(ledger, name)
   assert got["fid_classifier_features"] == 3.5 and got["commit"]
   assert ft.ledger_row(ledger, name, inception=True) is None  # no Inception scores yet
@@ -130,10 +132,10 @@ def test_franz_table2_ledger(tmp_path):
   x, y = ft._samples(ledger, tmp_path / "gone", name)
   assert x.dtype == np.uint8 and x.shape == (40, 28, 28, 1)
   np.testing.assert_array_equal(y, np.repeat(np.arange(10), 4))
-  ft.write_ledger(ledger, name, dict(got, inception_fid=20.0, commit=None), work)
+  ledger.put(name, dict(got, inception_fid=20.0, commit=None))
   again = ft.ledger_row(ledger, name, inception=True)
   assert again["inception_fid"] == 20.0 and again["commit"] == got["commit"]  # kept
-  ft.write_ledger(ledger, name, dict(again, commit="abc1234"), work)  # retrained elsewhere
+  ledger.put(name, dict(again, commit="abc1234"))  # retrained elsewhere
   assert ft.ledger_row(ledger, name)["commit"] == "abc1234"  # the run's own record wins
 
 

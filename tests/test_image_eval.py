@@ -9,8 +9,7 @@ import pytest
 from drifting_jax import cli
 from drifting_jax.data.images import load_digits
 from drifting_jax.metrics.features import save_classifier, train_classifier
-from drifting_jax.training.image_loop import train_images
-from drifting_jax.training.images import ImageConfig
+from drifting_jax.training import ImageConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def _tiny_run(path, digits):
                     num_gen=8, norm_warmup=1, num_steps=3, warmup_steps=1, log_every=1,
                     checkpoint_every=3, sample_every=0, samples_per_class=1, progress=False,
                     compiler_options={"xla_backend_optimization_level": 0})
-  train_images(cfg, path, dataset=digits)
+  train(cfg, path, dataset=digits)
 
 
 def _random_inception_weights(path):

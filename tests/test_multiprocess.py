@@ -67,10 +67,11 @@ def test_two_processes_end_with_identical_params(tmp_path):
 
   # Same run in this process on one device: the 4-device, 2-host mesh changes nothing.
   from drifting_jax.data.images import load_digits
-  from drifting_jax.training.image_loop import build_image_run
-  run = build_image_run(_worker_module().config(), dataset=load_digits())
+  from drifting_jax.training import ImageTask
+  run = ImageTask(_worker_module().config(), dataset=load_digits())
   runner = run.runner()
-  state, bank = run.init()
+  state = run.init_state()
+  bank = state.bank
   state, bank, _ = runner.stats(state, bank, run.data)
   losses = []
   for _ in range(3):

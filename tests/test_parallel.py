@@ -4,7 +4,7 @@ The fake devices need ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` bef
 initialises, so the comparison runs in a subprocess (``_SCRIPT``) that prints JSON; the
 assertions are made here. Checked: the loss, gradients (not ``n_devices`` times too large:
 the shard_map gradient of replicated parameters is already a device sum, see
-``images.make_train_step``), updated params, EMA params and kernel-width scales after two
+``image_step.make_train_step``), updated params, EMA params and kernel-width scales after two
 optimizer iterations, with CFG + memory bank + feature streams (8-device mesh and pmap with
 one class group per device; 4-device mesh with two, accumulated over two chunks with
 ``group_chunks=2``). The statistics-only warm-up step uses
@@ -28,8 +28,7 @@ _SCRIPT = textwrap.dedent("""
     import json, os, sys
     import jax, jax.numpy as jnp, numpy as np
     from drifting_jax.data.images import load_digits
-    from drifting_jax.training.images import ImageConfig
-    from drifting_jax.training.image_loop import build_image_run
+    from drifting_jax.training import ImageConfig, ImageTask
 
     assert jax.device_count() == 8, jax.devices()
     ds = load_digits()
@@ -51,9 +50,11 @@ _SCRIPT = textwrap.dedent("""
         for mode in modes[name]:
             cfg.parallel = mode[:4]
             cfg.group_chunks = 2 if mode == "mesh4" else 1  # 2 groups/device, 1 per chunk
-            run = build_image_run(cfg, dataset=ds)
-            runner = run._runner_cached(jax.devices()[:4] if mode == "mesh4" else None, True)
-            state, bank, data = runner.place(*run.init(), run.data)
+            run = ImageTask(cfg, dataset=ds)
+            runner = run.runner(devices=jax.devices()[:4] if mode == "mesh4" else None,
+                                with_grads=True)
+            s0 = run.init_state()
+            state, bank, data = runner.place(s0.replace(bank=None), s0.bank, run.data)
             losses, gnorms, grads = [], [], []
             for _ in range(2):
                 state, bank, m = runner.train(state, bank, data)

@@ -140,14 +140,14 @@ def test_matches_float64():
 def test_train_step_compiles_once_with_a_traced_bandwidth_schedule():
   # chex.assert_max_traces on the objective: 20 steps of the annealed objective (the
   # bandwidth is a function of the traced step) trace the step exactly once.
-  from drifting_jax.training import ToyConfig, build, init_state, make_train_step
+  from drifting_jax.training import ToyConfig, ToyTask, make_train_step
   cfg = ToyConfig(objective="gauss-annealed", bandwidth=0.05, batch_size=64, hidden=16,
                   progress=False)
-  run = build(cfg)
+  run = ToyTask(cfg)
   objective = chex.assert_max_traces(run.objective, n=1)
   step = make_train_step(run.model, run.optimizer, objective, batch_size=cfg.batch_size,
                          noise_dim=cfg.noise_dim)
-  state = init_state(cfg, run.model, run.optimizer)
+  state = run.init_state()
   batch = run.sample_batch(jax.random.PRNGKey(0))
   widths = []
   for _ in range(20):

@@ -5,13 +5,13 @@ Same interface as :class:`~drifting_jax.models.dit.DiTGenerator`::
     images = model.apply(params, noise, labels, cfg_scale=None, style=None)  # [B, H, W, C]
 
 with ``noise [B, H, W, C]`` an image-shaped Gaussian (draw it, and style indices if any, with
-:func:`drifting_jax.models.dit.sample_noise`). The architecture is a cheap stand-in for the
+:func:`drifting_jax.models.conditioning.sample_noise`). The architecture is a cheap stand-in for the
 DiT-S/2 of Franz et al. §5.1 for CPU experiments, not a paper architecture:
 
 1. the flattened noise is projected to a ``latent``-wide vector (global mixing: every output
    pixel can depend on every noise pixel);
 2. ``depth`` residual-free ``Dense -> + c -> SiLU`` layers, where ``c [B, latent]`` is the
-   conditioning vector of :class:`~drifting_jax.models.dit.Conditioning` (class embedding,
+   conditioning vector of :class:`~drifting_jax.models.conditioning.Conditioning` (class embedding,
    optional CFG-scale and style embeddings; label ``num_classes`` is unconditional);
 3. a ``Dense`` to a ``(H/2^n) × (W/2^n) × conv_channels`` grid, ``n = num_upsamples`` times
    (nearest 2× upsample -> 3×3 conv -> + per-channel projection of ``c`` -> SiLU), then a 3×3
@@ -32,7 +32,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from drifting_jax.models.dit import Conditioning, check_generator_inputs, image_shape
+from drifting_jax.models.conditioning import Conditioning, check_generator_inputs, image_shape
 
 __all__ = ["ConvGenerator"]
 

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from drifting_jax.models.conv import ConvGenerator
-from drifting_jax.models.dit import DiTGenerator, GeneratorNoise, image_shape, sample_noise
+from drifting_jax.models.conditioning import GeneratorNoise, image_shape, sample_noise
+from drifting_jax.models.dit import DiTGenerator
 
 __all__ = [
     "PRESETS", "count_params", "describe", "example_inputs", "get_model", "init_params",

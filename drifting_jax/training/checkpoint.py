@@ -1,9 +1,13 @@
-"""Orbax checkpoints of a run directory, shared by the toy and the image trainer.
+"""Orbax checkpoints of a run directory: one tree format for every task.
 
 A run directory holds ``checkpoints/<step>/`` written by an orbax ``CheckpointManager``
-(``StandardSave`` of any pytree). Runs resume from the newest checkpoint that restores: a
-checkpoint that fails (truncated by a crash, corrupt on disk) is reported by path in a
+(``StandardSave``). Each holds one :class:`~drifting_jax.training.state.TrainState` as
+``{"state": {step, params, opt_state, rng[, ema_params, norm]}[, "bank": memory bank]}``
+(fields that are None are left out). Runs resume from the newest checkpoint that restores:
+a checkpoint that fails (truncated by a crash, corrupt on disk) is reported by path in a
 warning and the next older one is used, for training, sampling and evaluation alike.
+Checkpoints of toy runs written before v0.3 (``{step, params, opt_state, rng}`` at the top)
+are read too.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import time
 import warnings
 from typing import Any
 
+import flax.serialization
 import orbax.checkpoint as ocp
 
+from drifting_jax.data import memory_bank
 from drifting_jax.training.state import TrainState
 
 __all__ = ["CHECKPOINT_DIR", "make_manager", "resolve_checkpoint", "restore", "restore_tree",
-           "save", "save_tree"]
+           "save", "save_tree", "state_tree"]
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -36,12 +42,16 @@ def save_tree(manager: ocp.CheckpointManager, step: int, tree: Any) -> int:
 
 
 def restore_tree(manager: ocp.CheckpointManager, template: Any, step: int | None = None, *,
-                 quarantine: bool = False) -> tuple[Any, int] | None:
+                 quarantine: bool = False, alternatives: tuple = ()
+                 ) -> tuple[Any, int] | None:
   """Restores into ``template``'s structure: ``step``, or the newest checkpoint that restores.
 
   Args:
     manager: the run's checkpoint manager.
     template: a pytree of the saved structure (shapes and dtypes).
+    alternatives: ``(template, convert)`` pairs tried when ``template`` does not restore a
+      checkpoint (older tree formats); ``convert(tree)`` maps the restored tree to
+      ``template``'s structure.
     step: a given step (its failure is an error), or None for the newest restorable one.
     quarantine: move checkpoints that failed to restore out of the way (into
       ``<run>/corrupt-checkpoints/``) so that training can write those steps again;
@@ -66,7 +76,7 @@ def restore_tree(manager: ocp.CheckpointManager, template: Any, step: int | None
   errors = []
   for s in steps:
     try:
-      tree = manager.restore(s, args=ocp.args.StandardRestore(template))
+      tree = _restore_one(manager, s, template, alternatives)
     except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds
       path = os.path.join(directory, str(s))
       errors.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
@@ -84,6 +94,18 @@ def restore_tree(manager: ocp.CheckpointManager, template: Any, step: int | None
                    "corrupt run directory):\n  " + "\n  ".join(errors))
 
 
+def _restore_one(manager, step: int, template: Any, alternatives: tuple) -> Any:
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(template))
+  except Exception as first:  # noqa: BLE001
+    for alt, convert in alternatives:
+      try:
+        return convert(manager.restore(step, args=ocp.args.StandardRestore(alt)))
+      except Exception:  # noqa: BLE001
+        continue
+    raise first
+
+
 def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   directory = os.fspath(manager.directory)
   dest = os.path.join(os.path.dirname(directory), "corrupt-checkpoints")
@@ -96,25 +118,44 @@ def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   manager.reload()
 
 
-def _as_tree(state: TrainState) -> dict:
-  return {"params": state.params, "opt_state": state.opt_state, "step": state.step,
-          "rng": state.rng}
+_FIELDS = ("step", "params", "opt_state", "rng", "ema_params", "norm")
 
 
-def save(manager: ocp.CheckpointManager, state: TrainState) -> int:
-  """Saves a toy :class:`TrainState` under its step (asynchronously); returns the step."""
-  return save_tree(manager, int(state.step), _as_tree(state))
+def state_tree(state: TrainState) -> dict:
+  """The checkpoint tree of ``state``: ``{"state": {...}[, "bank": {...}]}``."""
+  fields = flax.serialization.to_state_dict(state.replace(bank=None))
+  tree = {"state": {k: fields[k] for k in _FIELDS if getattr(state, k) is not None}}
+  if state.bank is not None:
+    tree["bank"] = state.bank._asdict()
+  return tree
+
+
+def _from_tree(template: TrainState, tree: dict) -> TrainState:
+  fields = flax.serialization.to_state_dict(template.replace(bank=None))
+  fields.update(tree["state"])
+  state = flax.serialization.from_state_dict(template.replace(bank=None), fields)
+  if template.bank is not None:
+    state = state.replace(bank=memory_bank.MemoryBank(**tree["bank"]))
+  return state
+
+
+def save(manager: ocp.CheckpointManager, state: TrainState, step: int | None = None) -> int:
+  """Saves ``state`` under ``step`` (default ``state.step``; asynchronously); returns it."""
+  return save_tree(manager, int(state.step) if step is None else int(step), state_tree(state))
 
 
 def restore(manager: ocp.CheckpointManager, template: TrainState, step: int | None = None, *,
             quarantine: bool = False) -> TrainState | None:
-  """Restores a toy :class:`TrainState` (see :func:`restore_tree`; None without checkpoints)."""
-  out = restore_tree(manager, _as_tree(template), step, quarantine=quarantine)
-  if out is None:
-    return None
-  tree = out[0]
-  return TrainState(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
-                    rng=tree["rng"])
+  """Restores a :class:`TrainState` shaped like ``template`` (see :func:`restore_tree`;
+  None without checkpoints)."""
+  tree = state_tree(template)
+  alternatives = ()
+  if set(tree) == {"state"} and set(tree["state"]) == {"step", "params", "opt_state", "rng"}:
+    # toy runs written before v0.3: the (unserialized) state at the top of the tree
+    legacy = {k: getattr(template, k) for k in ("params", "opt_state", "step", "rng")}
+    alternatives = ((legacy, lambda t: {"state": flax.serialization.to_state_dict(t)}),)
+  out = restore_tree(manager, tree, step, quarantine=quarantine, alternatives=alternatives)
+  return None if out is None else _from_tree(template, out[0])
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> tuple[str, int | None, str]:

@@ -1,5 +1,11 @@
-"""Run configurations: the toy :class:`ToyConfig`, and the config-file machinery shared with
-the image runs' :class:`~drifting_jax.training.image_config.ImageConfig`.
+"""The one configuration schema of training runs: a shared base, per-task fields, one validator,
+one loader and one override path.
+
+Every run is described by a dataclass derived from :class:`RunConfig`, which holds the fields
+every run has — the task, the objective and its bandwidth schedule, the optimizer and its
+learning-rate schedule, the step budget, the logging/checkpoint cadence and the seed. Each
+task (:mod:`drifting_jax.training.tasks`) adds its own fields in a subclass registered with
+:func:`register` under its ``TASK`` name, and may change the defaults of shared fields.
 
 A config file (``experiments/configs/*.py``) defines ``get_config()`` returning an
 ``ml_collections.ConfigDict`` that starts from :func:`config_dict` (every field at its
@@ -13,10 +19,11 @@ default, keys locked) and sets what differs::
       config.bandwidth = 0.05
       return config
 
-The loaders turn it into the typed dataclass and validate it (a dataclass instance is
-accepted too). Every field can be overridden from the command line with ``--set key=value``;
-dictionary fields accept either a whole literal (``--set objective_kwargs="{'alpha': 0.01}"``)
-or a dotted key (``--set objective_kwargs.alpha=0.01``).
+:func:`load_config` turns a config file (or a run's ``config.json``) into the typed
+dataclass, :func:`apply_overrides` applies ``--set key=value`` overrides (dictionary fields
+accept a whole literal, ``--set objective_kwargs="{'alpha': 0.01}"``, or a dotted key,
+``--set objective_kwargs.alpha=0.01``), and :func:`validate_config` checks every field
+against the constraints declared by the schema (``ValueError`` naming the field).
 """
 
 from __future__ import annotations
@@ -24,202 +31,250 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from drifting_jax.training import overrides as overrides_lib
 
-__all__ = [
-    "ToyConfig",
-    "apply_overrides",
-    "as_run_config",
-    "config_dict",
-    "config_from_dict",
-    "config_to_dict",
-    "load_config",
-    "run_config_file",
-    "validate_config",
-]
+__all__ = ["RunConfig", "apply_overrides", "as_run_config", "config_dict", "config_from_dict",
+           "config_to_dict", "config_type", "load_config", "register", "resolve_config",
+           "task_names", "validate_config"]
 
 
+# ------------------------------------------------------------------------------ constraints
+@dataclasses.dataclass(frozen=True)
+class Num:
+  """A finite number (or int) in a range; ``none`` admits None."""
+
+  low: float | None = None
+  strict: bool = True
+  high: float | None = None
+  high_strict: bool = True
+  integer: bool = False
+  none: bool = False
+
+  def __call__(self, name: str, v: Any) -> None:
+    if v is None and self.none:
+      return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (isinstance(v, int) if self.integer else True)
+    if ok and self.low is not None:
+      ok = v > self.low if self.strict else v >= self.low
+    if ok and self.high is not None:
+      ok = v < self.high if self.high_strict else v <= self.high
+    if not ok:
+      bound = "" if self.low is None else f" {'>' if self.strict else '>='} {self.low}"
+      if self.high is not None:
+        bound += f"{' and' if bound else ''} {'<' if self.high_strict else '<='} {self.high}"
+      what = "an int" if self.integer else "a finite number"
+      raise ValueError(f"`{name}` must be {what}{bound}{' or None' if self.none else ''}, "
+                       f"got {v!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """One of a fixed set of values."""
+
+  values: tuple
+
+  def __call__(self, name: str, v: Any) -> None:
+    if v not in self.values:
+      raise ValueError(f"`{name}` must be one of {self.values}, got {v!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  """An instance of a Python type (``str``, ``bool``, ``dict``); ``none`` admits None."""
+
+  type: type
+  none: bool = False
+
+  def __call__(self, name: str, v: Any) -> None:
+    if v is None and self.none:
+      return
+    if not isinstance(v, self.type) or (self.type is not bool and isinstance(v, bool)):
+      raise ValueError(f"`{name}` must be a {self.type.__name__}"
+                       f"{' or None' if self.none else ''}, got {v!r}")
+
+
+POSITIVE = Num(low=0)
+POSITIVE_INT = Num(low=0, integer=True)
+COUNT = Num(low=0, strict=False, integer=True)      # an int >= 0
+UNIT = Num(low=0, strict=False, high=1)             # [0, 1)
+
+
+# ----------------------------------------------------------------------------------- schema
 @dataclasses.dataclass
-class ToyConfig:
-  """Hyperparameters of a toy drifting run (defaults: the CLI's default run).
+class RunConfig:
+  """The fields every training run has (each task subclasses it; see :func:`register`).
 
   Attributes:
-    dataset: toy distribution name (:func:`drifting_jax.data.toy.get`).
-    dataset_kwargs: keyword arguments of the sampler (e.g. ``{"noise": 0.05}``).
+    task: the task name (:mod:`drifting_jax.training.tasks`); fixed by the subclass.
     objective: objective name (:func:`drifting_jax.objectives.objective_names`).
-    bandwidth: kernel bandwidth ``sigma``/temperature ``tau`` (> 0), in data units.
-    schedule: optional bandwidth schedule name (:func:`drifting_jax.schedules.get_schedule`);
-      when set, the bandwidth at step ``t`` is ``schedule(t)`` instead of ``bandwidth``.
+    bandwidth: kernel bandwidth ``sigma`` / temperature ``tau`` (> 0).
+    objective_kwargs: extra options of the objective (e.g. Sinkhorn ``alpha``).
+    schedule: optional bandwidth schedule (:func:`drifting_jax.schedules.get_schedule`); the
+      bandwidth at optimizer step ``t`` is then ``schedule(t)``.
     schedule_kwargs: hyperparameters of ``schedule``.
     stop_gradient: train on the frozen-field loss (True) or the coupled ``||V||^2``.
-    objective_kwargs: extra keyword arguments of the objective (e.g. Sinkhorn ``alpha``).
-    noise_dim: generator input dimension.
-    hidden: MLP hidden width.
-    depth: number of hidden layers.
-    activation: MLP nonlinearity (``silu``, ``relu``, ``gelu``, ``tanh``).
-    learning_rate: Adam learning rate (the peak value with a schedule).
-    lr_schedule: ``"constant"`` or ``"cosine"``: after a linear warm-up over ``warmup_steps``,
-      the rate stays at ``learning_rate`` or decays along a cosine to
+    optimizer: ``"adam"`` or ``"adamw"`` (decoupled ``weight_decay``).
+    learning_rate: peak learning rate.
+    b1, b2, eps: Adam moments' decays and epsilon.
+    weight_decay: AdamW's decoupled weight decay (0 with ``"adam"``).
+    lr_schedule: ``"constant"`` or ``"cosine"``: after a linear warm-up over ``warmup_steps``
+      optimizer steps the rate stays at ``learning_rate`` or decays along a cosine to
       ``final_lr_fraction · learning_rate`` at ``num_steps``.
     warmup_steps: linear learning-rate warm-up steps (0: none).
     final_lr_fraction: end value of the cosine decay relative to ``learning_rate``.
-    grad_clip: optional global-norm gradient clipping (``None`` = off).
-    batch_size: generated samples per step ``N`` (>= 2: self-interaction is masked).
-    data_batch_size: data samples per step ``M`` (``None`` = ``batch_size``).
-    num_steps: total optimizer steps (a resumed run continues up to this step).
-    seed: run seed (model init, noise and data streams).
-    log_every: JSONL log interval in steps.
-    checkpoint_every: checkpoint interval in steps (the last step is always saved).
+    grad_clip: global-norm gradient clipping (None: off).
+    num_steps: optimizer steps of the run (a resumed run continues up to it).
+    seed: run seed (initialisation, noise and data streams).
+    log_every: ``metrics.jsonl`` interval.
+    checkpoint_every: checkpoint interval (the last step is always saved).
     max_to_keep: checkpoints kept on disk.
-    eval_every: interval of in-training sliced-Wasserstein logging (0 = off).
-    eval_num_samples: samples per side for the final metrics.
-    eval_num_projections: random projections of the sliced Wasserstein distance.
-    eval_mmd_bandwidth: Gaussian bandwidth of the MMD metric.
-    eval_seed: seed of the evaluation data / noise / projections.
-    progress: show a tqdm progress bar.
+    progress: show a progress bar.
   """
 
-  dataset: str = "checkerboard"
-  dataset_kwargs: dict = dataclasses.field(default_factory=dict)
+  TASK: ClassVar[str] = ""
+  # constraints of the fields, merged along the class hierarchy (see validate_config)
+  CHECKS: ClassVar[dict[str, Any]] = {
+      "task": Kind(str),
+      "objective": Kind(str), "bandwidth": POSITIVE, "objective_kwargs": Kind(dict),
+      "schedule": Kind(str, none=True), "schedule_kwargs": Kind(dict),
+      "stop_gradient": Kind(bool),
+      "optimizer": Choice(("adam", "adamw")), "learning_rate": POSITIVE, "b1": UNIT, "b2": UNIT,
+      "eps": POSITIVE, "weight_decay": Num(low=0, strict=False),
+      "lr_schedule": Choice(("constant", "cosine")), "warmup_steps": COUNT,
+      "final_lr_fraction": Num(low=0, strict=False, high=1, high_strict=False),
+      "grad_clip": Num(low=0, none=True),
+      "num_steps": COUNT, "seed": COUNT, "log_every": POSITIVE_INT,
+      "checkpoint_every": POSITIVE_INT, "max_to_keep": POSITIVE_INT, "progress": Kind(bool),
+  }
+  # fields a resumed run may change (recorded as amendments); any other change refuses
+  AMENDABLE: ClassVar[tuple[str, ...]] = ("num_steps", "log_every", "checkpoint_every",
+                                          "max_to_keep", "progress")
+  # fields the compiled training programs do not depend on (num_steps only with a constant
+  # learning rate: it is the horizon of a decaying schedule)
+  NOT_IN_STEP: ClassVar[tuple[str, ...]] = ("num_steps", "seed", "log_every",
+                                            "checkpoint_every", "max_to_keep", "progress")
+
+  task: str = ""
   objective: str = "naive-laplace"
   bandwidth: float = 0.03
+  objective_kwargs: dict = dataclasses.field(default_factory=dict)
   schedule: str | None = None
   schedule_kwargs: dict = dataclasses.field(default_factory=dict)
   stop_gradient: bool = True
-  objective_kwargs: dict = dataclasses.field(default_factory=dict)
-  noise_dim: int = 32
-  hidden: int = 256
-  depth: int = 3
-  activation: str = "silu"
+  optimizer: str = "adam"
   learning_rate: float = 1e-3
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  weight_decay: float = 0.0
   lr_schedule: str = "cosine"
   warmup_steps: int = 100
   final_lr_fraction: float = 0.0
   grad_clip: float | None = None
-  batch_size: int = 2048
-  data_batch_size: int | None = None
-  num_steps: int = 3400
+  num_steps: int = 1000
   seed: int = 0
   log_every: int = 50
-  checkpoint_every: int = 500
+  checkpoint_every: int = 1000
   max_to_keep: int = 2
-  eval_every: int = 0
-  eval_num_samples: int = 5000
-  eval_num_projections: int = 200
-  eval_mmd_bandwidth: float = 0.1
-  eval_seed: int = 1234
   progress: bool = True
 
+  def __post_init__(self):
+    if not self.task:
+      self.task = self.TASK
 
-_FIELDS = {f.name: f for f in dataclasses.fields(ToyConfig)}
+  def check(self) -> None:
+    """Constraints between fields (subclasses extend it; field constraints: ``CHECKS``)."""
+    if self.optimizer == "adam" and self.weight_decay != 0:
+      raise ValueError(f"`weight_decay` ({self.weight_decay}) needs optimizer='adamw'")
+
+  @classmethod
+  def upgrade(cls, record: dict) -> dict:
+    """A recorded config (``config.json``) written by an earlier version, in today's fields."""
+    return dict(record)
+
+  @classmethod
+  def checks(cls) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+      out.update(vars(klass).get("CHECKS", {}))
+    return out
 
 
-def validate_config(cfg: ToyConfig) -> ToyConfig:
-  """Checks field values; raises ``ValueError`` naming the offending field.
+_TYPES: dict[str, type[RunConfig]] = {}
 
-  Name checks (dataset, objective, schedule) happen where they are resolved
-  (:func:`drifting_jax.training.loop.build`); this covers the numeric fields.
+
+def register(cls: type[RunConfig]) -> type[RunConfig]:
+  """Class decorator: registers a task's config type under ``cls.TASK``."""
+  if not (isinstance(cls, type) and issubclass(cls, RunConfig) and cls.TASK):
+    raise ValueError(f"`cls` must be a RunConfig subclass with a TASK name, got {cls!r}")
+  _TYPES[cls.TASK] = cls
+  return cls
+
+
+def task_names() -> list[str]:
+  """The registered task names."""
+  return sorted(_TYPES)
+
+
+def config_type(task: str) -> type[RunConfig]:
+  """The config dataclass of ``task``."""
+  if task not in _TYPES:
+    raise ValueError(f"`task` must be one of {task_names()}, got {task!r}")
+  return _TYPES[task]
+
+
+# ------------------------------------------------------------------------------- validation
+def validate_config(cfg: RunConfig) -> RunConfig:
+  """Checks every field against the schema's constraints, then the cross-field ones.
+
+  Raises:
+    ValueError: naming the offending field and the expectation.
   """
-
-  def positive(name, integer=False, allow_none=False):
-    v = getattr(cfg, name)
-    if v is None and allow_none:
-      return
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-    if integer:
-      ok = ok and isinstance(v, int)
-    if not ok:
-      kind = "a positive int" if integer else "a positive number"
-      raise ValueError(f"`{name}` must be {kind}, got {v!r}")
-
-  for name in ("bandwidth", "learning_rate", "eval_mmd_bandwidth"):
-    positive(name)
-  positive("grad_clip", allow_none=True)
-  for name in ("noise_dim", "hidden", "depth", "log_every", "checkpoint_every",
-               "max_to_keep", "eval_num_samples", "eval_num_projections"):
-    positive(name, integer=True)
-  # evaluation settings are checked here, before training, not when the final metrics run
-  if cfg.eval_num_samples < 2:
-    raise ValueError(f"`eval_num_samples` must be an int >= 2 (the MMD and sliced-Wasserstein "
-                     f"estimates need two samples per side), got {cfg.eval_num_samples!r}")
-  for name in ("seed", "eval_seed"):
-    v = getattr(cfg, name)
-    if not isinstance(v, int) or isinstance(v, bool):
-      raise ValueError(f"`{name}` must be an int, got {v!r}")
-  for name in ("batch_size", "data_batch_size"):
-    v = getattr(cfg, name)
-    if v is None and name == "data_batch_size":
-      continue
-    if not isinstance(v, int) or isinstance(v, bool) or v < 2:
-      raise ValueError(f"`{name}` must be an int >= 2, got {v!r}")
-  if cfg.lr_schedule not in ("constant", "cosine"):
-    raise ValueError(f"`lr_schedule` must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
-  v = cfg.final_lr_fraction
-  if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
-    raise ValueError(f"`final_lr_fraction` must be a number in [0, 1], got {v!r}")
-  for name in ("num_steps", "eval_every", "warmup_steps"):
-    v = getattr(cfg, name)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-      raise ValueError(f"`{name}` must be an int >= 0, got {v!r}")
-  for name in ("dataset_kwargs", "schedule_kwargs", "objective_kwargs"):
-    if not isinstance(getattr(cfg, name), dict):
-      raise ValueError(f"`{name}` must be a dict, got {getattr(cfg, name)!r}")
+  if not isinstance(cfg, RunConfig):
+    raise ValueError(f"`config` must be a RunConfig (e.g. ToyConfig, ImageConfig), got "
+                     f"{type(cfg).__name__}")
+  if cfg.task != cfg.TASK:
+    raise ValueError(f"`task` must be {cfg.TASK!r} for a {type(cfg).__name__}, got "
+                     f"{cfg.task!r}")
+  for name, check in type(cfg).checks().items():
+    check(name, getattr(cfg, name))
+  cfg.check()
   return cfg
 
 
-def config_to_dict(cfg: ToyConfig) -> dict[str, Any]:
-  """JSON-serializable dict of ``cfg``."""
-  return dataclasses.asdict(cfg)
+# --------------------------------------------------------------------------- dict and files
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+  """The JSON record of ``cfg`` (tuples become lists)."""
+  return json.loads(json.dumps(dataclasses.asdict(cfg), default=repr))
 
 
-def config_from_dict(d: dict[str, Any]) -> ToyConfig:
-  """Inverse of :func:`config_to_dict`; unknown keys raise ``ValueError``."""
-  unknown = sorted(set(d) - set(_FIELDS))
-  if unknown:
-    raise ValueError(f"unknown config field(s) {unknown}; known: {sorted(_FIELDS)}")
-  if "lr_schedule" not in d:  # runs written before v0.2 trained with a constant rate
-    d = dict(d, lr_schedule="constant")
-  return ToyConfig(**d)
-
-
-def load_config(path: str | os.PathLike | None = None) -> ToyConfig:
-  """Loads ``get_config()`` from a Python config file, or a ``config.json``.
-
-  Args:
-    path: ``.py`` file defining ``get_config()``, a ``.json`` dump, or ``None`` for the
-      defaults (identical to ``experiments/configs/toy_default.py``).
-  """
-  if path is None:
-    return ToyConfig()
-  return load_config_file(path, ToyConfig, config_from_dict)
-
-
-def load_config_file(path: str | os.PathLike, config_type: type, from_dict: Any) -> Any:
-  """A ``config_type`` from a Python config file (``get_config()``) or a ``config.json``
-  dump (``from_dict(dict)``).
+def config_from_dict(d: Mapping[str, Any], task: str | None = None) -> RunConfig:
+  """The typed config of a record (``config.json``); the task is ``d["task"]`` (records of
+  toy runs written before v0.3 have none: ``"toy"``).
 
   Raises:
-    ValueError: the file does not exist or does not define a ``config_type``.
+    ValueError: unknown task or unknown fields.
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f"`config` file not found: {path!r}")
-  if path.endswith(".json"):
-    with open(path) as f:
-      return from_dict(json.load(f))
-  return run_config_file(path, config_type)
+  d = dict(d)
+  task = task or d.get("task") or "toy"
+  cls = config_type(task)
+  d = cls.upgrade(d)
+  d.setdefault("task", task)
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+  return cls(**d)
 
 
-def _config_types() -> dict[str, type]:
-  from drifting_jax.training.image_config import ImageConfig  # imports this module
-  return {"toy": ToyConfig, "images": ImageConfig}
-
-
-def config_dict(kind: str = "toy") -> Any:
-  """Every field of a run configuration at its default, as an ``ml_collections.ConfigDict``.
+def config_dict(task: str = "toy") -> Any:
+  """Every field of ``task``'s configuration at its default, as an ``ml_collections.ConfigDict``.
 
   The starting point of a config file's ``get_config()``. Its keys are locked, so a
   misspelt field raises ``AttributeError`` and a value of another type ``TypeError``
@@ -227,15 +282,11 @@ def config_dict(kind: str = "toy") -> Any:
   fields (``objective_kwargs``, ``model_overrides``, ...) stay open for new keys.
 
   Args:
-    kind: ``"toy"`` (:class:`ToyConfig`) or ``"images"``
-      (:class:`~drifting_jax.training.image_config.ImageConfig`).
+    task: a registered task name (``"toy"``, ``"images"``).
   """
   import ml_collections
 
-  types = _config_types()
-  if kind not in types:
-    raise ValueError(f"`kind` must be one of {sorted(types)}, got {kind!r}")
-  cfg = types[kind]()
+  cfg = config_type(task)()
   out = ml_collections.ConfigDict(dataclasses.asdict(cfg))
   out.lock()
   for f in dataclasses.fields(cfg):
@@ -244,62 +295,80 @@ def config_dict(kind: str = "toy") -> Any:
   return out
 
 
-def as_run_config(obj: Any, config_type: type | tuple[type, ...] | None = None) -> Any:
-  """The typed configuration (``ToyConfig`` / ``ImageConfig``) of a ``get_config()`` value.
+def as_run_config(obj: Any) -> RunConfig:
+  """The typed configuration of a ``get_config()`` value.
 
   Args:
-    obj: an ``ml_collections.ConfigDict`` (an image config has ``task="images"``) or a
-      ``ToyConfig`` / ``ImageConfig`` instance (returned as is).
-    config_type: the type(s) the result must be (``None``: either).
+    obj: an ``ml_collections.ConfigDict`` (its ``task`` field names the type) or a
+      :class:`RunConfig` instance (returned as is).
 
   Raises:
-    ValueError: ``obj`` is neither, has unknown fields, or is not of ``config_type``.
+    ValueError: ``obj`` is neither, or has unknown fields.
   """
-  types = _config_types()
-  if isinstance(obj, tuple(types.values())):
-    cfg = obj
-  elif type(obj).__module__.startswith("ml_collections"):
-    from drifting_jax.training.image_config import image_config_from_dict
-    d = obj.to_dict()
-    cfg = image_config_from_dict(d) if d.get("task") == "images" else config_from_dict(d)
-  else:
-    raise ValueError(f"`get_config()` must return an ml_collections.ConfigDict (see "
-                     f"config_dict()), a ToyConfig or an ImageConfig, got {type(obj).__name__}")
-  if config_type is not None and not isinstance(cfg, config_type):
-    want = " or ".join(t.__name__ for t in _as_tuple(config_type))
-    raise ValueError(f"`config` get_config() must describe a {want}, got "
-                     f"{type(cfg).__name__}")
-  return cfg
+  if isinstance(obj, RunConfig):
+    return obj
+  if type(obj).__module__.startswith("ml_collections"):
+    return config_from_dict(obj.to_dict())
+  raise ValueError(f"`get_config()` must return an ml_collections.ConfigDict (see "
+                   f"config_dict()) or a RunConfig, got {type(obj).__name__}")
 
 
-def _as_tuple(t: Any) -> tuple:
-  return t if isinstance(t, tuple) else (t,)
+def load_config(path: str | os.PathLike | None = None) -> RunConfig:
+  """Loads a Python config file (``get_config()``) or a run's ``config.json``.
 
+  Args:
+    path: ``.py`` file defining ``get_config()``, a ``.json`` record, or ``None`` for the
+      default toy run (identical to ``experiments/configs/toy_default.py``).
 
-def run_config_file(path: str, config_type: type | tuple[type, ...] | None = None) -> Any:
-  """Executes a Python config file and returns its ``get_config()`` as the typed
-  configuration (:func:`as_run_config`), checked to be a ``config_type``."""
+  Raises:
+    ValueError: the file does not exist or does not describe a run configuration.
+  """
+  if path is None:
+    return config_type("toy")()
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"`config` file not found: {path!r}")
+  if path.endswith(".json"):
+    with open(path) as f:
+      try:
+        return config_from_dict(json.load(f))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"`config` file {path!r} is not valid JSON ({e})") from None
   spec = importlib.util.spec_from_file_location("_drifting_jax_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not callable(getattr(module, "get_config", None)):
     raise ValueError(f"`config` file {path!r} must define get_config()")
   try:  # a locked ConfigDict raises AttributeError / TypeError for a misspelt or mistyped key
-    return as_run_config(module.get_config(), config_type)
+    return as_run_config(module.get_config())
   except (AttributeError, TypeError, KeyError, ValueError) as e:
     raise ValueError(f"`config` file {path!r}: {str(e).strip(chr(39))}") from e
 
 
-def apply_overrides(cfg: ToyConfig, overrides: list[str] | None) -> ToyConfig:
-  """Returns a copy of ``cfg`` with ``key=value`` overrides applied.
+def apply_overrides(cfg: RunConfig, overrides: Any) -> RunConfig:
+  """A copy of ``cfg`` with overrides applied.
 
   Args:
     cfg: base config.
-    overrides: strings ``"field=value"`` or ``"dict_field.key=value"``; values are
-      parsed as Python literals and coerced to the field's type
-      (:mod:`drifting_jax.training.overrides`; non-finite floats are rejected).
+    overrides: ``["field=value", "dict_field.key=value", ...]`` (values parsed as Python
+      literals and coerced to the field's type by :mod:`drifting_jax.training.overrides`;
+      non-finite floats are rejected), or a dict ``{field: value}`` of typed values.
 
   Raises:
     ValueError: malformed override, unknown field, or a value of the wrong type.
   """
-  return overrides_lib.apply(cfg, list(overrides or ()))
+  if isinstance(overrides, str):
+    raise ValueError(f"`overrides` must be a list of 'key=value' strings or a dict, got the "
+                     f"string {overrides!r}")
+  return overrides_lib.apply(cfg, overrides if isinstance(overrides, dict)
+                             else list(overrides or ()))
+
+
+def resolve_config(config: Any = None, overrides: Any = None) -> RunConfig:
+  """The validated config of ``config`` (a :class:`RunConfig`, a ``get_config()``
+  ConfigDict, a config file path, or None for the default toy run) with ``overrides``."""
+  if config is None or isinstance(config, (str, os.PathLike)):
+    cfg = load_config(config)
+  else:
+    cfg = as_run_config(config)
+  return validate_config(apply_overrides(cfg, overrides))

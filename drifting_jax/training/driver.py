@@ -1,4 +1,4 @@
-"""The training-loop skeleton shared by the toy and the image pipelines.
+"""The training-loop skeleton of the trainer (:mod:`drifting_jax.training.trainer`).
 
 :func:`run_loop` runs ``step(it)`` for ``it`` in ``[start, end)`` and does the bookkeeping
 around it: the NaN guard (:class:`~drifting_jax.training.rundir.StepGuard`), the progress
@@ -61,11 +61,13 @@ class LoopResult:
     values: host metrics of the last checked step (``{}`` when the loop did not run).
     checked_step: the step ``values`` belong to (``start`` when the loop did not run).
     elapsed_s: wall time from the loop's start until the checkpoints were written.
+    start: the first iteration of the loop.
   """
 
   values: dict[str, float]
   checked_step: int
   elapsed_s: float
+  start: int = 0
 
 
 def _default_record(done: int, values: dict[str, float], steps_per_sec: float,
@@ -182,4 +184,5 @@ def run_loop(
           e.callback(done, values)
       if ckpt_now:
         save(done)
-  return LoopResult(values=values, checked_step=checked_step, elapsed_s=clock() - t0)
+  return LoopResult(values=values, checked_step=checked_step, elapsed_s=clock() - t0,
+                    start=start)

@@ -1,7 +1,7 @@
 """``--set key=value`` overrides of a run configuration, parsed with the field's declared type.
 
-One parser for the toy (:class:`~drifting_jax.training.config.ToyConfig`) and the image
-(:class:`~drifting_jax.training.image_config.ImageConfig`) configurations: values are Python
+One parser for every task's configuration (:class:`~drifting_jax.training.config.RunConfig`
+and its subclasses): values are Python
 literals (``0.1``, ``true``, ``none``, ``{'depth': 2}``, ``(0.05, 0.2)``; strings may be bare)
 coerced to the dataclass field's annotation — an int field rejects ``0.5``, a float field
 rejects ``nan``/``inf``, a bool field anything but true/false — and ``dict_field.key=value``

@@ -1,6 +1,6 @@
 """Data parallelism for the image step: device mesh (``jax.shard_map``), ``jax.pmap``, multi-host.
 
-The per-device step of :mod:`drifting_jax.training.images` is written once, with an
+The per-device step of :mod:`drifting_jax.training.tasks.image_step` is written once, with an
 ``axis_name`` for its collectives; this module runs it
 
 * on one device (``"none"``): ``jit(prepare + step)``;

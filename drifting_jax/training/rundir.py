@@ -1,7 +1,6 @@
 """The run directory of a training run: one writer, a config record, a metrics log, a NaN guard.
 
-Shared by the toy trainer (:mod:`drifting_jax.training.loop`) and the image trainer
-(:mod:`drifting_jax.training.image_loop`)::
+Kept by the trainer (:mod:`drifting_jax.training.trainer`) for every task::
 
     .lock                    held (``fcntl.flock``) by the one process training here
     config.json              the configuration the run was started with
@@ -23,7 +22,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ["ConfigMismatch", "RunDirLocked", "RunLock", "MetricsLog", "check_finite",
            "StepGuard", "load_config_record", "move_aside", "record_config", "write_json"]
@@ -118,7 +117,8 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict]:
 
 
 def record_config(workdir: str | os.PathLike, config: Mapping[str, Any], *, step: int,
-                  amendable: Iterable[str]) -> dict[str, dict]:
+                  amendable: Iterable[str],
+                  normalize: Callable[[dict], dict] | None = None) -> dict[str, dict]:
   """Records ``config`` for a (re)started run; refuses an incompatible resume.
 
   A new run writes ``config.json``. On resume (``step > 0`` or a record exists) the
@@ -130,6 +130,9 @@ def record_config(workdir: str | os.PathLike, config: Mapping[str, Any], *, step
     config: the JSON-serializable configuration of this session.
     step: the step training resumes from (0 for a fresh run).
     amendable: fields that may change between sessions.
+    normalize: maps the recorded configuration to today's fields before comparing (a
+      record written by an earlier version: renamed fields, new fields at the defaults
+      that reproduce it).
 
   Returns:
     The amended fields ``{name: {"old": ..., "new": ...}}`` (empty when unchanged).
@@ -142,6 +145,8 @@ def record_config(workdir: str | os.PathLike, config: Mapping[str, Any], *, step
   if old is None:
     write_json(os.path.join(os.fspath(workdir), CONFIG_FILE), config)
     return {}
+  if normalize is not None:
+    old = json.loads(json.dumps(normalize(old)))
   diff = _diff(old, config)
   amendable = set(amendable)
   fixed = {k: v for k, v in diff.items() if k not in amendable}

@@ -3,7 +3,7 @@
 **Needs a pod and a latent dataset.** The paper trains on 16 H100s for 30,000 steps on
 ImageNet-256 encoded by the Stable Diffusion VAE (32x32x4 latents). Provide the latents as
 ``npz`` with ``images [N, 32, 32, 4]`` scaled into [-1, 1] and ``labels [N]`` (or pass an
-in-memory ``Dataset`` to ``train_images(..., dataset=...)``), and launch one process per host
+in-memory ``Dataset`` to ``drifting_jax.training.train(..., dataset=...)``), and launch one process per host
 with ``DRIFTING_JAX_COORDINATOR`` / ``DRIFTING_JAX_NUM_PROCESSES`` / ``DRIFTING_JAX_PROCESS_ID``
 (or ``DRIFTING_JAX_DISTRIBUTED=1`` on a managed cluster). The 1024 class groups per step
 are split over the devices of the mesh (1024 must be divisible by the device count).
@@ -20,7 +20,7 @@ width normalization of Franz et al. is off. Generator compute in bfloat16.
 
 Not reproduced here: the loss is computed on the latents themselves; the paper uses the
 multi-scale features of a frozen MAE ResNet-18 (plug one in through
-``drifting_jax.training.features.from_flax``; ``feature_encoder="random_conv"`` is only a
+``drifting_jax.models.encoders.from_flax``; ``feature_encoder="random_conv"`` is only a
 random stand-in).
 """
 

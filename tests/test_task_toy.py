@@ -1,25 +1,16 @@
-"""Toy training loop: learning signal, exact resume, NaN guard, config handling."""
+"""The toy task: learning signal, its files, the learning-rate horizon, config handling (the
+pipeline's resume / lock / guard tests are in test_pipeline.py)."""
 
 import glob
 import json
 import os
 
-import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from drifting_jax.training import (
-    ToyConfig,
-    apply_overrides,
-    build,
-    evaluate,
-    init_state,
-    load_config,
-    load_run,
-    train,
-)
+from drifting_jax.training import (ToyConfig, ToyTask, apply_overrides, evaluate, load_config,
+                                   load_run, train)
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
 
@@ -36,8 +27,7 @@ def tiny(**kw):
 
 def test_training_decreases_sliced_wasserstein(tmp_path):
   cfg = tiny(num_steps=60, learning_rate=3e-3, checkpoint_every=60, bandwidth=0.1)
-  run = build(cfg)
-  init = init_state(cfg, run.model, run.optimizer)
+  init = ToyTask(cfg).init_state()
   sw0 = evaluate(cfg, init.params)["sliced_wasserstein"]
   result = train(cfg, tmp_path)
   assert result.metrics["sliced_wasserstein"] < 0.7 * sw0, (sw0, result.metrics)
@@ -68,36 +58,6 @@ def test_cosine_schedule_horizon_is_the_runs_num_steps(tmp_path):
   assert update(12) < 0.05 * update(2)
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
-  full = train(tiny(), tmp_path / "full")
-  train(tiny(num_steps=10), tmp_path / "split")
-  assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == ["10"]
-  resumed = train(tiny(), tmp_path / "split")
-  assert int(resumed.state.step) == 20
-  chex.assert_trees_all_equal(full.state.params, resumed.state.params)
-  chex.assert_trees_all_equal(full.state.opt_state, resumed.state.opt_state)
-  cfg, state = load_run(tmp_path / "split")
-  assert cfg == tiny() and int(state.step) == 20
-  chex.assert_trees_all_equal(full.state.params, state.params)
-
-
-def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
-  cfg = tiny(checkpoint_every=5)
-  run = build(cfg)
-
-  def objective(x, pos, step):
-    loss, metrics = run.objective(x, pos, step)
-    loss = jnp.where(step >= 7, jnp.nan, loss)
-    return loss, dict(metrics, loss=loss)
-
-  with pytest.raises(FloatingPointError, match=r"step 7.*step 5"):
-    train(cfg, tmp_path, objective=objective)
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["5"]
-  _, state = load_run(tmp_path)
-  assert int(state.step) == 5
-  assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(state.params))
-
-
 @pytest.mark.parametrize("override,field", [
     ("batch_size=1", "batch_size"), ("data_batch_size=1", "data_batch_size"),
     ("bandwidth=0", "bandwidth"), ("bandwidth=-0.5", "bandwidth"),
@@ -108,7 +68,7 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
 def test_bad_config_raises_naming_field(override, field):
   cfg = apply_overrides(tiny(), [override])
   with pytest.raises(ValueError, match=field):
-    build(cfg)
+    ToyTask(cfg)
 
 
 def test_apply_overrides():
@@ -132,7 +92,7 @@ def test_apply_overrides():
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIG_DIR, "toy_*.py"))))
 def test_config_files_build(path):
   cfg = load_config(path)
-  run = build(cfg)
-  assert callable(run.objective)
+  task = ToyTask(cfg)
+  assert callable(task.objective)
   if os.path.basename(path) == "toy_default.py":
     assert cfg == ToyConfig()

@@ -1,7 +1,5 @@
-"""Class-conditional image drifting: config, train state and the pure per-device step.
-
-The recipe is Franz et al. §5.1 / Table 3 (pixel-space MNIST with DiT-S/2) with the options
-of Secretly-SM App. G.1-G.2 / Table 2 (memory bank, CFG, EMA, feature-space loss):
+"""The per-device step of class-conditional image drifting (Franz et al. §5.1 / Table 3, with
+the options of Secretly-SM App. G.1-G.2 / Table 2: memory bank, CFG, EMA, feature streams).
 
 * each step draws ``N_c`` classes with ``N_pos`` real images each (``pos [N_c, N_pos, H, W,
   C]``) and generates ``N_gen`` images per class; every class group is its own drift problem
@@ -18,123 +16,51 @@ of Secretly-SM App. G.1-G.2 / Table 2 (memory bank, CFG, EMA, feature-space loss
   the negatives with weight ``(α − 1)(N_gen − 1) / N_unc`` each (the mixture
   ``q̃ = (1 − γ) q_θ(·|c) + γ p(·|∅)``, α = 1/(1 − γ)); computed with Deng et al.'s
   loss (:func:`drifting_jax.deng.deng_drift_loss`, the only one with weighted negatives);
-* optional feature streams (:mod:`drifting_jax.training.features`): one drift problem per
+* optional feature streams (:mod:`drifting_jax.models.encoders`): one drift problem per
   stream and group, losses summed, each stream with its own kernel-width state.
 
-The step functions are pure ``(state, batch, rng) -> (state, metrics)``. With ``axis_name``
-they run *per device* under ``shard_map`` or ``pmap`` (:mod:`drifting_jax.training.parallel`):
-each device holds some class groups, computes their drift locally, and only gradients,
-kernel-width observations and metrics cross devices. The run configuration is the
-dataclass :class:`ImageConfig`.
+The step functions are pure ``(state, batch, rng) -> (state, metrics)`` on a
+:class:`~drifting_jax.training.state.TrainState` (with ``ema_params`` and ``norm``) and an
+:class:`~drifting_jax.data.class_conditional.ImageBatch`. With ``axis_name`` they run *per
+device* under ``shard_map`` or ``pmap`` (:mod:`drifting_jax.training.parallel`): each device
+holds some class groups, computes their drift locally, and only gradients, kernel-width
+observations and metrics cross devices.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
 from drifting_jax import grouped, normalization
-from drifting_jax.grouped import sample_cfg_scale
+from drifting_jax.data.class_conditional import ImageBatch
 from drifting_jax.models import presets
-from drifting_jax.objectives import Objective, objective_from_settings
-from drifting_jax.training.features import FeatureExtractor
-from drifting_jax.training.image_config import ImageConfig, validate_image_config
+from drifting_jax.models.encoders import FeatureExtractor
+from drifting_jax.objectives import Objective
+from drifting_jax.training.state import (TrainState, apply_gradients, build_objective,
+                                         make_lr_schedule)
 
-__all__ = ["ImageBatch", "ImageConfig", "ImageTrainState", "init_image_state",
-           "make_group_loss", "make_image_objective", "make_image_optimizer",
-           "make_lr_schedule", "make_stats_step", "make_train_step", "sample_cfg_scale",
-           "validate_image_config"]
+__all__ = ["make_group_loss", "make_stats_step", "make_train_step"]
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
 GroupLoss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
 
-class ImageBatch(NamedTuple):
-  """One class-grouped batch (leading axis: class groups ``G``, sharded over devices).
-
-  Attributes:
-    pos: ``[G, N_pos, H, W, C]`` real images of each group's class.
-    class_ids: ``[G]`` int32 class of each group.
-    group_ids: ``[G]`` int32 global index of each group in the step's batch (the generator
-      noise of a group is drawn from it, so it does not depend on the device layout).
-    uncond: ``[G, N_unc, H, W, C]`` unconditional real images (CFG negatives) or None.
-    cfg_scale: ``[G]`` CFG scale α of each group or None.
-  """
-
-  pos: jax.Array
-  class_ids: jax.Array
-  group_ids: jax.Array
-  uncond: jax.Array | None = None
-  cfg_scale: jax.Array | None = None
-
-
-@flax.struct.dataclass
-class ImageTrainState:
-  """Everything but the memory bank that a run needs to resume (checkpointed by orbax).
-
-  Attributes:
-    step: ``[]`` int32 iterations done, warm-up (statistics-only) batches included.
-    params: generator variables ``{"params": ...}`` (float32).
-    ema_params: exponential moving average of ``params``.
-    opt_state: optax state (its count = optimizer updates, which drives the lr schedule).
-    norm: ``{stream: KernelWidthState}`` per-class kernel-width scales (Franz §5.1).
-    rng: ``[2]`` uint32 run key; the noise of iteration ``t``, group ``g`` is
-      ``fold_in(fold_in(rng, t), g)``.
-  """
-
-  step: jax.Array
-  params: Any
-  ema_params: Any
-  opt_state: Any
-  norm: dict[str, normalization.KernelWidthState]
-  rng: jax.Array
-
-
-# --------------------------------------------------------------------------- recipe pieces
-def make_lr_schedule(cfg: ImageConfig) -> optax.Schedule:
-  """Linear warm-up to ``learning_rate`` over ``warmup_steps`` optimizer updates, then cosine
-  decay to ``final_lr_fraction · learning_rate`` at ``num_steps`` (Franz Table 3) or constant
-  (Secretly-SM Table 2)."""
-  if cfg.lr_schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1),
-        end_value=cfg.final_lr_fraction * cfg.learning_rate)
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1)),
-       optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])
-
-
-def make_image_optimizer(cfg: ImageConfig) -> optax.GradientTransformation:
-  """Global-norm clipping then AdamW with the schedule of :func:`make_lr_schedule`."""
-  tx = optax.adamw(make_lr_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                   weight_decay=cfg.weight_decay)
-  return tx if cfg.grad_clip is None else optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                                                      tx)
-
-
-def make_image_objective(cfg: ImageConfig) -> Objective:
-  """The per-group objective ``fn(x [N, D], pos [M, D], step)`` named by ``cfg.objective``."""
-  return objective_from_settings(cfg.objective, bandwidth=cfg.bandwidth, schedule=cfg.schedule,
-                                 schedule_kwargs=cfg.schedule_kwargs,
-                                 stop_gradient=cfg.stop_gradient, options=cfg.objective_kwargs)
-
-
-def make_group_loss(cfg: ImageConfig, objective: Objective | None = None) -> GroupLoss:
+def make_group_loss(cfg: Any, objective: Objective | None = None) -> GroupLoss:
   """The per-stream loss ``fn(gen [G, N, D], pos [G, M, D], *extra, step=) -> (loss [G], m)``.
 
   Without CFG it is :func:`drifting_jax.grouped.grouped_loss` of ``objective`` (default
-  :func:`make_image_objective`); with CFG it is
+  :func:`~drifting_jax.training.state.build_objective`); with CFG it is
   :func:`drifting_jax.grouped.guided_grouped_loss` (``extra = (uncond [G, U, D],
   cfg_scale [G])``) with the ``temperatures`` of ``objective_kwargs``.
   """
   if not cfg.guidance:
-    objective = make_image_objective(cfg) if objective is None else objective
+    objective = build_objective(cfg) if objective is None else objective
     return lambda gen, pos, *, step: grouped.grouped_loss(objective, gen, pos, step=step)
   temps = tuple(cfg.objective_kwargs["temperatures"])  # validated: official needs them
 
@@ -143,20 +69,6 @@ def make_group_loss(cfg: ImageConfig, objective: Objective | None = None) -> Gro
     return grouped.guided_grouped_loss(gen, pos, uncond, cfg_scale, temperatures=temps)
 
   return cfg_loss
-
-
-def init_image_state(cfg: ImageConfig, model: Any, optimizer: optax.GradientTransformation,
-                     stream_names: tuple[str, ...]) -> ImageTrainState:
-  """Fresh state at iteration 0 from ``cfg.seed`` (one kernel-width state per stream)."""
-  def init(seed):
-    init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = presets.init_params(model, init_key)
-    norm = {name: normalization.init(model.num_classes) for name in stream_names}
-    return ImageTrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
-                           opt_state=optimizer.init(params), norm=norm, rng=run_key)
-
-  # One compiled program instead of hundreds of eagerly dispatched initialisation ops.
-  return jax.jit(init, compiler_options=cfg.compiler_options or None)(cfg.seed)
 
 
 # ------------------------------------------------------------------------- per-device step
@@ -177,7 +89,7 @@ def _streams(extractor: FeatureExtractor, images: jax.Array) -> dict[str, jax.Ar
   return {k: v.reshape(g, n, -1) for k, v in out.items()}
 
 
-def _update_norm(cfg: ImageConfig, norm: dict, pos_streams: dict, class_ids: jax.Array,
+def _update_norm(cfg: Any, norm: dict, pos_streams: dict, class_ids: jax.Array,
                  axis_name: str | None) -> dict:
   """Folds the batch's per-group kNN distances of the real samples into the class EMAs.
 
@@ -201,7 +113,7 @@ def _kernel_scale(norm: dict, class_ids: jax.Array) -> jax.Array:
   return jnp.mean(jnp.stack([s.scale[class_ids] for s in norm.values()]))
 
 
-def make_stats_step(cfg: ImageConfig, extractor: FeatureExtractor, *,
+def make_stats_step(cfg: Any, extractor: FeatureExtractor, *,
                     axis_name: str | None = None) -> StepFn:
   """Warm-up step (Franz §5.1): updates the kernel-width averages, no optimizer update.
 
@@ -209,7 +121,7 @@ def make_stats_step(cfg: ImageConfig, extractor: FeatureExtractor, *,
     ``fn(state, batch, rng) -> (state, metrics)``; ``state.step`` advances by one.
   """
 
-  def stats_step(state: ImageTrainState, batch: ImageBatch, rng: jax.Array):
+  def stats_step(state: TrainState, batch: ImageBatch, rng: jax.Array):
     del rng
     norm = _update_norm(cfg, state.norm, _streams(extractor, batch.pos), batch.class_ids,
                         axis_name)
@@ -219,7 +131,7 @@ def make_stats_step(cfg: ImageConfig, extractor: FeatureExtractor, *,
   return stats_step
 
 
-def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTransformation,
+def make_train_step(cfg: Any, model: Any, optimizer: optax.GradientTransformation,
                     extractor: FeatureExtractor, *, objective: Objective | None = None,
                     axis_name: str | None = None) -> StepFn:
   """The per-device training step ``(state, batch, rng) -> (state, metrics)``.
@@ -237,8 +149,8 @@ def make_train_step(cfg: ImageConfig, model: Any, optimizer: optax.GradientTrans
   Args:
     cfg: run configuration.
     model: generator (``model.apply(vars, noise, labels, cfg_scale=, style=)``).
-    optimizer: optax transformation (:func:`make_image_optimizer`).
-    extractor: feature streams (:mod:`~drifting_jax.training.features`).
+    optimizer: optax transformation (:func:`~drifting_jax.training.state.make_optimizer`).
+    extractor: feature streams (:mod:`~drifting_jax.models.encoders`).
     objective: optional per-group objective ``fn(x, pos, step)`` overriding ``cfg``'s.
     axis_name: device axis for collectives (None on a single device).
 
@@ -259,7 +171,7 @@ def _make_train_step(cfg, model, optimizer, extractor, *, objective, axis_name,
   schedule = make_lr_schedule(cfg)
   n_gen, warm = cfg.num_gen, cfg.norm_warmup if cfg.kernel_width_norm else 0
 
-  def train_step(state: ImageTrainState, batch: ImageBatch, rng: jax.Array):
+  def train_step(state: TrainState, batch: ImageBatch, rng: jax.Array):
     opt_step = state.step - warm
     g = batch.class_ids.shape[0]
     chunks = cfg.group_chunks
@@ -310,15 +222,11 @@ def _make_train_step(cfg, model, optimizer, extractor, *, objective, axis_name,
       grads, metrics = jax.tree_util.tree_map(lambda a: a / chunks, (grads, metrics))
     metrics["kernel_scale"] = _kernel_scale(norm, batch.class_ids)
     grads, metrics = _pmean((grads, metrics), axis_name)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
-    ema = optax.incremental_update(new_params, state.ema_params, 1.0 - cfg.ema_decay)
+    new_state = apply_gradients(state, grads, optimizer, ema_decay=cfg.ema_decay)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["lr"] = schedule(opt_step)
     if with_grads:
       metrics["grads"] = grads
-    new_state = state.replace(step=state.step + 1, params=new_params, ema_params=ema,
-                              opt_state=opt_state, norm=norm)
-    return new_state, metrics
+    return new_state.replace(norm=norm), metrics
 
   return train_step

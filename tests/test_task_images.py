@@ -1,4 +1,5 @@
-"""Class-conditional image training: configs, the step's math, warm-up, features, bf16, loop.
+"""The class-conditional image task: configs, the step's math, warm-up, features, bf16, its
+files and sampling (the pipeline's resume / lock / guard tests are in test_pipeline.py).
 
 Tiny models and batches throughout (sklearn digits, 8x8); the ImageNet config runs one step
 with shrunken DiTGen overrides on fake latents.
@@ -16,12 +17,11 @@ import pytest
 
 from drifting_jax import objectives
 from drifting_jax.data.images import Dataset, load_digits
+from drifting_jax.grouped import sample_cfg_scale
+from drifting_jax.models import encoders as features
 from drifting_jax.models import presets
-from drifting_jax.training import features
-from drifting_jax.training.image_loop import (apply_image_overrides, build_image_run,
-                                              load_image_config, sample_images, train_images)
-from drifting_jax.training.images import (ImageConfig, sample_cfg_scale,
-                                          validate_image_config)
+from drifting_jax.training import (ImageConfig, ImageTask, apply_overrides, load_config,
+                                   sample_run, train, validate_config)
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
 # Unoptimised XLA code compiles about twice as fast; these programs run only a few steps.
@@ -46,16 +46,22 @@ def digits():
   return load_digits()
 
 
+def _init(task):
+  """``(state, bank)`` of a fresh run, as the runners take them."""
+  state = task.init_state()
+  return state.replace(bank=None), state.bank
+
+
 # ------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("name", IMAGE_CONFIGS)
 def test_config_files_build(name):
-  cfg = load_image_config(os.path.join(CONFIGS, f"{name}.py"))
-  assert validate_image_config(cfg) is cfg and cfg.task == "images"
-  build_image_run(cfg, load_data=False)  # model, optimizer, streams resolve
+  cfg = load_config(os.path.join(CONFIGS, f"{name}.py"))
+  assert validate_config(cfg) is cfg and cfg.task == "images"
+  ImageTask(cfg, load_data=False)  # model, optimizer, streams resolve
 
 
 def test_configs_follow_the_papers():
-  franz = load_image_config(os.path.join(CONFIGS, "mnist_dit_s2.py"))  # Franz Table 3
+  franz = load_config(os.path.join(CONFIGS, "mnist_dit_s2.py"))  # Franz Table 3
   assert (franz.model, franz.num_classes_per_step, franz.num_pos, franz.num_gen) == (
       "dit_s2", 5, 96, 96)
   assert (franz.learning_rate, franz.b1, franz.b2, franz.weight_decay) == (2e-4, 0.95, 0.999,
@@ -63,7 +69,7 @@ def test_configs_follow_the_papers():
   assert (franz.warmup_steps, franz.grad_clip, franz.num_steps, franz.lr_schedule) == (
       300, 2.0, 12000, "cosine")
   assert (franz.norm_k, franz.norm_decay, franz.norm_warmup) == (5, 0.99, 300)
-  sm = load_image_config(os.path.join(CONFIGS, "imagenet_latent_ditgen_b.py"))  # Table 2
+  sm = load_config(os.path.join(CONFIGS, "imagenet_latent_ditgen_b.py"))  # Table 2
   assert (sm.model, sm.num_classes_per_step, sm.num_gen, sm.num_pos, sm.num_uncond) == (
       "ditgen_b2", 1024, 64, 64, 16)
   assert (sm.b1, sm.b2, sm.weight_decay, sm.warmup_steps, sm.lr_schedule) == (
@@ -80,32 +86,32 @@ def test_configs_follow_the_papers():
     ("task", "toy", "task")])
 def test_validation_names_the_field(field, value, match):
   with pytest.raises(ValueError, match=match):
-    validate_image_config(dataclasses.replace(tiny(), **{field: value}))
+    validate_config(dataclasses.replace(tiny(), **{field: value}))
 
 
 def test_build_errors_name_the_argument(digits):
   with pytest.raises(ValueError, match="objective"):
-    build_image_run(tiny(objective="gauss-nope"), dataset=digits)
+    ImageTask(tiny(objective="gauss-nope"), dataset=digits)
   with pytest.raises(ValueError, match="dataset"):
-    build_image_run(tiny(model="mnist_small_cpu", model_overrides={}), dataset=digits)
+    ImageTask(tiny(model="mnist_small_cpu", model_overrides={}), dataset=digits)
   with pytest.raises(ValueError, match="guidance"):  # the conv generator has no CFG embedding
-    build_image_run(tiny(guidance=True, objective="drifting-laplace",
+    ImageTask(tiny(guidance=True, objective="drifting-laplace",
                          objective_kwargs={"official": True, "temperatures": (0.05,)}), dataset=digits)
 
 
 def test_overrides():
-  cfg = apply_image_overrides(tiny(), ["bandwidth=0.1", "num_steps=7", "grad_clip=none",
+  cfg = apply_overrides(tiny(), ["bandwidth=0.1", "num_steps=7", "grad_clip=none",
                                        "objective=gauss#", "model_overrides.latent=16",
                                        "dtype=bfloat16", "cfg_min=2"])
   assert (cfg.bandwidth, cfg.num_steps, cfg.grad_clip, cfg.objective) == (0.1, 7, None, "gauss#")
   assert cfg.model_overrides == {"latent": 16, "num_upsamples": 0}
   assert cfg.dtype == "bfloat16" and cfg.cfg_min == 2.0 and isinstance(cfg.cfg_min, float)
   assert tiny().model_overrides == {"latent": 32, "num_upsamples": 0}  # copy, not mutated
-  assert apply_image_overrides(tiny(), {"seed": 3}).seed == 3
+  assert apply_overrides(tiny(), {"seed": 3}).seed == 3
   with pytest.raises(ValueError, match="unknown config field"):
-    apply_image_overrides(tiny(), ["nope=1"])
+    apply_overrides(tiny(), ["nope=1"])
   with pytest.raises(ValueError, match="key=value"):
-    apply_image_overrides(tiny(), ["nope"])
+    apply_overrides(tiny(), ["nope"])
 
 
 def test_cfg_scale_power_law():
@@ -122,18 +128,17 @@ def test_train_step_is_mean_of_per_class_objectives(digits):
   the group noise fold_in(fold_in(rng, it), g) and s_c the class kernel-width scales; the
   warm-up iterations update only the scales (no optimizer step, lr schedule not advanced)."""
   cfg = tiny()
-  run = build_image_run(cfg, dataset=digits)
+  run = ImageTask(cfg, dataset=digits)
   runner = run.runner()
-  state0, bank = run.init()
+  state0, bank = _init(run)
   state, bank, m = runner.stats(state0, bank, run.data)
   state, bank, m = runner.stats(state, bank, run.data)
   chex.assert_trees_all_equal(state.params, state0.params)
   chex.assert_trees_all_equal(state.opt_state, state0.opt_state)
   assert int(state.step) == 2 and not np.allclose(state.norm["pixels"].scale, 1.0)
 
-  from drifting_jax.training.image_loop import make_prepare
   from drifting_jax import normalization
-  _, batch = make_prepare(cfg)(None, run.data, state.step)
+  _, batch = run.batch_fn()(None, run.data, state.step)
   norm = normalization.update(state.norm["pixels"], batch.pos.reshape(3, 8, -1),
                               batch.class_ids, k=cfg.norm_k, decay=cfg.norm_decay)
   objective = objectives.make_objective("naive-gauss", bandwidth=cfg.bandwidth)
@@ -163,10 +168,10 @@ def test_features_cfg_bank_bf16_step(digits):
              num_uncond=4, memory_bank=True, bank_pos_size=10, bank_neg_size=20, bank_push=6,
              feature_encoder="random_conv",
              feature_kwargs={"channels": (4,), "include_pixels": True}, norm_warmup=0)
-  run = build_image_run(cfg, dataset=digits)
+  run = ImageTask(cfg, dataset=digits)
   assert run.extractor.names == ("conv0_mean", "conv0_grid", "pixels")
   runner = run.runner()
-  state, bank = run.init()
+  state, bank = _init(run)
   assert int(bank.pos_count.min()) == 10 and int(bank.neg_count) == 20  # pre-filled
   state, bank, m = runner.train(state, bank, run.data)
   assert int(bank.neg_ptr) == 6  # (20 + 1 push of 6) mod 20
@@ -196,8 +201,8 @@ def test_imagenet_config_runs_one_step():
   """Secretly-SM Table 2 recipe (DiTGen-B/2 design, bf16, CFG, memory bank, Deng loss) for ONE
   step on a fake 32x32x4 latent batch. Depth/width/classes/batch are shrunk by overrides so
   this stays a CPU test; the real run needs a pod and an ImageNet latent dataset."""
-  cfg = apply_image_overrides(
-      load_image_config(os.path.join(CONFIGS, "imagenet_latent_ditgen_b.py")),
+  cfg = apply_overrides(
+      load_config(os.path.join(CONFIGS, "imagenet_latent_ditgen_b.py")),
       {"model_overrides": {"hidden": 32, "depth": 1, "heads": 2, "num_classes": 10,
                            "num_registers": 2, "num_style_tokens": 4},
        "num_classes_per_step": 2, "num_pos": 4, "num_gen": 4, "num_uncond": 2,
@@ -206,18 +211,18 @@ def test_imagenet_config_runs_one_step():
   rng = np.random.default_rng(0)
   latents = np.clip(rng.normal(0, 0.5, (30, 32, 32, 4)), -1, 1).astype(np.float32)
   fake = Dataset(latents, np.arange(30, dtype=np.int32) % 10, 10, "fake_latents")
-  run = build_image_run(cfg, dataset=fake)
+  run = ImageTask(cfg, dataset=fake)
   assert run.model.cfg_embed and run.model.rope and run.model.dtype == jnp.bfloat16
-  state, bank = run.init()
+  state, bank = _init(run)
   state, bank, m = run.runner().train(state, bank, run.data)
   assert int(state.step) == 1 and np.isfinite(float(m["loss"]))
   assert float(m["grad_norm"]) > 0 and float(m["lr"]) == 0.0
 
 
 # ---------------------------------------------------------------------------------- loop
-def test_train_images_end_to_end(tmp_path, digits):
-  init_run = build_image_run(tiny(), dataset=digits)
-  metrics = train_images(tiny(), tmp_path, dataset=digits)
+def test_image_run_end_to_end(tmp_path, digits):
+  init_run = ImageTask(tiny(), dataset=digits)
+  metrics = train(tiny(), tmp_path, dataset=digits).metrics
   for name in ("config.json", "metrics.json", "metrics.jsonl", "samples.png"):
     assert os.path.isfile(tmp_path / name), name
   assert sorted(os.listdir(tmp_path / "samples")) == ["step_0000020.png", "step_0000040.png"]
@@ -229,7 +234,7 @@ def test_train_images_end_to_end(tmp_path, digits):
   assert metrics["step"] == 42 and np.isfinite(metrics["loss"])
   assert json.load(open(tmp_path / "metrics.json"))["loss"] == pytest.approx(metrics["loss"])
 
-  out = sample_images(tmp_path, num=30, out_path=str(tmp_path / "grid.png"))
+  out = sample_run(tmp_path, num=30, out=str(tmp_path / "grid.png"))
   saved = np.load(str(tmp_path / "grid.npz"))
   assert os.path.isfile(out) and saved["samples"].shape == (30, 8, 8, 1)
   assert int(saved["step"]) == 42 and list(saved["labels"][:12]) == list(range(10)) + [0, 1]
@@ -238,21 +243,21 @@ def test_train_images_end_to_end(tmp_path, digits):
     return np.mean([np.mean((samples[labels == c].mean(0) -
                              digits.images[digits.labels == c].mean(0)) ** 2)
                     for c in range(10)])
-  state, _ = init_run.init()
+  state, _ = _init(init_run)
   noise = presets.sample_image_noise(jax.random.PRNGKey(0), init_run.model, 30)
   before = np.asarray(init_run.model.apply(state.params, noise.noise, saved["labels"]))
   assert class_mean_error(saved["samples"], saved["labels"]) < 0.7 * class_mean_error(
       before, saved["labels"])
-  sample_images(tmp_path / "checkpoints" / "40", num=4, class_id=7,
-                out_path=str(tmp_path / "seven.png"))
+  sample_run(tmp_path / "checkpoints" / "40", num=4, class_id=7,
+             out=str(tmp_path / "seven.png"))
   assert set(np.load(str(tmp_path / "seven.npz"))["labels"]) == {7}
   with pytest.raises(ValueError, match="class_id"):
-    sample_images(tmp_path, num=2, class_id=10, out_path=str(tmp_path / "x.png"))
+    sample_run(tmp_path, num=2, class_id=10, out=str(tmp_path / "x.png"))
 
 
-def test_cli_routes_image_configs(tmp_path, capsys):
-  """`drifting-jax train --config <image config>` trains with train_images, `sample --class`
-  samples with sample_images (the overrides match `tiny()`, so compiled steps are reused)."""
+def test_cli_runs_image_configs(tmp_path, capsys):
+  """`drifting-jax train --config <image config>` trains an image run, `sample --class`
+  samples it (the overrides match `tiny()`, so compiled steps are reused)."""
   from drifting_jax import cli
   t = tiny()
   sets = ["model_overrides={'latent': 32, 'num_upsamples': 0}",

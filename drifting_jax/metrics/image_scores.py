@@ -1,10 +1,8 @@
-"""Evaluation of a trained image generator: Inception FID and/or FID (classifier features),
-with precision, recall and F1 on the same features.
+"""Scores of generated images: Inception FID and/or FID (classifier features), with precision,
+recall and F1 on the same features.
 
-``evaluate_image_run`` samples a class-balanced set from a run's EMA generator, embeds it and
-the dataset's held-out split with a feature extractor, and reports the Fréchet distance of
-the two Gaussian fits plus the improved precision/recall of Kynkäänniemi et al. (k = 3).
-Two extractors:
+The Fréchet distance of the Gaussian fits of real and generated features, plus the improved
+precision/recall of Kynkäänniemi et al. (k = 3), on one of two feature extractors:
 
 * ``fid="inception"`` — the standard TF-FID InceptionV3 pool3 features
   (:mod:`drifting_jax.metrics.inception`; weights converted once), what the papers report
@@ -32,8 +30,8 @@ from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, classifier_accur
 from drifting_jax.metrics.frechet import frechet_distance_from_features
 from drifting_jax.metrics.precision_recall import precision_recall
 
-__all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "classifier_scores",
-           "evaluate_image_run", "inception_scores", "real_inception_features"]
+__all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "classifier_scores", "inception_scores",
+           "inception_weights_path", "real_inception_features"]
 
 # shipped as package data (made by experiments/train_mnist_classifier.py)
 DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[1] / "assets" /
@@ -80,7 +78,7 @@ def real_inception_features(dataset: str, split: str, n: int, variables, weights
   return feats
 
 
-def _inception_weights(weights) -> pathlib.Path:
+def inception_weights_path(weights=None) -> pathlib.Path:
   """The weights file to use: ``weights``, else the default; raises if there is none."""
   from drifting_jax.metrics.inception import default_inception_path
   path = pathlib.Path(weights) if weights is not None else default_inception_path()
@@ -98,7 +96,7 @@ def inception_scores(fake: np.ndarray, *, dataset: str, n: int, weights=None, k:
   four numbers for ``n`` training images against those test images (the floor)."""
   from drifting_jax.metrics.inception import (INCEPTION_FID_NAME, inception_features,
                                               load_inception_params)
-  path = _inception_weights(weights)
+  path = inception_weights_path(weights)
   variables = load_inception_params(path)
   f_test = real_inception_features(dataset, "test", n, variables, path, progress=progress)
   f_train = real_inception_features(dataset, "train", n, variables, path, progress=progress)
@@ -143,82 +141,3 @@ def classifier_scores(fake: np.ndarray, fake_labels: np.ndarray, *, real_feature
       "note": "FID on the project's classifier features; a fast proxy for sweeps, "
               "not comparable to Inception FID or to any paper's FID.",
   }
-
-
-def _held_out(dataset: str):
-  """The test split of a dataset spec (digits has no split: all of it)."""
-  return image_data.load_dataset(dataset, split="test")
-
-
-def evaluate_image_run(source: str | os.PathLike, *, num_samples: int = 10_000,
-                       fid: str = "classifier", classifier: str | os.PathLike | None = None,
-                       inception_weights: str | os.PathLike | None = None, k: int = 3,
-                       seed: int = 0, out: str | os.PathLike | None = None,
-                       progress: bool = False) -> dict:
-  """FID, precision, recall and F1 of an image run on classifier and/or Inception features.
-
-  Args:
-    source: run directory (latest checkpoint) or one ``checkpoints/<iteration>``.
-    num_samples: generated samples (classes in turn; also the number of real test images
-      used, capped by the split's size for the classifier metric).
-    fid: one of :data:`FID_KINDS`.
-    classifier: weights written by :func:`drifting_jax.metrics.features.save_classifier`;
-      default: the project's MNIST classifier (only for MNIST-shaped runs).
-    inception_weights: converted TF-FID weights (default ``$DRIFTING_JAX_INCEPTION`` or the
-      cache file written by ``drifting-jax convert-inception``).
-    progress: progress bars for the Inception passes.
-    k: neighbourhood size of precision/recall.
-    seed: sampling seed.
-    out: JSON path for the metrics (default ``<run dir>/eval_metrics.json``).
-
-  Returns:
-    Dict with (classifier) ``fid_classifier_features``, ``precision``, ``recall``, ``f1``,
-    ``classifier_accuracy_on_samples``; (inception) the keys of :func:`inception_scores`;
-    and the settings.
-
-  Raises:
-    ValueError: non-positive ``num_samples``, a missing classifier file.
-  """
-  from drifting_jax.training import resolve_checkpoint
-  from drifting_jax.training.image_loop import load_image_run, sample_images
-
-  if not isinstance(num_samples, int) or num_samples <= k:
-    raise ValueError(f"`num_samples` must be an int > k={k}, got {num_samples!r}.")
-  if fid not in FID_KINDS:
-    raise ValueError(f"`fid` must be one of {FID_KINDS}, got {fid!r}.")
-  use_classifier, use_inception = fid in ("classifier", "both"), fid in ("inception", "both")
-  if use_inception:  # fail before the expensive sampling
-    inception_weights = _inception_weights(inception_weights)
-  run, _, iteration = load_image_run(source)
-  run_dir = resolve_checkpoint(source)[2]
-  metrics = {"k": k, "iteration": int(iteration), "seed": seed}
-
-  if use_classifier:
-    path = pathlib.Path(classifier) if classifier is not None else DEFAULT_MNIST_CLASSIFIER
-    if not path.is_file():
-      raise ValueError(f"`classifier` weights not found at {path}; train them with "
-                       "`python experiments/train_mnist_classifier.py` or pass --classifier.")
-    params = load_classifier(path)
-    # Embed the real split first: a classifier that does not fit the images fails here,
-    # before the (expensive) sampling.
-    real_images = _held_out(run.cfg.dataset).images[:num_samples]
-    f_real = classifier_features(params, real_images)
-
-  png = os.path.join(run_dir, "eval_samples.png")
-  sample_images(source, num=num_samples, out_path=png, seed=seed)
-  with np.load(os.path.splitext(png)[0] + ".npz") as data:
-    fake, fake_labels = data["samples"], data["labels"]
-  metrics["num_generated"] = int(fake.shape[0])
-  metrics["fraction_outside_data_range"] = float(np.mean(np.abs(fake) > 1.0))
-
-  if use_classifier:
-    metrics.update(classifier_scores(fake, fake_labels, real_features=f_real, params=params,
-                                     k=k),
-                   real_split=f"{run.cfg.dataset}:test", classifier=str(path))
-  if use_inception:
-    metrics.update(inception_scores(fake, dataset=run.cfg.dataset, n=num_samples,
-                                    weights=inception_weights, k=k, progress=progress))
-  out = out or os.path.join(run_dir, "eval_metrics.json")
-  with open(out, "w") as f:
-    json.dump(metrics, f, indent=2, sort_keys=True)
-  return metrics

@@ -9,7 +9,7 @@ independently on each stream and summed").
 Here a *feature extractor* is any pure function ``images [B, H, W, C] -> {name: [B, D_s]}``
 (:class:`FeatureExtractor`). It is applied to generated images (gradients flow through it to
 the generator; its own parameters are constants, i.e. frozen) and to real images. The
-training step (:mod:`drifting_jax.training.images`) treats every stream as its own drift
+class-conditional training task (:mod:`drifting_jax.training.tasks.images`) treats every stream as its own drift
 problem per class group, with its own kernel-width normalization state, and sums the losses.
 
 :func:`make_feature_extractor` builds the bundled extractors: ``"pixels"`` (one stream, the
