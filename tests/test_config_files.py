@@ -8,13 +8,15 @@ import os
 import ml_collections
 import pytest
 
-from drifting_jax.training import ImageConfig, ToyConfig, as_run_config, config_dict
+from drifting_jax.training import (EncoderConfig, ImageConfig, RunConfig, ToyConfig, as_run_config,
+                                   config_dict)
 from drifting_jax.training import load_config as run_config_file
 
 CONFIGS = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "configs")
 
 
-@pytest.mark.parametrize("kind,cls", [("toy", ToyConfig), ("images", ImageConfig)])
+@pytest.mark.parametrize("kind,cls", [("toy", ToyConfig), ("images", ImageConfig),
+                                      ("encoder", EncoderConfig)])
 def test_defaults_round_trip_to_the_dataclass(kind, cls):
   cd = config_dict(kind)
   assert isinstance(cd, ml_collections.ConfigDict)
@@ -55,7 +57,7 @@ def test_repository_configs_are_config_dicts():
   assert len(paths) >= 10
   for path in paths:
     spec_cfg = run_config_file(path)
-    assert isinstance(spec_cfg, (ToyConfig, ImageConfig)), path
+    assert isinstance(spec_cfg, RunConfig), path
     assert ("config_dict(" in open(path).read()), f"{path} does not start from config_dict()"
 
 

@@ -224,3 +224,17 @@ def test_franz_table2_widths_samples_figure(tmp_path):
   path = fw.samples_figure(pooled, ["naive-gauss"], tmp_path, tmp_path)
   assert pathlib.Path(path).exists() and pathlib.Path(path).suffix == ".png"
   assert fw.samples_figure({}, ["naive-gauss"], tmp_path, tmp_path) is None
+
+
+@pytest.mark.skipif(find_mnist() is None or default_inception_path() is None,
+                    reason="needs MNIST ($DRIFTING_JAX_MNIST) and converted Inception weights")
+@pytest.mark.slow  # every recipe trains an encoder, a pixel run and a generator
+def test_mnist_features_quick(tmp_path, monkeypatch):
+  from experiments import mnist_features
+  monkeypatch.setenv("DRIFTING_JAX_CACHE", str(tmp_path / "cache"))
+  result = mnist_features.main(["--quick", "--runs-dir", str(tmp_path)])
+  assert [c["recipe"] for c in result["table"]] == list(mnist_features.RECIPES)
+  assert {r["encoder"] for r in result["encoders"]} == {"mae", "mae_cls"}
+  assert all(r["status"] == "ok" and np.isfinite(r["inception_fid"]) for r in result["runs"])
+  # finished runs are skipped: the second call trains nothing and returns the same rows
+  assert mnist_features.main(["--quick", "--runs-dir", str(tmp_path)])["runs"] == result["runs"]

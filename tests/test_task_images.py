@@ -282,3 +282,23 @@ def test_cli_runs_image_configs(tmp_path, capsys):
   # 8x8 digits, which is reported clearly (tests/test_image_eval.py covers a fitting one)
   assert cli.main(["eval", "--workdir", str(workdir), "--num-samples", "20"]) == 2
   assert "classifier" in capsys.readouterr().err
+
+
+def test_init_from_starts_a_run_from_another_runs_parameters(tmp_path, digits):
+  """Pixel-space pre-training, then a run with another loss initialized from it."""
+  from drifting_jax.training import load_run, make_task
+  train(tiny(num_steps=3, sample_every=0), tmp_path / "pixels", dataset=digits)
+  _, pre = load_run(tmp_path / "pixels")
+  fine = tiny(num_steps=2, sample_every=0, objective="naive-laplace", bandwidth=0.1,
+              init_from=str(tmp_path / "pixels"))
+  start = make_task(fine, load_data=False).init_state()
+  chex.assert_trees_all_equal(start.params, pre.params)
+  chex.assert_trees_all_equal(start.ema_params, pre.ema_params)
+  assert int(start.step) == 0 and int(start.opt_state[1][0].count) == 0  # a fresh optimizer
+  out = train(fine, tmp_path / "fine", dataset=digits)
+  assert np.isfinite(out.metrics["loss"])
+  with pytest.raises(ValueError, match="init_from.*do not fit"):
+    make_task(tiny(model_overrides={"latent": 16, "num_upsamples": 0},
+                   init_from=str(tmp_path / "pixels")), load_data=False).init_state()
+  with pytest.raises(ValueError, match="init_from.*not an image run"):
+    make_task(tiny(init_from=str(tmp_path / "nowhere")), load_data=False).init_state()

@@ -28,18 +28,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ConvFeatureEncoder", "FeatureExtractor", "from_flax", "make_feature_extractor",
-           "pixel_extractor", "FEATURE_ENCODERS"]
+__all__ = ["ConvFeatureEncoder", "FEATURE_SETS", "FeatureExtractor", "from_flax",
+           "make_feature_extractor", "multiscale_features", "mae_extractor", "pixel_extractor",
+           "FEATURE_ENCODERS"]
 
-FEATURE_ENCODERS = ("pixels", "random_conv")
+FEATURE_ENCODERS = ("pixels", "random_conv", "mae_random")
+# Deng et al.'s feature sets of an encoder stage (official `get_activations`)
+FEATURE_SETS = ("loc", "mean_std", "patch_mean_std", "blocks", "input_rms")
 
 
 class FeatureExtractor(NamedTuple):
   """A frozen map from images to named feature streams.
 
   Attributes:
-    apply: ``images [B, H, W, C] -> {name: [B, D_s]}`` (pure, jittable, differentiable in the
-      images; parameters are closed over and receive no gradient).
+    apply: ``images [B, H, W, C] -> {name: [B, D_s] or [B, L_s, D_s]}`` (pure, jittable,
+      differentiable in the images; parameters are closed over and receive no gradient). A
+      stream with a location axis ``L_s`` is ``L_s`` drift problems, one per location, each
+      over the batch (Deng et al.'s per-location features).
     names: stream names, in the order the losses are summed.
   """
 
@@ -127,18 +132,144 @@ def from_flax(module: nn.Module, variables: Any, *, include_pixels: bool = False
   return FeatureExtractor(apply, names)
 
 
+def _std(x: jax.Array, axis) -> jax.Array:
+  # sqrt(var + eps): a finite gradient where all values agree (constant maps)
+  return jnp.sqrt(jnp.var(x, axis=axis) + 1e-6)
+
+
+def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array, *,
+                        stages: Sequence[str], feature_sets: Sequence[str] = FEATURE_SETS,
+                        patch_sizes: Sequence[int] = (2, 4)) -> dict[str, jax.Array]:
+  """Deng et al.'s multi-scale features of encoder activations (official ``get_activations``).
+
+  For each stage output ``a [B, h, w, c]`` in ``stages``:
+
+  * ``"loc"``: ``<stage>/loc`` ``[B, h·w, c]`` — every location its own drift problem;
+  * ``"mean_std"``: ``<stage>/mean`` and ``<stage>/std`` ``[B, c]`` over the locations;
+  * ``"patch_mean_std"``: ``<stage>/p<k>_mean`` and ``<stage>/p<k>_std`` ``[B, (h/k)(w/k), c]``
+    over the ``k × k`` patches, for each ``k`` in ``patch_sizes`` that divides ``h`` and ``w``;
+  * ``"blocks"``: ``<block>/mean`` and ``<block>/std`` ``[B, c]`` of every recorded residual
+    block output of the stage (``<stage>_block<j>`` in ``activations``);
+
+  and ``"input_rms"``: ``input/rms`` ``[B, 1]``, the root-mean-square of each input image.
+
+  Args:
+    activations: ``{name: [B, h, w, c]}`` (e.g. :class:`~drifting_jax.models.mae.MAEResNet`'s).
+    images: ``[B, H, W, C]`` the encoder's input.
+    stages: the stage names to use.
+    feature_sets: a subset of :data:`FEATURE_SETS`.
+    patch_sizes: patch sizes of ``"patch_mean_std"``.
+
+  Raises:
+    ValueError: an unknown stage or feature set, or a patch size that divides none of the
+      selected stages' maps.
+  """
+  unknown = sorted(set(feature_sets) - set(FEATURE_SETS))
+  if unknown or not feature_sets:
+    raise ValueError(f"`feature_sets` must be a non-empty subset of {FEATURE_SETS}, got "
+                     f"{tuple(feature_sets)}.")
+  missing = [s for s in stages if s not in activations]
+  if missing or not stages:
+    raise ValueError(f"`stages` must be non-empty names among {sorted(activations)}, got "
+                     f"{tuple(stages)}.")
+  if "patch_mean_std" in feature_sets:
+    for k in patch_sizes:
+      if not isinstance(k, int) or k < 2 or not any(
+          activations[s].shape[1] % k == 0 and activations[s].shape[2] % k == 0
+          for s in stages):
+        raise ValueError(f"`patch_sizes` must be ints >= 2 dividing the map of a selected "
+                         f"stage ({ {s: activations[s].shape[1:3] for s in stages} }), got "
+                         f"{k!r}.")
+  out: dict[str, jax.Array] = {}
+  for name in stages:
+    a = activations[name].astype(jnp.float32)
+    b, h, w, c = a.shape
+    if "loc" in feature_sets:
+      out[f"{name}/loc"] = a.reshape(b, h * w, c)
+    if "mean_std" in feature_sets:
+      out[f"{name}/mean"] = jnp.mean(a, axis=(1, 2))
+      out[f"{name}/std"] = _std(a.reshape(b, h * w, c), 1)
+    if "patch_mean_std" in feature_sets:
+      for k in patch_sizes:
+        if h % k or w % k:
+          continue  # where the patch divides the map (official)
+        cells = a.reshape(b, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5)
+        cells = cells.reshape(b, (h // k) * (w // k), k * k, c)
+        out[f"{name}/p{k}_mean"] = jnp.mean(cells, axis=2)
+        out[f"{name}/p{k}_std"] = _std(cells, 2)
+    if "blocks" in feature_sets:
+      for block in sorted(k for k in activations if k.startswith(f"{name}_block")):
+        x = activations[block].astype(jnp.float32)
+        out[f"{block}/mean"] = jnp.mean(x, axis=(1, 2))
+        out[f"{block}/std"] = _std(x.reshape(x.shape[0], -1, x.shape[-1]), 1)
+  if "input_rms" in feature_sets:
+    x = jnp.asarray(images, jnp.float32)
+    out["input/rms"] = jnp.sqrt(jnp.mean(x.reshape(x.shape[0], -1) ** 2, axis=1) + 1e-12)[:, None]
+  return out
+
+
+def mae_extractor(module: nn.Module, variables: Any, *, image_shape: Sequence[int],
+                  stages: Sequence[str] | None = None,
+                  feature_sets: Sequence[str] = FEATURE_SETS,
+                  patch_sizes: Sequence[int] = (2, 4),
+                  include_pixels: bool = False) -> FeatureExtractor:
+  """The frozen multi-scale feature extractor of a :class:`~drifting_jax.models.mae.MAEResNet`.
+
+  Args:
+    module: the encoder.
+    variables: its (trained or random) variables; constants of the extractor.
+    image_shape: ``(H, W, C)`` of the images.
+    stages: stage names (default: every ``stage<i>``).
+    feature_sets: see :func:`multiscale_features`.
+    patch_sizes: see :func:`multiscale_features`.
+    include_pixels: add the flattened images as stream ``"pixels"``.
+
+  Raises:
+    ValueError: bad ``image_shape``, ``stages``, ``feature_sets`` or ``patch_sizes``.
+  """
+  image_shape = tuple(int(d) for d in image_shape)
+  if len(image_shape) != 3 or min(image_shape) < 1:
+    raise ValueError(f"`image_shape` must be (H, W, C), got {image_shape}.")
+  variables = jax.tree_util.tree_map(jax.lax.stop_gradient, variables)
+  example = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  acts = jax.eval_shape(lambda x: module.apply(variables, x, decode=False)["activations"],
+                        example)
+  if stages is None:
+    stages = sorted(k for k in acts if "_block" not in k)
+  stages, feature_sets = tuple(stages), tuple(feature_sets)
+  patch_sizes = tuple(patch_sizes)
+
+  def apply(images):
+    a = module.apply(variables, images, decode=False)["activations"]
+    out = multiscale_features(a, images, stages=stages, feature_sets=feature_sets,
+                              patch_sizes=patch_sizes)
+    if include_pixels:
+      out["pixels"] = _flatten(images)
+    return out
+
+  names = tuple(jax.eval_shape(apply, example).keys())
+  return FeatureExtractor(apply, names)
+
+
 def make_feature_extractor(name: str | None, *, image_shape: Sequence[int], seed: int = 0,
                            channels: Sequence[int] = (16, 32, 64),
-                           include_pixels: bool = False) -> FeatureExtractor:
+                           include_pixels: bool = False, encoder: str = "mae_mnist_cpu",
+                           encoder_overrides: Mapping[str, Any] | None = None,
+                           **mae_options: Any) -> FeatureExtractor:
   """Builds a bundled extractor by name.
 
   Args:
-    name: ``None`` or ``"pixels"`` (pixel-space loss) or ``"random_conv"``
-      (:class:`ConvFeatureEncoder` with random weights from ``seed``, frozen).
+    name: ``None`` or ``"pixels"`` (pixel-space loss), ``"random_conv"``
+      (:class:`ConvFeatureEncoder` with random weights from ``seed``, frozen) or
+      ``"mae_random"`` (the :class:`~drifting_jax.models.mae.MAEResNet` preset ``encoder``
+      randomly initialised from ``seed`` and frozen: the control of a trained encoder,
+      whose run directory plugs in through the training layer, ``"mae:<run dir>"``).
     image_shape: ``(H, W, C)`` of the images.
-    seed: initialisation seed of ``random_conv``.
+    seed: initialisation seed of the random encoders.
     channels: stage widths of ``random_conv``.
-    include_pixels: add the pixel stream to ``random_conv``'s streams.
+    include_pixels: add the pixel stream to the encoder's streams.
+    encoder, encoder_overrides: the ``mae_random`` preset and its attribute overrides.
+    **mae_options: ``stages``, ``feature_sets``, ``patch_sizes`` of :func:`mae_extractor`.
 
   Returns:
     The :class:`FeatureExtractor`.
@@ -154,6 +285,16 @@ def make_feature_extractor(name: str | None, *, image_shape: Sequence[int], seed
   image_shape = tuple(int(d) for d in image_shape)
   if len(image_shape) != 3 or min(image_shape) < 1:
     raise ValueError(f"`image_shape` must be (H, W, C), got {image_shape}.")
+  if name == "mae_random":
+    from drifting_jax.models.mae import get_encoder
+    module = get_encoder(encoder, **dict(encoder_overrides or {}))
+    variables = jax.jit(module.init)(jax.random.PRNGKey(seed),
+                                     jnp.zeros((1, *image_shape), jnp.float32))
+    return mae_extractor(module, variables, image_shape=image_shape,
+                         include_pixels=include_pixels, **mae_options)
+  if mae_options or encoder_overrides:
+    raise ValueError(f"options {sorted(mae_options) + (['encoder_overrides'] if encoder_overrides else [])} "
+                     f"apply to MAE encoders, not to {name!r}.")
   channels = tuple(int(c) for c in channels)
   if not channels or min(channels) < 1:
     raise ValueError(f"`channels` must be a non-empty sequence of positive ints, got {channels}.")

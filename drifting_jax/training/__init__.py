@@ -7,7 +7,7 @@
 * :mod:`~drifting_jax.training.checkpoint` — one checkpoint tree format (orbax);
 * :mod:`~drifting_jax.training.trainer` — :func:`train`, :func:`load_run`,
   :func:`sample_run`, :func:`evaluate_run`;
-* :mod:`~drifting_jax.training.tasks` — the tasks (``"toy"``, ``"images"``);
+* :mod:`~drifting_jax.training.tasks` — the tasks (``"toy"``, ``"images"``, ``"encoder"``);
 * :mod:`~drifting_jax.training.driver`, :mod:`~drifting_jax.training.rundir`,
   :mod:`~drifting_jax.training.parallel` — the loop skeleton, the run directory, data
   parallelism over devices and hosts.
@@ -23,15 +23,16 @@ from drifting_jax.training.config import (RunConfig, apply_overrides, as_run_con
 from drifting_jax.training.parallel import make_mesh, maybe_initialize_distributed
 from drifting_jax.training.state import (TrainState, apply_gradients, build_objective,
                                          make_lr_schedule, make_optimizer, split_run_key)
-from drifting_jax.training.tasks import (ImageConfig, ImageTask, Task, ToyConfig, ToyTask,
-                                         get_task, make_task, register_task, task_names)
+from drifting_jax.training.tasks import (EncoderConfig, EncoderTask, ImageConfig, ImageTask,
+                                         Task, ToyConfig, ToyTask, get_task, make_task,
+                                         register_task, task_names)
 from drifting_jax.training.tasks.toy import (evaluate, generate, make_model, make_train_step,
                                              sample_data, save_scatter)
 from drifting_jax.training.trainer import (Hook, TrainResult, evaluate_run, load_run,
                                            restore_run, sample_run, train)
 
 __all__ = [
-    "Hook", "ImageConfig", "ImageTask", "RunConfig", "Task", "ToyConfig", "ToyTask",
+    "EncoderConfig", "EncoderTask", "Hook", "ImageConfig", "ImageTask", "RunConfig", "Task", "ToyConfig", "ToyTask",
     "TrainResult", "TrainState", "apply_gradients", "apply_overrides", "as_run_config",
     "build_objective", "checkpoint", "config", "config_dict", "config_from_dict",
     "config_to_dict", "driver", "evaluate", "evaluate_run", "generate", "get_task",

@@ -2,9 +2,10 @@
 one loader and one override path.
 
 Every run is described by a dataclass derived from :class:`RunConfig`, which holds the fields
-every run has — the task, the objective and its bandwidth schedule, the optimizer and its
-learning-rate schedule, the step budget, the logging/checkpoint cadence and the seed. Each
-task (:mod:`drifting_jax.training.tasks`) adds its own fields in a subclass registered with
+every run has — the task, the optimizer and its learning-rate schedule, the step budget, the
+logging/checkpoint cadence and the seed; runs that train a generator with a drift objective
+add the objective and its bandwidth schedule (:class:`DriftRunConfig`). Each task
+(:mod:`drifting_jax.training.tasks`) adds its own fields in a subclass registered with
 :func:`register` under its ``TASK`` name, and may change the defaults of shared fields.
 
 A config file (``experiments/configs/*.py``) defines ``get_config()`` returning an
@@ -38,7 +39,7 @@ from typing import Any, ClassVar
 
 from drifting_jax.training import overrides as overrides_lib
 
-__all__ = ["RunConfig", "apply_overrides", "as_run_config", "config_dict", "config_from_dict",
+__all__ = ["DriftRunConfig", "RunConfig", "apply_overrides", "as_run_config", "config_dict", "config_from_dict",
            "config_to_dict", "config_type", "load_config", "register", "resolve_config",
            "task_names", "validate_config"]
 
@@ -112,13 +113,6 @@ class RunConfig:
 
   Attributes:
     task: the task name (:mod:`drifting_jax.training.tasks`); fixed by the subclass.
-    objective: objective name (:func:`drifting_jax.objectives.objective_names`).
-    bandwidth: kernel bandwidth ``sigma`` / temperature ``tau`` (> 0).
-    objective_kwargs: extra options of the objective (e.g. Sinkhorn ``alpha``).
-    schedule: optional bandwidth schedule (:func:`drifting_jax.schedules.get_schedule`); the
-      bandwidth at optimizer step ``t`` is then ``schedule(t)``.
-    schedule_kwargs: hyperparameters of ``schedule``.
-    stop_gradient: train on the frozen-field loss (True) or the coupled ``||V||^2``.
     optimizer: ``"adam"`` or ``"adamw"`` (decoupled ``weight_decay``).
     learning_rate: peak learning rate.
     b1, b2, eps: Adam moments' decays and epsilon.
@@ -141,9 +135,6 @@ class RunConfig:
   # constraints of the fields, merged along the class hierarchy (see validate_config)
   CHECKS: ClassVar[dict[str, Any]] = {
       "task": Kind(str),
-      "objective": Kind(str), "bandwidth": POSITIVE, "objective_kwargs": Kind(dict),
-      "schedule": Kind(str, none=True), "schedule_kwargs": Kind(dict),
-      "stop_gradient": Kind(bool),
       "optimizer": Choice(("adam", "adamw")), "learning_rate": POSITIVE, "b1": UNIT, "b2": UNIT,
       "eps": POSITIVE, "weight_decay": Num(low=0, strict=False),
       "lr_schedule": Choice(("constant", "cosine")), "warmup_steps": COUNT,
@@ -161,12 +152,6 @@ class RunConfig:
                                             "checkpoint_every", "max_to_keep", "progress")
 
   task: str = ""
-  objective: str = "naive-laplace"
-  bandwidth: float = 0.03
-  objective_kwargs: dict = dataclasses.field(default_factory=dict)
-  schedule: str | None = None
-  schedule_kwargs: dict = dataclasses.field(default_factory=dict)
-  stop_gradient: bool = True
   optimizer: str = "adam"
   learning_rate: float = 1e-3
   b1: float = 0.9
@@ -204,6 +189,34 @@ class RunConfig:
     for klass in reversed(cls.__mro__):
       out.update(vars(klass).get("CHECKS", {}))
     return out
+
+
+@dataclasses.dataclass
+class DriftRunConfig(RunConfig):
+  """The fields of every run that trains a generator with a drift objective.
+
+  Attributes:
+    objective: objective name (:func:`drifting_jax.objectives.objective_names`).
+    bandwidth: kernel bandwidth ``sigma`` / temperature ``tau`` (> 0).
+    objective_kwargs: extra options of the objective (e.g. Sinkhorn ``alpha``).
+    schedule: optional bandwidth schedule (:func:`drifting_jax.schedules.get_schedule`); the
+      bandwidth at optimizer step ``t`` is then ``schedule(t)``.
+    schedule_kwargs: hyperparameters of ``schedule``.
+    stop_gradient: train on the frozen-field loss (True) or the coupled ``||V||^2``.
+  """
+
+  CHECKS: ClassVar[dict[str, Any]] = {
+      "objective": Kind(str), "bandwidth": POSITIVE, "objective_kwargs": Kind(dict),
+      "schedule": Kind(str, none=True), "schedule_kwargs": Kind(dict),
+      "stop_gradient": Kind(bool),
+  }
+
+  objective: str = "naive-laplace"
+  bandwidth: float = 0.03
+  objective_kwargs: dict = dataclasses.field(default_factory=dict)
+  schedule: str | None = None
+  schedule_kwargs: dict = dataclasses.field(default_factory=dict)
+  stop_gradient: bool = True
 
 
 _TYPES: dict[str, type[RunConfig]] = {}

@@ -16,7 +16,7 @@ import jax
 import optax
 
 from drifting_jax.objectives import Objective, objective_from_settings
-from drifting_jax.training.config import RunConfig
+from drifting_jax.training.config import DriftRunConfig, RunConfig
 
 __all__ = ["TrainState", "apply_gradients", "build_objective", "make_lr_schedule",
            "make_optimizer", "split_run_key"]
@@ -46,7 +46,7 @@ class TrainState:
   bank: Any = None
 
 
-def build_objective(cfg: RunConfig) -> Objective:
+def build_objective(cfg: DriftRunConfig) -> Objective:
   """The objective ``fn(x [N, D], pos [M, D], step) -> (loss, metrics)`` named by ``cfg``
   (with its optional bandwidth schedule); image tasks apply it per class group."""
   return objective_from_settings(cfg.objective, bandwidth=cfg.bandwidth, schedule=cfg.schedule,

@@ -2,7 +2,9 @@
 
 * ``"toy"`` — :class:`~drifting_jax.training.tasks.toy.ToyTask` (MLP generator, 2-D data);
 * ``"images"`` — :class:`~drifting_jax.training.tasks.images.ImageTask` (class-conditional
-  image generators, data-parallel).
+  image generators, data-parallel);
+* ``"encoder"`` — :class:`~drifting_jax.training.tasks.encoder.EncoderTask` (masked-autoencoder
+  pre-training of the feature encoder that image runs compute their loss on).
 
 A new kind of run subclasses :class:`~drifting_jax.training.tasks.base.Task` and its config
 :class:`~drifting_jax.training.config.RunConfig` (registered with
@@ -15,10 +17,11 @@ from typing import Any
 
 from drifting_jax.training.config import RunConfig
 from drifting_jax.training.tasks.base import Stepper, Task
+from drifting_jax.training.tasks.encoder import EncoderConfig, EncoderTask
 from drifting_jax.training.tasks.images import ImageConfig, ImageTask
 from drifting_jax.training.tasks.toy import ToyConfig, ToyTask
 
-__all__ = ["ImageConfig", "ImageTask", "Stepper", "Task", "ToyConfig", "ToyTask", "get_task",
+__all__ = ["EncoderConfig", "EncoderTask", "ImageConfig", "ImageTask", "Stepper", "Task", "ToyConfig", "ToyTask", "get_task",
            "make_task", "register_task", "task_names"]
 
 _TASKS: dict[str, type[Task]] = {}
@@ -37,6 +40,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 register_task(ToyTask)
 register_task(ImageTask)
+register_task(EncoderTask)
 
 
 def task_names() -> list[str]:

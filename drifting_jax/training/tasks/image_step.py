@@ -83,10 +83,26 @@ def _pmean(tree: Any, axis_name: str | None) -> Any:
 
 
 def _streams(extractor: FeatureExtractor, images: jax.Array) -> dict[str, jax.Array]:
-  """``[G, N, H, W, C] -> {stream: [G, N, D_s]}``."""
+  """``[G, N, H, W, C] -> {stream: [G, N, D_s] or [G, N, L_s, D_s]}`` (location streams keep
+  their location axis)."""
   g, n = images.shape[:2]
   out = extractor.apply(images.reshape(g * n, *images.shape[2:]))
-  return {k: v.reshape(g, n, -1) for k, v in out.items()}
+  return {k: v.reshape(g, n, *v.shape[1:]) if v.ndim == 3 else v.reshape(g, n, -1)
+          for k, v in out.items()}
+
+
+def _location_groups(x: jax.Array) -> jax.Array:
+  """``[G, N, L, D] -> [G·L, N, D]``: every location of every group its own drift problem
+  (Deng et al.'s per-location features); ``[G, N, D]`` is returned as it is."""
+  if x.ndim != 4:
+    return x
+  g, n, l, d = x.shape
+  return x.transpose(0, 2, 1, 3).reshape(g * l, n, d)
+
+
+def _per_location(x: jax.Array, like: jax.Array) -> jax.Array:
+  """A per-group ``[G]`` value repeated over the locations of ``like`` ``[G, N, L, D]``."""
+  return jnp.repeat(x, like.shape[2], axis=0) if like.ndim == 4 else x
 
 
 def _update_norm(cfg: Any, norm: dict, pos_streams: dict, class_ids: jax.Array,
@@ -101,7 +117,10 @@ def _update_norm(cfg: Any, norm: dict, pos_streams: dict, class_ids: jax.Array,
   ids = _gather(class_ids, axis_name)
   new = {}
   for name, state in norm.items():
-    obs = normalization.observe(pos_streams[name], k=cfg.norm_k)
+    x = pos_streams[name]
+    obs = normalization.observe(_location_groups(x), k=cfg.norm_k)
+    if x.ndim == 4:  # one scale per class and stream: the mean over the stream's locations
+      obs = jnp.mean(obs.reshape(x.shape[0], x.shape[2]), axis=1)
     # normalization.update() needs the samples of *all* groups; fold the gathered
     # observations with its EMA rule instead (same arithmetic, no sample traffic).
     new[name] = normalization.update_from_observations(state, _gather(obs, axis_name), ids,
@@ -197,10 +216,15 @@ def _make_train_step(cfg, model, optimizer, extractor, *, objective, axis_name,
       images = model.apply(params, flat(noise.noise), jnp.repeat(grp["cls"], n_gen),
                            cfg_scale=alpha, style=flat(noise.style))
       gen_s = _streams(extractor, images.reshape(n, n_gen, *images.shape[1:]))
-      extra = ({k: (grp["unc"][k], grp["alpha"]) for k in extractor.names}
-               if cfg.guidance else None)
-      return grouped.stream_loss(functools.partial(group_loss, step=opt_step), gen_s,
-                                 grp["pos"], scales=grp["scale"], extra=extra)
+      pos_s = grp["pos"]
+      extra = ({k: (_location_groups(grp["unc"][k]), _per_location(grp["alpha"], pos_s[k]))
+                for k in extractor.names} if cfg.guidance else None)
+      return grouped.stream_loss(
+          functools.partial(group_loss, step=opt_step),
+          {k: _location_groups(v) for k, v in gen_s.items()},
+          {k: _location_groups(v) for k, v in pos_s.items()},
+          scales={k: _per_location(v, pos_s[k]) for k, v in grp["scale"].items()},
+          extra=extra)
 
     params = state.params
     if axis_name is not None:  # see the docstring: makes the gradient device-local

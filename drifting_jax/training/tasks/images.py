@@ -38,24 +38,25 @@ from drifting_jax.data import class_conditional, images as image_data, memory_ba
 from drifting_jax.metrics import image_scores
 from drifting_jax.models import presets
 from drifting_jax.models.conditioning import image_shape
-from drifting_jax.models.encoders import make_feature_extractor
+from drifting_jax.models.encoders import mae_extractor, make_feature_extractor
 from drifting_jax.training import driver, parallel, rundir
-from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, UNIT, Choice, Kind, Num,
-                                          RunConfig, register)
+from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, UNIT, Choice,
+                                          DriftRunConfig, Kind, Num, RunConfig, register)
 from drifting_jax.training.state import TrainState, make_optimizer
 from drifting_jax.training.tasks import image_step
 from drifting_jax.training.tasks.base import Stepper, Task
+from drifting_jax.training.tasks.encoder import load_encoder
 
 __all__ = ["ImageConfig", "ImageTask", "generate_images"]
 
 
 @register
 @dataclasses.dataclass
-class ImageConfig(RunConfig):
+class ImageConfig(DriftRunConfig):
   """A class-conditional image run (defaults: Franz et al. Table 3 — AdamW β = (0.95, 0.999),
   lr 2e-4, weight decay 1e-4, 300 warm-up steps + cosine, clipping 2.0, Naive-Gauss at
   kernel width 0.2); the shared fields are those of
-  :class:`~drifting_jax.training.config.RunConfig`.
+  :class:`~drifting_jax.training.config.DriftRunConfig`.
 
   Attributes:
     dataset: dataset spec of :func:`drifting_jax.data.images.load_dataset` (``"mnist"``,
@@ -80,8 +81,12 @@ class ImageConfig(RunConfig):
     memory_bank: draw positives / unconditional negatives from a memory bank.
     bank_pos_size, bank_neg_size, bank_push: per-class and shared bank sizes, real samples
       pushed per iteration.
-    feature_encoder: None (pixel-space loss) or ``"random_conv"`` (frozen random conv net).
-    feature_kwargs: options of :func:`~drifting_jax.models.encoders.make_feature_extractor`.
+    feature_encoder: None (pixel-space loss), ``"random_conv"`` / ``"mae_random"`` (frozen
+      random encoders) or ``"mae:<encoder run dir>"`` (a trained encoder of the ``encoder``
+      task, frozen; Deng et al.'s multi-scale features).
+    feature_kwargs: options of :func:`~drifting_jax.models.encoders.make_feature_extractor`
+      (``mae:`` runs: those of :func:`~drifting_jax.models.encoders.mae_extractor` —
+      ``stages``, ``feature_sets``, ``patch_sizes``, ``include_pixels``).
     parallel: ``"auto"`` (mesh when several devices), ``"none"``, ``"mesh"``, ``"pmap"``.
     group_chunks: process each device's class groups in this many sequential chunks with
       gradient accumulation (``lax.scan``): activation memory / chunks, same gradients up
@@ -92,6 +97,9 @@ class ImageConfig(RunConfig):
     sample_every: sample-grid interval (iterations; 0 = only at the end).
     samples_per_class: grid columns per class.
     sample_cfg_scale: CFG scale of the sample grids.
+    init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
+      whose parameters and EMA initialize this run (its optimizer starts afresh): e.g.
+      pixel-space pre-training followed by feature-space fine-tuning.
 
   ``log_every`` and ``checkpoint_every`` count iterations (warm-up included).
   """
@@ -110,13 +118,14 @@ class ImageConfig(RunConfig):
       "feature_kwargs": Kind(dict), "parallel": Choice(("auto", "none", "mesh", "pmap")),
       "group_chunks": POSITIVE_INT, "compiler_options": Kind(dict), "sample_every": COUNT,
       "samples_per_class": POSITIVE_INT, "sample_cfg_scale": POSITIVE,
+      "init_from": Kind(str, none=True),
   }
   AMENDABLE: ClassVar[tuple[str, ...]] = RunConfig.AMENDABLE + (
       "sample_every", "samples_per_class", "sample_cfg_scale", "parallel", "compiler_options")
   # the seed is compiled into the batch preparation: it is part of the step here
   NOT_IN_STEP: ClassVar[tuple[str, ...]] = (
       "num_steps", "log_every", "checkpoint_every", "max_to_keep", "progress", "dataset",
-      "dataset_split", "sample_every", "samples_per_class", "sample_cfg_scale")
+      "dataset_split", "sample_every", "samples_per_class", "sample_cfg_scale", "init_from")
 
   task: str = "images"
   objective: str = "naive-gauss"
@@ -158,6 +167,7 @@ class ImageConfig(RunConfig):
   sample_every: int = 1000
   samples_per_class: int = 10
   sample_cfg_scale: float = 1.0
+  init_from: str | None = None
 
   def check(self) -> None:
     super().check()
@@ -203,6 +213,50 @@ def _save_grid(images, path: str, nrow: int) -> None:
   x = x[..., :3] if x.shape[-1] >= 3 else x[..., :1]  # latents: preview the first channels
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   image_data.save_image_grid(np.clip(x, -1.0, 1.0), path, nrow=nrow)
+
+
+def _feature_extractor(cfg: ImageConfig, shape: tuple[int, int, int]):
+  """The feature streams of ``cfg``: pixels, a bundled encoder, or a trained encoder run
+  (``feature_encoder="mae:<run dir>"``, its ``feature_kwargs`` those of
+  :func:`~drifting_jax.models.encoders.mae_extractor`)."""
+  name = cfg.feature_encoder
+  try:
+    if name is not None and name.startswith("mae:"):
+      module, variables = load_encoder(name[len("mae:"):], image_shape=shape)
+      return mae_extractor(module, variables, image_shape=shape, **cfg.feature_kwargs)
+    return make_feature_extractor(name, image_shape=shape, seed=cfg.seed, **cfg.feature_kwargs)
+  except TypeError as e:  # an option the extractor does not have
+    raise ValueError(f"`feature_kwargs` {cfg.feature_kwargs!r} do not fit feature_encoder "
+                     f"{name!r}: {e}") from None
+
+
+def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
+  """``(params, ema_params)`` of the image run at ``path``, checked against ``template``."""
+  from drifting_jax.training import checkpoint as ckpt
+  from drifting_jax.training.config import config_from_dict
+  try:
+    ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
+  except ValueError as e:
+    raise ValueError(f"`init_from` {path!r} is not an image run ({e})") from None
+  record = rundir.load_config_record(run_dir)
+  if record is None or record.get("task") != "images":
+    raise ValueError(f"`init_from` {path!r} is not an image run (expected a config.json with "
+                     f"task 'images')")
+  src = ImageTask(dataclasses.replace(config_from_dict(record), init_from=None),
+                  load_data=False)
+  manager = ckpt.make_manager(ckpt_dir, max_to_keep=src.cfg.max_to_keep)
+  try:
+    state = ckpt.restore(manager, src.init_state(), step)
+  finally:
+    manager.close()
+  if state is None:
+    raise ValueError(f"`init_from` {path!r} holds no checkpoint")
+  shapes = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
+  if jax.tree.structure(state.params) != jax.tree.structure(template) or shapes(
+      state.params) != shapes(template):
+    raise ValueError(f"`init_from` {path!r} trained another generator ({src.cfg.model} with "
+                     f"overrides {src.cfg.model_overrides}): its parameters do not fit")
+  return state.params, state.ema_params
 
 
 # -------------------------------------------------------------------------------- task
@@ -251,8 +305,7 @@ class ImageTask(Task):
     self.model = model
     self.optimizer = make_optimizer(cfg)
     self.objective = objective
-    self.extractor = make_feature_extractor(cfg.feature_encoder, image_shape=image_shape(model),
-                                            seed=cfg.seed, **cfg.feature_kwargs)
+    self.extractor = _feature_extractor(cfg, image_shape(model))
     self.data = None
     if load_data:
       ds = dataset if dataset is not None else image_data.load_dataset(
@@ -295,6 +348,9 @@ class ImageTask(Task):
     # One compiled program instead of hundreds of eagerly dispatched initialisation ops.
     state = self.cached("init", lambda: jax.jit(
         init, compiler_options=cfg.compiler_options or None))(cfg.seed)
+    if cfg.init_from:
+      params, ema = _pretrained(cfg.init_from, state.params)
+      state = state.replace(params=params, ema_params=ema, opt_state=optimizer.init(params))
     if not cfg.memory_bank:
       return state
     if self.data is None:

@@ -38,8 +38,8 @@ from drifting_jax.models.mlp import MLPGenerator, sample_noise
 from drifting_jax.models.presets import count_params
 from drifting_jax.objectives import Objective
 from drifting_jax.training import driver, rundir
-from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, Kind, Num, RunConfig,
-                                          register)
+from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, DriftRunConfig, Kind,
+                                          Num, RunConfig, register)
 from drifting_jax.training.state import (TrainState, apply_gradients, build_objective,
                                          make_optimizer, split_run_key)
 from drifting_jax.training.tasks.base import Stepper, Task
@@ -50,9 +50,9 @@ __all__ = ["ToyConfig", "ToyTask", "build_objective", "evaluate", "generate", "m
 
 @register
 @dataclasses.dataclass
-class ToyConfig(RunConfig):
+class ToyConfig(DriftRunConfig):
   """A toy drifting run (defaults: the CLI's default run); the shared fields are those of
-  :class:`~drifting_jax.training.config.RunConfig`.
+  :class:`~drifting_jax.training.config.DriftRunConfig`.
 
   Attributes:
     dataset: toy distribution name (:func:`drifting_jax.data.toy.get`).

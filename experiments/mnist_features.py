@@ -1,0 +1,216 @@
+"""Feature-space drifting on MNIST with a learned encoder (Deng et al. §3.4) on 2 CPU cores.
+
+Every run goes through the library's trainer and the shared sweep machinery (resumable: a
+run with a ledger row is skipped; rows in ``experiments/results/mnist_features_runs/``):
+
+* encoders (the ``encoder`` task): ``mae`` (``experiments/configs/mnist_mae.py``) and
+  ``mae_cls`` (the same with the class head, ``cls_weight = 1``); the ``random`` control
+  needs no training (``feature_encoder="mae_random"``);
+* pixel-space pre-training: ``mnist_small_cpu`` for ``PIXEL_STEPS`` steps;
+* generators: ``experiments/configs/mnist_features_cpu.py`` initialized from the pixel run,
+  with the recipe's feature sets / encoder (:data:`RECIPES`), and the pixel-space baseline
+  ``mnist_small_cpu`` at the same wall-clock budget;
+
+each generator scored with Inception FID-5k / precision / recall / F1 against MNIST test
+images, beside the real-vs-real value (``drifting-jax eval --fid inception``). The table
+(mean ± std over the seeds that finished) goes to ``experiments/results/mnist_features.json``
+/ ``.md`` with a figure and the samples of every recipe::
+
+    python experiments/mnist_features.py                    # every recipe, seed 0
+    python experiments/mnist_features.py --only feat_loc_ms --seeds 0 1 2
+    python experiments/mnist_features.py --table-only       # collect the ledger
+    python experiments/mnist_features.py --quick            # smoke test (seconds)
+
+Needs MNIST (``$DRIFTING_JAX_MNIST``) and the converted Inception weights.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+if __package__ in (None, ""):
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from experiments import _common, _sweep  # noqa: E402
+
+NAME = "mnist_features"
+CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
+LEDGER = pathlib.Path(__file__).resolve().parent / "results" / f"{NAME}_runs"
+PIXEL_STEPS = 6000
+INCEPTION_N = 5000
+
+#: encoder name -> overrides of mnist_mae.py
+ENCODERS: dict[str, dict[str, Any]] = {"mae": {}, "mae_cls": {"cls_weight": 1.0}}
+_LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
+           "include_pixels": True}
+#: recipe -> (encoder or "random" or None for pixels, overrides of mnist_features_cpu.py, what)
+RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
+    "feat_loc_ms": ("mae", {"feature_kwargs": _LOC_MS},
+                    "MAE features: 14×14 and 7×7 per location + global mean/std + pixels"),
+    "feat_random_loc_ms": ("random", {"feature_kwargs": _LOC_MS},
+                           "the same with a random (untrained) encoder: does learning matter"),
+    "feat_cls_loc_ms": ("mae_cls", {"feature_kwargs": _LOC_MS},
+                        "the same with the encoder trained with the class head"),
+    "pixels_same_budget": (None, {}, "mnist_small_cpu in pixel space, same wall clock"),
+}
+
+
+def encoder_run(name: str, *, quick: bool = False) -> _sweep.Run:
+  from drifting_jax.training import apply_overrides, load_config
+  over = dict(ENCODERS[name])
+  if quick:
+    over.update(num_steps=3, eval_num=50, warmup_steps=1, progress=False)
+  return _sweep.Run(f"encoder_{name}", apply_overrides(load_config(CONFIGS / "mnist_mae.py"),
+                                                        over), {"encoder": name})
+
+
+def pixel_run(seed: int, steps: int, *, quick: bool = False) -> _sweep.Run:
+  from drifting_jax.training import apply_overrides, load_config
+  over: dict[str, Any] = {"num_steps": steps, "seed": seed, "sample_every": 0,
+                          "progress": False}
+  if quick:
+    over.update(num_steps=3, norm_warmup=6, warmup_steps=1, checkpoint_every=3)
+  return _sweep.Run(f"pixels_n{steps}_s{seed}", apply_overrides(
+      load_config(CONFIGS / "mnist_small_cpu.py"), over), {"seed": seed, "steps": steps})
+
+
+def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
+                  pixel_steps: int | None = None, quick: bool = False) -> _sweep.Run:
+  """The generator run of ``recipe`` (the pixel baseline trains ``pixel_steps`` steps)."""
+  from drifting_jax.training import apply_overrides, load_config
+  encoder, over, _ = RECIPES[recipe]
+  over = dict(over, seed=seed, progress=False)
+  if encoder is None:  # pixel space for the whole budget (steps from the measured pixel rate)
+    cfg = load_config(CONFIGS / "mnist_small_cpu.py")
+    over = {"seed": seed, "progress": False, "sample_every": 0,
+            "num_steps": pixel_steps or cfg.num_steps}
+  else:
+    cfg = load_config(CONFIGS / "mnist_features_cpu.py")
+    over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
+    over["feature_encoder"] = ("mae_random" if encoder == "random" else
+                               f"mae:{runs_dir / encoder_run(encoder, quick=quick).name}")
+    if encoder == "random":
+      over["feature_kwargs"] = dict(over["feature_kwargs"], encoder="mae_mnist_cpu")
+  if quick:
+    over.update(num_steps=2, norm_warmup=4, warmup_steps=1, checkpoint_every=2,
+                sample_every=0)
+  return _sweep.Run(f"{recipe}_s{seed}", apply_overrides(cfg, over),
+                    {"recipe": recipe, "seed": seed, "encoder": encoder or "none"})
+
+
+def score(run: _sweep.Run, workdir: pathlib.Path, status: dict, *, n: int,
+          quick: bool) -> dict:
+  m = _sweep.evaluate_cached(workdir, f"eval_inception_{n}", num_samples=n,
+                             fid="inception", seed=int(run.params.get("seed", 0)),
+                             progress=not quick)
+  return {k: v for k, v in m.items() if k.startswith("inception_")} | {
+      "train_wall_s": status["train_wall_s"]}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  p = _common.parser(__doc__)
+  p.add_argument("--only", nargs="*", default=None, help="recipes (default: all)")
+  p.add_argument("--seeds", type=int, nargs="+", default=[0])
+  p.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/mnist_features"))
+  p.add_argument("--table-only", action="store_true", help="only collect the ledger")
+  args = p.parse_args(argv)
+  quick = args.quick
+  recipes = args.only or list(RECIPES)
+  unknown = sorted(set(recipes) - set(RECIPES))
+  if unknown:
+    raise SystemExit(f"unknown recipes {unknown}; known: {sorted(RECIPES)}")
+  runs_dir = args.runs_dir
+  ledger = _sweep.Ledger(runs_dir / "ledger" if quick else LEDGER)
+  n = 20 if quick else INCEPTION_N
+  log = lambda row: print(f"{row['name']}: {row['status'][:40]} "
+                          f"{row.get('inception_fid', math.nan):.2f}", flush=True)
+  with _common.Timer() as timer:
+    # the encoders and pixel runs the recipes need, then the recipes
+    encoders = sorted({RECIPES[r][0] for r in recipes} & set(ENCODERS))
+    enc_rows = _sweep.sweep([encoder_run(e, quick=quick) for e in encoders],
+                            runs_dir=runs_dir, ledger=ledger, collect_only=args.table_only,
+                            on_row=log, score=lambda run, wd, st: {
+                                k: st["metrics"][k] for k in ("knn_accuracy", "recon_loss")
+                                if k in st["metrics"]})
+    need_pix = any(RECIPES[r][0] is not None for r in recipes)
+    pix_rows = _sweep.sweep([pixel_run(s, PIXEL_STEPS, quick=quick) for s in args.seeds]
+                            if need_pix else [], runs_dir=runs_dir, ledger=ledger,
+                            collect_only=args.table_only, on_row=log)
+    enc_wall = max((r["train_wall_s"] for r in enc_rows if "train_wall_s" in r), default=0.0)
+    pix_wall = max((r["train_wall_s"] for r in pix_rows if "train_wall_s" in r), default=0.0)
+    pix_rate = next((r["steps_per_sec"] for r in pix_rows if r.get("steps_per_sec")), None)
+    rows = []
+    for recipe in recipes:
+      steps = None
+      if RECIPES[recipe][0] is None:  # the wall clock of the first finished feature recipe
+        feats = [r for r in ledger.rows() if r.get("encoder") not in (None, "none")
+                 and "recipe" in r and r.get("status") == "ok"]
+        if feats and pix_rate:
+          steps = int((enc_wall + pix_wall + feats[0]["train_wall_s"]) * pix_rate)
+        elif not quick:
+          print(f"{recipe}: waits for a finished feature recipe (its budget)", flush=True)
+          continue
+      runs = [generator_run(recipe, s, runs_dir, pixel_steps=steps, quick=quick)
+              for s in args.seeds]
+      rows += _sweep.sweep(runs, runs_dir=runs_dir, ledger=ledger, on_row=log,
+                           collect_only=args.table_only,
+                           score=lambda run, wd, st: score(run, wd, st, n=n, quick=quick))
+  cells = _sweep.aggregate([r for r in rows if r.get("status") == "ok"], by=("recipe",),
+                           keys=("inception_fid", "inception_precision", "inception_recall",
+                                 "inception_f1", "train_wall_s"))
+  floor = next((r["inception_fid_real_vs_real"] for r in rows
+                if "inception_fid_real_vs_real" in r), math.nan)
+  md = _sweep.markdown_table(
+      ["recipe", "what", "seeds", f"Inception FID-{n}", "P", "R", "F1", "generator train (min)"],
+      [[c["recipe"], RECIPES[c["recipe"]][2], c.get("inception_fid_n", 0),
+        _sweep.pm(c.get("inception_fid"), c.get("inception_fid_std")),
+        _sweep.pm(c.get("inception_precision"), c.get("inception_precision_std"), ".3f"),
+        _sweep.pm(c.get("inception_recall"), c.get("inception_recall_std"), ".3f"),
+        _sweep.pm(c.get("inception_f1"), c.get("inception_f1_std"), ".3f"),
+        f"{c.get('train_wall_s', math.nan) / 60:.1f}"] for c in cells])
+  md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
+  result = {"command": _common.command("mnist_features.py", argv), "encoders": enc_rows,
+            "pixel_runs": pix_rows, "runs": rows, "table": cells,
+            "inception_fid_real_vs_real": floor, "wall_s": timer.seconds,
+            "environment": _common.environment()}
+  out = runs_dir if quick else args.out_dir
+  _common.save_json(result, NAME, out)
+  (pathlib.Path(out) / f"{NAME}.md").write_text(md)
+  if cells:
+    _common.save_figure(_figure(cells, rows, runs_dir, floor), NAME, out)
+  print(md)
+  return result
+
+
+def _figure(cells, rows, runs_dir: pathlib.Path, floor: float):
+  import matplotlib.image as mpimg
+  plt = _common.pyplot()
+  fig, axes = plt.subplots(1, len(cells) + 1, figsize=(3.4 * (len(cells) + 1), 3.6),
+                           squeeze=False)
+  ax = axes[0, 0]
+  names = [c["recipe"] for c in cells]
+  ax.bar(range(len(cells)), [c.get("inception_fid", np.nan) for c in cells],
+         yerr=[c.get("inception_fid_std", 0.0) for c in cells], capsize=3, color="tab:blue")
+  ax.axhline(floor, color="gray", ls=":", label=f"real vs real ({floor:.2f})")
+  ax.set_xticks(range(len(cells)))
+  ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+  ax.set_ylabel(f"Inception FID-{INCEPTION_N}")
+  ax.legend(fontsize=7)
+  for a, c in zip(axes[0, 1:], cells):
+    seed0 = next((r for r in rows if r.get("recipe") == c["recipe"]), None)
+    grid = runs_dir / seed0["name"] / "samples.png" if seed0 else None
+    if grid is not None and grid.exists():
+      a.imshow(mpimg.imread(grid), cmap="gray")
+    a.set_title(f"{c['recipe']}\nFID {c.get('inception_fid', math.nan):.1f}", fontsize=8)
+    a.axis("off")
+  fig.tight_layout()
+  return fig
+
+
+if __name__ == "__main__":
+  main()
