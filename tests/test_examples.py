@@ -35,3 +35,9 @@ def test_class_conditional_step_trains():
   acc = main(steps=60, warmup=5)
   # class-conditional generation: chance is 0.25; 60 steps put every sample in its class
   assert acc_start < 0.8 and acc >= 0.95
+
+
+def test_feature_space_step_trains():
+  main = runpy.run_path(str(EXAMPLES / "feature_space_step.py"))["main"]
+  # the class means of the samples move toward the data's (ratio of the errors after/before)
+  assert main(steps=60, encoder_steps=30) < 0.6
