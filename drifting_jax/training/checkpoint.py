@@ -15,16 +15,18 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import flax.serialization
 import orbax.checkpoint as ocp
 
 from drifting_jax.data import memory_bank
+from drifting_jax.training import rundir
 from drifting_jax.training.state import TrainState
 
-__all__ = ["CHECKPOINT_DIR", "make_manager", "resolve_checkpoint", "restore", "restore_tree",
-           "save", "save_tree", "state_tree"]
+__all__ = ["CHECKPOINT_DIR", "make_manager", "resolve_checkpoint", "restore", "restore_run_state",
+           "restore_tree", "save", "save_tree", "state_tree"]
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -177,3 +179,36 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[str, int | None, str]:
   if os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path)):
     return path, None, os.path.dirname(path)
   raise ValueError(f"`checkpoint` {path!r} is not a run, checkpoints or step directory")
+
+
+def restore_run_state(path: str | os.PathLike,
+                      build: Callable[[dict], tuple[Any, TrainState, int]], *,
+                      what: str = "`workdir`") -> tuple[Any, TrainState, str]:
+  """Restores the state of the run at ``path`` (newest checkpoint that restores, or the
+  given ``checkpoints/<step>``).
+
+  Args:
+    path: a run directory, its ``checkpoints`` directory or one ``checkpoints/<step>``.
+    build: ``build(config record) -> (obj, template state, max_to_keep)``; raises
+      ``ValueError`` for a record it cannot use.
+    what: how error messages name ``path``.
+
+  Returns:
+    ``(obj, state, run_dir)``.
+
+  Raises:
+    ValueError: ``path`` is no run, has no ``config.json`` or no checkpoint.
+  """
+  ckpt_dir, step, run_dir = resolve_checkpoint(path)
+  record = rundir.load_config_record(run_dir)
+  if record is None:
+    raise ValueError(f"{what} {run_dir!r} has no config.json")
+  obj, template, max_to_keep = build(record)
+  manager = make_manager(ckpt_dir, max_to_keep=max_to_keep)
+  try:
+    state = restore(manager, template, step)
+  finally:
+    manager.close()
+  if state is None:
+    raise ValueError(f"{what} {ckpt_dir!r} holds no checkpoint")
+  return obj, state, run_dir

@@ -189,19 +189,11 @@ def restore_run(path: str | os.PathLike, *, load_data: bool = False
   Raises:
     ValueError: no ``config.json`` or no checkpoint found.
   """
-  ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
-  record = rundir.load_config_record(run_dir)
-  if record is None:
-    raise ValueError(f"`workdir` {run_dir!r} has no config.json")
-  task = make_task(config_from_dict(record), load_data=load_data)
-  manager = ckpt.make_manager(ckpt_dir, max_to_keep=task.cfg.max_to_keep)
-  try:
-    state = ckpt.restore(manager, task.init_state(), step)
-  finally:
-    manager.close()
-  if state is None:
-    raise ValueError(f"`checkpoint` directory {ckpt_dir!r} holds no checkpoint")
-  return task, state, run_dir
+  def build(record):
+    task = make_task(config_from_dict(record), load_data=load_data)
+    return task, task.init_state(), task.cfg.max_to_keep
+
+  return ckpt.restore_run_state(path, build)
 
 
 def load_run(path: str | os.PathLike) -> tuple[RunConfig, TrainState]:

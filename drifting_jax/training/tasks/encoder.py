@@ -281,31 +281,24 @@ def load_encoder(path: str | os.PathLike, *, image_shape: tuple[int, ...]
     ValueError: one line naming ``path`` when it is not a finished encoder run, or when its
       encoder does not fit ``image_shape``.
   """
+  where = f"`feature_encoder` {os.fspath(path)!r}"
+
+  def build(record):
+    if record.get("task") != "encoder":
+      raise ValueError(f"{where} is not an encoder run (expected a config.json with task "
+                       f"'encoder', found {record.get('task', 'toy')!r})")
+    task = EncoderTask(config_from_dict(record), load_data=False)
+    try:
+      task.model.check_config((1, *image_shape))
+    except ValueError as e:
+      raise ValueError(f"{where} cannot embed images of shape {tuple(image_shape)}: "
+                       f"{e}") from None
+    return task, task.init_state(tuple(image_shape)), task.cfg.max_to_keep
+
   try:
-    ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
-    record = rundir.load_config_record(run_dir)
+    task, state, _ = ckpt.restore_run_state(path, build, what="`feature_encoder`")
   except ValueError as e:
-    raise ValueError(f"`feature_encoder` path {os.fspath(path)!r} is not an encoder run "
-                     f"directory ({e})") from None
-  if record is None or record.get("task") != "encoder":
-    raise ValueError(f"`feature_encoder` path {os.fspath(path)!r} is not an encoder run "
-                     f"(expected a config.json with task 'encoder', found "
-                     f"{None if record is None else record.get('task', 'toy')!r})")
-  task = EncoderTask(config_from_dict(record), load_data=False)
-  try:
-    task.model.check_config((1, *image_shape))
-  except ValueError as e:
-    raise ValueError(f"`feature_encoder` {os.fspath(path)!r} cannot embed images of shape "
-                     f"{tuple(image_shape)}: {e}") from None
-  manager = ckpt.make_manager(ckpt_dir, max_to_keep=task.cfg.max_to_keep)
-  try:
-    state = ckpt.restore(manager, task.init_state(tuple(image_shape)), step)
-  except ValueError as e:
-    raise ValueError(f"`feature_encoder` {os.fspath(path)!r}: its checkpoint does not fit "
-                     f"images of shape {tuple(image_shape)} "
-                     f"({str(e).splitlines()[0]})") from None
-  finally:
-    manager.close()
-  if state is None:
-    raise ValueError(f"`feature_encoder` {os.fspath(path)!r} holds no checkpoint")
+    msg = str(e).splitlines()[0]
+    raise ValueError(msg if msg.startswith(where) else
+                     f"{where} is not an encoder run directory ({msg})") from None
   return task.model, state.params

@@ -39,9 +39,10 @@ from drifting_jax.metrics import image_scores
 from drifting_jax.models import presets
 from drifting_jax.models.conditioning import image_shape
 from drifting_jax.models.encoders import mae_extractor, make_feature_extractor
-from drifting_jax.training import driver, parallel, rundir
+from drifting_jax.training import checkpoint as ckpt, driver, parallel, rundir
 from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, UNIT, Choice,
-                                          DriftRunConfig, Kind, Num, RunConfig, register)
+                                          DriftRunConfig, Kind, Num, RunConfig,
+                                          config_from_dict, register)
 from drifting_jax.training.state import TrainState, make_optimizer
 from drifting_jax.training.tasks import image_step
 from drifting_jax.training.tasks.base import Stepper, Task
@@ -232,25 +233,20 @@ def _feature_extractor(cfg: ImageConfig, shape: tuple[int, int, int]):
 
 def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
   """``(params, ema_params)`` of the image run at ``path``, checked against ``template``."""
-  from drifting_jax.training import checkpoint as ckpt
-  from drifting_jax.training.config import config_from_dict
+  def build(record):
+    if record.get("task") != "images":
+      raise ValueError(f"`init_from` {path!r} is not an image run (expected a config.json "
+                       f"with task 'images', found {record.get('task', 'toy')!r})")
+    src = ImageTask(dataclasses.replace(config_from_dict(record), init_from=None),
+                    load_data=False)
+    return src, src.init_state(), src.cfg.max_to_keep
+
   try:
-    ckpt_dir, step, run_dir = ckpt.resolve_checkpoint(path)
+    src, state, _ = ckpt.restore_run_state(path, build, what="`init_from`")
   except ValueError as e:
-    raise ValueError(f"`init_from` {path!r} is not an image run ({e})") from None
-  record = rundir.load_config_record(run_dir)
-  if record is None or record.get("task") != "images":
-    raise ValueError(f"`init_from` {path!r} is not an image run (expected a config.json with "
-                     f"task 'images')")
-  src = ImageTask(dataclasses.replace(config_from_dict(record), init_from=None),
-                  load_data=False)
-  manager = ckpt.make_manager(ckpt_dir, max_to_keep=src.cfg.max_to_keep)
-  try:
-    state = ckpt.restore(manager, src.init_state(), step)
-  finally:
-    manager.close()
-  if state is None:
-    raise ValueError(f"`init_from` {path!r} holds no checkpoint")
+    msg = str(e).splitlines()[0]
+    raise ValueError(msg if msg.startswith("`init_from`") else
+                     f"`init_from` {path!r} is not an image run ({msg})") from None
   shapes = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
   if jax.tree.structure(state.params) != jax.tree.structure(template) or shapes(
       state.params) != shapes(template):
