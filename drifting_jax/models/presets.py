@@ -34,7 +34,7 @@ from drifting_jax.models.dit import DiTGenerator
 
 __all__ = [
     "PRESETS", "count_params", "describe", "example_inputs", "get_model", "init_params",
-    "list_models", "param_shapes", "sample_image_noise", "sample_noise", "GeneratorNoise",
+    "list_models", "param_shapes", "param_table", "sample_image_noise", "sample_noise", "GeneratorNoise",
 ]
 
 sample_image_noise = sample_noise  # alias that does not clash with models.mlp.sample_noise
@@ -120,6 +120,13 @@ def count_params(tree: Any) -> int:
 
 def _fmt(n: int) -> str:
   return f"{n:,}" + (f"  ({n / 1e6:.2f}M)" if n >= 100_000 else "")
+
+
+def param_table(title: str, params: Any) -> str:
+  """``title`` and one line per top-level submodule of ``params`` with its parameter count,
+  then the total (any model; :func:`describe` is the generators' version)."""
+  lines = [title] + [f"  {key:<22}{_fmt(count_params(sub))}" for key, sub in params.items()]
+  return "\n".join(lines + [f"  {'total':<22}{_fmt(count_params(params))}"])
 
 
 def describe(model_or_name: nn.Module | str) -> str:

@@ -29,7 +29,7 @@ import optax
 
 from drifting_jax.data import images as image_data
 from drifting_jax.models import mae
-from drifting_jax.models.presets import count_params
+from drifting_jax.models.presets import param_table
 from drifting_jax.training import checkpoint as ckpt, rundir
 from drifting_jax.training.config import (COUNT, POSITIVE_INT, UNIT, Kind, Num, RunConfig,
                                           config_from_dict, register)
@@ -261,12 +261,8 @@ class EncoderTask(Task):
     shape = self.image_shape or (28, 28, 1)
     shapes = jax.eval_shape(self.model.init, jax.random.PRNGKey(0),
                             jax.ShapeDtypeStruct((1, *shape), jnp.float32))
-    lines = [f"MAEResNet {self.cfg.encoder}: widths {tuple(self.model.widths)}, blocks "
-             f"{tuple(self.model.blocks)}, input {shape}"]
-    for name, sub in shapes["params"].items():
-      lines.append(f"  {name:<22}{count_params(sub):,}")
-    lines.append(f"  {'total':<22}{count_params(shapes['params']):,}")
-    return "\n".join(lines)
+    return param_table(f"MAEResNet {self.cfg.encoder}: widths {tuple(self.model.widths)}, "
+                       f"blocks {tuple(self.model.blocks)}, input {shape}", shapes["params"])
 
 
 def load_encoder(path: str | os.PathLike, *, image_shape: tuple[int, ...]

@@ -35,7 +35,7 @@ from drifting_jax.data import toy
 from drifting_jax.metrics.mmd import mmd
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
 from drifting_jax.models.mlp import MLPGenerator, sample_noise
-from drifting_jax.models.presets import count_params
+from drifting_jax.models.presets import param_table
 from drifting_jax.objectives import Objective
 from drifting_jax.training import driver, rundir
 from drifting_jax.training.config import (COUNT, POSITIVE, POSITIVE_INT, DriftRunConfig, Kind,
@@ -362,12 +362,8 @@ class ToyTask(Task):
     cfg = self.cfg
     shapes = jax.eval_shape(self.model.init, jax.random.PRNGKey(0),
                             sample_noise(jax.random.PRNGKey(0), 2, cfg.noise_dim))
-    lines = [f"toy MLP generator: noise {cfg.noise_dim} -> 2, {cfg.depth} x {cfg.hidden} "
-             f"({cfg.activation})"]
-    for name, sub in shapes["params"].items():
-      lines.append(f"  {name:<22}{count_params(sub):,}")
-    lines.append(f"  {'total':<22}{count_params(shapes['params']):,}")
-    return "\n".join(lines)
+    return param_table(f"toy MLP generator: noise {cfg.noise_dim} -> 2, {cfg.depth} x "
+                       f"{cfg.hidden} ({cfg.activation})", shapes["params"])
 
 
 def _no_options(options: dict) -> None:
