@@ -162,7 +162,6 @@ class EncoderTask(Task):
                          f"{ds.num_classes} classes")
       self.images = jnp.asarray(ds.images, jnp.float32)
       self.labels = jnp.asarray(ds.labels, jnp.int32)
-      self.dataset = ds
 
   @property
   def total_steps(self) -> int:
@@ -204,6 +203,10 @@ class EncoderTask(Task):
     return _EncoderStepper(self, state)
 
   def _probe(self, params: Any, num: int, k: int) -> dict[str, float]:
+    if self.images is None:  # a restored run: the probe's neighbours are training images
+      ds = image_data.load_dataset(self.cfg.dataset, split=self.cfg.dataset_split)
+      self.images = jnp.asarray(ds.images, jnp.float32)
+      self.labels = jnp.asarray(ds.labels, jnp.int32)
     test = image_data.load_dataset(self.cfg.dataset, split="test")
     n_train = min(len(self.images), 10 * num)
     f_train = pooled_features(self.model, params, np.asarray(self.images[:n_train]))
@@ -239,8 +242,6 @@ class EncoderTask(Task):
     given = sorted(n for n, v in options.items() if v is not None)
     if given:
       raise ValueError(f"option(s) {given} do not apply to encoder runs")
-    if self.images is None:
-      self.__init__(self.cfg)  # the probe needs the training images
     metrics = self._probe(state.params, num_samples or self.cfg.eval_num or 2000,
                           k or self.cfg.eval_k)
     metrics["step"] = int(state.step)

@@ -299,6 +299,7 @@ class ImageTask(Task):
       raise ValueError(f"`guidance=True` needs a generator conditioned on the CFG scale; set "
                        f"model_overrides {{'cfg_embed': True}} for model {cfg.model!r}")
     self.model = model
+    self._recent: list[float] = []  # losses of the last `log_every` training iterations
     self.optimizer = make_optimizer(cfg)
     self.objective = objective
     self.extractor = _feature_extractor(cfg, image_shape(model))
@@ -410,8 +411,7 @@ class ImageTask(Task):
 
   def on_check(self, its, checked):
     """Keeps the losses of the last ``log_every`` training iterations (``loss_avg``)."""
-    recent = getattr(self, "_recent", [])
-    self._recent = (recent + [v["loss"] for i, v in zip(its, checked)
+    self._recent = (self._recent + [v["loss"] for i, v in zip(its, checked)
                               if i >= self.warmup])[-self.cfg.log_every:]
 
   def progress_desc(self) -> str:
@@ -428,7 +428,7 @@ class ImageTask(Task):
             workdir, "samples", f"step_{done:07d}.png")))]
 
   def finalize(self, state, workdir, loop):
-    recent = getattr(self, "_recent", [])
+    recent = self._recent
     last = loop.values if loop.checked_step > self.warmup else {}  # training iterations only
     start = int(loop.start)
     final = dict(last, step=int(self.total_steps), wall_time_s=loop.elapsed_s,
