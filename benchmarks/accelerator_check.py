@@ -33,6 +33,7 @@ import pathlib
 import platform
 import sys
 import time
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -119,33 +120,49 @@ def _memory() -> int | None:
   return None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
 
 
-def train_step_check(model: str, batch: dict, *, iters: int, model_overrides=None) -> dict:
-  from drifting_jax.training import ImageTask
-  data = _fake_mnist()
-  out = {"model": model, "batch": batch}
-  per_step_images = batch["num_classes_per_step"] * batch["num_gen"]
-  for dtype in ("float32", "bfloat16"):
-    run = ImageTask(_image_cfg(model, batch, dtype, "none", model_overrides), dataset=data)
-    runner = run.runner()
-    s0 = run.init_state()
-    state, bank = s0.replace(bank=None), s0.bank
-    s, b, d = runner.place(state, bank, run.data)
+def measure_step(cfg, dataset, *, dtypes: Sequence[str] = ("float32", "bfloat16"), iters: int,
+                 stats: bool = False) -> dict:
+  """Per dtype, from the same initialization and batches: compile seconds, steps/s, images/s
+  (generated), peak device memory, the first loss and the loss after ``1 + iters`` steps of
+  ``cfg``'s train step; ``stats``: also the statistics-only warm-up step's rate."""
+  from drifting_jax.training import ImageTask, apply_overrides
+  out: dict = {}
+  images = cfg.num_classes_per_step * cfg.num_gen
+  for dtype in dtypes:
+    task = ImageTask(apply_overrides(cfg, {"dtype": dtype}), dataset=dataset)
+    runner = task.runner()
+    s0 = task.init_state()
+    s, b, d = runner.place(s0.replace(bank=None), s0.bank, task.data)
+
+    def timed(step_fn, s, b):
+      s, b, m = step_fn(s, b, d)  # compile
+      first = float(m["loss"]) if "loss" in m else None
+      t = time.perf_counter()
+      for _ in range(iters):
+        s, b, m = step_fn(s, b, d)
+      jax.block_until_ready(m)
+      return s, b, m, first, (time.perf_counter() - t) / iters
+
     t = time.perf_counter()
-    s, b, m = runner.train(s, b, d)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(iters):
-      s, b, m = runner.train(s, b, d)
-    jax.block_until_ready(m)
-    dt = (time.perf_counter() - t) / iters
-    out[dtype] = {"compile_s": compile_s, "steps_per_s": 1.0 / dt,
-                  "images_per_s": per_step_images / dt, "loss": float(m["loss"]),
-                  "peak_device_bytes": _memory()}
-    print(f"{model} train step [{dtype}]: {1 / dt:.2f} steps/s, {per_step_images / dt:.0f} "
-          f"images/s, compile {compile_s:.1f} s, peak {out[dtype]['peak_device_bytes']}",
-          flush=True)
+    s, b, m, first, dt = timed(runner.train, s, b)
+    compile_s = time.perf_counter() - t - iters * dt
+    row = {"compile_s": compile_s, "steps_per_s": 1.0 / dt, "images_per_s": images / dt,
+           "first_loss": first, "loss": float(m["loss"]), "devices": runner.num_devices,
+           "peak_device_bytes": _memory()}
+    if stats:
+      row["stats_steps_per_s"] = 1.0 / timed(runner.stats, s, b)[-1]
+    out[dtype] = row
+    print(f"{cfg.model} step [{dtype}]: {1 / dt:.2f} steps/s, {images / dt:.0f} images/s, "
+          f"compile {compile_s:.1f} s, loss after {1 + iters} steps {row['loss']:.5g}, peak "
+          f"{row['peak_device_bytes']}", flush=True)
+    del task, runner, s, b, d
   return out
+
+
+def train_step_check(model: str, batch: dict, *, iters: int, model_overrides=None) -> dict:
+  cfg = _image_cfg(model, batch, "float32", "none", model_overrides)
+  return {"model": model, "batch": batch,
+          **measure_step(cfg, _fake_mnist(), iters=iters)}
 
 
 def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:

@@ -72,8 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="run directory (latest checkpoint)")
   src.add_argument("--checkpoint", help="checkpoints directory or one checkpoints/<step>")
+  src.add_argument("--samples", help="an .npz of generated images (`samples`: uint8 levels or "
+                                     "[-1, 1] floats, e.g. from benchmarks/accelerator_run.py)"
+                                     ": Inception FID / P / R / F1 against --dataset")
+  p.add_argument("--dataset", default=None,
+                 help="--samples: the real data (default: the file's `dataset` entry)")
   p.add_argument("--num-samples", type=int, default=None,
-                 help="samples per side (default: the run's eval_num_samples)")
+                 help="samples per side (default: the run's eval_num_samples; --samples: all)")
   p.add_argument("--num-projections", type=int, default=None,
                  help="sliced-Wasserstein projections (default: the run's setting)")
   p.add_argument("--seed", type=int, default=None, help="evaluation seed")
@@ -186,6 +191,22 @@ def cmd_eval(source: str, *, num_samples: int | None = None,
   return evaluate_run(source, out=out, progress=True, **options)
 
 
+def cmd_eval_samples(path: str, *, dataset: str | None = None, fid: str | None = None,
+                     num_samples: int | None = None, out: str | None = None,
+                     inception_weights: str | None = None, unused=None) -> dict:
+  """``drifting-jax eval --samples FILE.npz``: Inception scores of a samples file
+  (:func:`drifting_jax.metrics.image_scores.score_samples_file`)."""
+  given = sorted(k for k, v in (unused or {}).items() if v is not None)
+  if given:
+    raise ValueError(f"option(s) {given} do not apply to `--samples`")
+  if fid not in (None, "inception"):
+    raise ValueError(f"`--samples` is scored with `--fid inception` only, got --fid {fid}")
+  from drifting_jax.metrics.image_scores import score_samples_file
+
+  return score_samples_file(path, dataset=dataset, num_samples=num_samples,
+                            weights=inception_weights, out=out, progress=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``drifting-jax`` console script; returns the exit status.
 
@@ -225,7 +246,16 @@ def _run(args) -> int:
     path = cmd_sample(args.workdir or args.checkpoint, num=args.num, out=args.out,
                       seed=args.seed, class_id=args.class_id, cfg_scale=args.cfg_scale)
     print(f"wrote {args.num} samples to {path}")
+  elif args.samples is not None:
+    metrics = cmd_eval_samples(args.samples, dataset=args.dataset, fid=args.fid,
+                               num_samples=args.num_samples, out=args.out,
+                               inception_weights=args.inception_weights,
+                               unused={"--num-projections": args.num_projections,
+                                       "--seed": args.seed, "--classifier": args.classifier})
+    print(json.dumps(metrics, indent=2, sort_keys=True))
   else:
+    if args.dataset is not None:
+      raise ValueError("`--dataset` applies to `--samples` only (a run knows its data)")
     metrics = cmd_eval(args.workdir or args.checkpoint, num_samples=args.num_samples,
                        num_projections=args.num_projections, seed=args.seed, out=args.out,
                        classifier=args.classifier, fid=args.fid,

@@ -130,8 +130,7 @@ def _launch(spec: dict[str, Any], single_thread: bool) -> dict[str, Any]:
   spec_path.write_text(json.dumps(spec))
   env = dict(os.environ)
   if single_thread:
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                        "intra_op_parallelism_threads=1").strip()
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(spec_path),
                          "--worker-out", str(res_path)], env=env, capture_output=True, text=True)
   if proc.returncode != 0 or not res_path.exists():

@@ -12,10 +12,11 @@ import os
 import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _xla_flags import FAST_COMPILE  # noqa: E402 - cheaper compiles (conftest)
+
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=2"
-                           " --xla_backend_optimization_level=0"
-                           " --xla_cpu_use_fusion_emitters=false")  # cheaper compiles (conftest)
+                           f" --xla_force_host_platform_device_count=2 {FAST_COMPILE}")
 
 
 def config():

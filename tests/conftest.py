@@ -13,8 +13,7 @@ import sys
 # instead of 64 s; jaxlib 0.10.2). Both change how a fusion is lowered to machine code, not
 # the arithmetic the tests check. Set before JAX creates its CPU backend; subprocesses the
 # tests start inherit it.
-FAST_COMPILE = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-                " --xla_cpu_use_fusion_emitters=false")
+from _xla_flags import FAST_COMPILE  # noqa: E402 - before JAX creates its CPU backend
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,50 @@ def test_train_describe_prints_parameter_counts(capsys):
                         "mnist_dit_s2.py")
   assert cli.main(["train", "--describe", "--config", config]) == 0
   assert "32,473,732" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("write,args,match", [
+    (None, [], "not found"),
+    (dict(images=np.zeros((2, 4, 4), np.uint8)), [], "no `samples`"),
+    (dict(samples=np.zeros((4,), np.uint8)), [], r"\[N, H, W, C\]"),
+    (dict(samples=np.zeros((2, 4, 4), np.int32)), [], "uint8 or floating"),
+    (dict(samples=np.full((2, 4, 4), 2.0, np.float32)), [], r"in \[-1, 1\]"),
+    (dict(samples=np.full((2, 4, 4), np.nan, np.float32)), [], "NaN"),
+    (dict(samples=np.zeros((2, 4, 4), np.uint8)), [], "`dataset` is needed"),
+    (dict(samples=np.zeros((2, 4, 4), np.uint8), dataset="mnist"), ["--num-samples", "3"],
+     r"`num_samples` must be an int in \[1, 2\]"),
+    (dict(samples=np.zeros((2, 4, 4), np.uint8), dataset="mnist"), ["--seed", "1"],
+     r"\['--seed'\] do not apply"),
+    (dict(samples=np.zeros((2, 4, 4), np.uint8), dataset="mnist"), ["--fid", "classifier"],
+     "with `--fid inception` only"),
+])
+def test_eval_samples_file_bad_input(tmp_path, capsys, write, args, match):
+  path = tmp_path / "s.npz"
+  if write is not None:
+    np.savez(path, **write)
+  assert cli.main(["eval", "--samples", str(path), *args]) == 2
+  assert re.search(match, capsys.readouterr().err)
+
+
+def test_eval_dataset_needs_samples(run_dir, capsys):
+  assert cli.main(["eval", "--workdir", str(run_dir), "--dataset", "mnist"]) == 2
+  assert "applies to `--samples` only" in capsys.readouterr().err
+
+
+def test_eval_samples_file_of_real_images_scores_the_floor(tmp_path, capsys):
+  """Samples that *are* the first n training images score exactly the real-vs-real floor."""
+  from drifting_jax.data.images import load_dataset
+  from drifting_jax.metrics.inception import default_inception_path
+  if default_inception_path() is None or "DRIFTING_JAX_MNIST" not in os.environ:
+    pytest.skip("needs the converted Inception weights and MNIST")
+  n = 20
+  x = load_dataset("mnist", split="train").images[:n]
+  path = tmp_path / "real.npz"
+  np.savez(path, samples=np.rint((x + 1.0) * 127.5).astype(np.uint8), dataset="mnist")
+  assert cli.main(["eval", "--samples", str(path)]) == 0
+  printed = json.loads(capsys.readouterr().out)
+  saved = json.loads((tmp_path / "real_metrics.json").read_text())
+  assert saved == printed and saved["inception_num"] == n and saved["dataset"] == "mnist"
+  np.testing.assert_allclose(saved["inception_fid"], saved["inception_fid_real_vs_real"],
+                             rtol=1e-6)
+  assert saved["inception_precision"] == saved["inception_precision_real_vs_real"]

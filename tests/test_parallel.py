@@ -67,6 +67,23 @@ _SCRIPT = textwrap.dedent("""
                              scale=leaves({k: v.scale for k, v in s.norm.items()}),
                              step=int(s.step), devices=runner.num_devices, mode=runner.mode)
         out[name] = res
+    # parallel="auto" with 5 class groups on 8 devices (Franz et al.'s N_c = 5): 5 devices
+    import warnings
+    auto_cfg = ImageConfig(**dict(small, num_classes_per_step=5), objective="naive-gauss",
+                           bandwidth=0.2, model_overrides={"latent": 32, "num_upsamples": 0})
+    res = {}
+    for mode in ("none", "auto"):
+        auto_cfg.parallel = mode
+        run = ImageTask(auto_cfg, dataset=ds)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runner = run.runner()
+        s0 = run.init_state()
+        state, bank, data = runner.place(s0.replace(bank=None), s0.bank, run.data)
+        state, bank, m = runner.train(state, bank, data)
+        res[mode] = dict(loss=float(m["loss"]), devices=runner.num_devices, mode=runner.mode,
+                         warnings=[str(w.message) for w in caught])
+    out["auto5"] = res
     print("RESULT" + json.dumps(out))
 """)
 
@@ -120,3 +137,44 @@ def test_distributed_config_validation(monkeypatch):
   with pytest.raises(ValueError, match="process_id"):
     parallel.maybe_initialize_distributed(coordinator_address="localhost:1234",
                                           num_processes=2, process_id=2)
+
+
+def test_auto_uses_the_devices_that_divide_the_groups(results):
+  """parallel="auto" never fails where one device succeeds: 5 groups on 8 devices use 5."""
+  ref, got = results["auto5"]["none"], results["auto5"]["auto"]
+  assert ref["devices"] == 1 and got["devices"] == 5 and got["mode"] == "mesh"
+  np.testing.assert_allclose(got["loss"], ref["loss"], rtol=2e-5)
+  assert any("5 class groups over 5 of the 8 devices" in w for w in got["warnings"])
+  assert not ref["warnings"]
+
+
+class _Dev:
+  def __init__(self, process_index, i):
+    self.process_index, self.id = process_index, i
+
+  def __repr__(self):
+    return f"d{self.process_index}.{self.id}"
+
+
+@pytest.mark.parametrize("groups,devices,expected", [
+    (8, 8, 8), (5, 8, 5), (6, 4, 3), (7, 4, 1), (1, 8, 1), (12, 8, 6), (4, 1, 1)])
+def test_auto_devices_single_host(groups, devices, expected):
+  devs = [_Dev(0, i) for i in range(devices)]
+  if expected < devices:
+    with pytest.warns(UserWarning, match=f"over {expected} of the {devices} devices"):
+      chosen = parallel.auto_devices(devs, groups)
+  else:
+    chosen = parallel.auto_devices(devs, groups)
+  assert chosen == devs[:expected]
+
+
+def test_auto_devices_multi_host():
+  devs = [_Dev(p, 4 * p + i) for p in range(2) for i in range(4)]  # 2 hosts x 4 devices
+  assert parallel.auto_devices(devs, 8) == devs
+  with pytest.warns(UserWarning, match="over 6 of the 8"):
+    chosen = parallel.auto_devices(devs, 6)  # 3 per host
+  assert chosen == devs[:3] + devs[4:7]
+  with pytest.warns(UserWarning, match="over 2 of the 8"):
+    assert parallel.auto_devices(devs, 10) == [devs[0], devs[4]]
+  with pytest.raises(ValueError, match=r"`num_classes_per_step` \(5\).*processes \(2\)"):
+    parallel.auto_devices(devs, 5)

@@ -31,7 +31,8 @@ from drifting_jax.metrics.frechet import frechet_distance_from_features
 from drifting_jax.metrics.precision_recall import precision_recall
 
 __all__ = ["DEFAULT_MNIST_CLASSIFIER", "FID_KINDS", "classifier_scores", "inception_scores",
-           "inception_weights_path", "real_inception_features"]
+           "inception_weights_path", "load_samples", "real_inception_features",
+           "score_samples_file"]
 
 # shipped as package data (made by experiments/train_mnist_classifier.py)
 DEFAULT_MNIST_CLASSIFIER = (pathlib.Path(__file__).resolve().parents[1] / "assets" /
@@ -141,3 +142,78 @@ def classifier_scores(fake: np.ndarray, fake_labels: np.ndarray, *, real_feature
       "note": "FID on the project's classifier features; a fast proxy for sweeps, "
               "not comparable to Inception FID or to any paper's FID.",
   }
+
+
+def load_samples(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+  """Generated images of an ``.npz`` file as ``[N, H, W, C]`` floats in ``[-1, 1]``.
+
+  The file holds ``samples``: uint8 pixel levels (``0..255``, as
+  ``benchmarks/accelerator_run.py`` writes them) or floats in ``[-1, 1]`` (as
+  ``drifting-jax sample`` writes them), ``[N, H, W, C]`` or ``[N, H, W]``; and optionally
+  ``dataset``, the name of the data they imitate (returned, else None).
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: no ``samples`` array, a wrong rank or dtype, non-finite values, or floats
+      outside ``[-1, 1]``.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"samples file not found: {path}")
+  with np.load(path, allow_pickle=False) as data:
+    if "samples" not in data:
+      raise ValueError(f"{path} has no `samples` array (it has {sorted(data.files)})")
+    x = data["samples"]
+    dataset = str(data["dataset"]) if "dataset" in data else None
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4 or x.shape[0] == 0:
+    raise ValueError(f"`samples` of {path} must be [N, H, W, C] or [N, H, W] with N >= 1, "
+                     f"got shape {x.shape}")
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 127.5 - 1.0, dataset
+  if not np.issubdtype(x.dtype, np.floating):
+    raise ValueError(f"`samples` of {path} must be uint8 or floating, got {x.dtype}")
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"`samples` of {path} contain NaN or inf (first at flat index "
+                     f"{int(np.flatnonzero(~np.isfinite(x))[0])})")
+  if x.min() < -1.0 - 1e-3 or x.max() > 1.0 + 1e-3:
+    raise ValueError(f"float `samples` of {path} must lie in [-1, 1], got "
+                     f"[{x.min():.4g}, {x.max():.4g}]")
+  return np.clip(x.astype(np.float32), -1.0, 1.0), dataset
+
+
+def score_samples_file(path: str | os.PathLike, *, dataset: str | None = None,
+                       num_samples: int | None = None, weights=None, k: int = 3,
+                       out: str | os.PathLike | None = None, progress: bool = False) -> dict:
+  """Inception FID / P / R / F1 of the samples in an ``.npz`` file (:func:`load_samples`)
+  against ``dataset``'s test images, with the real-vs-real floor (:func:`inception_scores`).
+
+  Args:
+    path: the samples file.
+    dataset: the real data (default: the file's ``dataset`` entry).
+    num_samples: score the first ``num_samples`` samples (default: all of them).
+    weights: converted TF-FID Inception weights (default: :func:`inception_weights_path`).
+    k: neighbours of the precision/recall manifolds.
+    out: JSON path for the scores (default ``<path without .npz>_metrics.json``).
+    progress: show progress bars.
+
+  Raises:
+    ValueError: no dataset named, or more samples asked for than the file holds.
+  """
+  fake, stored = load_samples(path)
+  dataset = dataset or stored
+  if not dataset:
+    raise ValueError(f"`dataset` is needed: {path} does not name the data its samples imitate")
+  n = fake.shape[0] if num_samples is None else num_samples
+  if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= fake.shape[0]:
+    raise ValueError(f"`num_samples` must be an int in [1, {fake.shape[0]}] (the samples in "
+                     f"{path}), got {num_samples!r}")
+  scores = inception_scores(fake[:n], dataset=dataset, n=n, weights=weights, k=k,
+                            progress=progress)
+  scores = {"samples_file": str(path), "dataset": dataset, **scores}
+  out = pathlib.Path(out) if out is not None else pathlib.Path(
+      os.path.splitext(os.fspath(path))[0] + "_metrics.json")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n")
+  return scores

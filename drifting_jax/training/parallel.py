@@ -22,7 +22,8 @@ see the same data); it runs replicated, before the batch is split.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["AXIS", "Runner", "make_mesh", "make_runner", "maybe_initialize_distributed",
+__all__ = ["AXIS", "Runner", "auto_devices", "make_mesh", "make_runner", "maybe_initialize_distributed",
            "replicate"]
 
 AXIS = "data"
@@ -185,25 +186,64 @@ def _pmap(train_step, stats_step, prepare, devices, axis_name: str, opts) -> Run
   return Runner("pmap", n, place, wrap(train_step), wrap(stats_step), fetch)
 
 
+def auto_devices(devices: Sequence[Any], num_groups: int) -> list:
+  """The devices ``parallel="auto"`` splits ``num_groups`` class groups over.
+
+  Every device needs whole class groups, so this is the largest number of ``devices`` that
+  divides ``num_groups`` (one device if no larger count does): e.g. 5 groups on 8 devices
+  run on 5 of them, 6 groups on 4 devices on 3. Across hosts every process keeps the same
+  number of its own devices (a process without a device could not take part in the step's
+  collectives), so the count is ``processes × m`` for the largest such ``m`` that divides
+  ``num_groups``. When fewer than all devices are used a ``UserWarning`` says so.
+
+  Raises:
+    ValueError: across hosts, when no count ``processes × m`` divides ``num_groups``.
+  """
+  devices = list(devices)
+  n = len(devices)
+  by_process: dict[int, list] = {}
+  for d in devices:
+    by_process.setdefault(getattr(d, "process_index", 0), []).append(d)
+  if len(by_process) == 1:
+    count = max(k for k in range(1, n + 1) if num_groups % k == 0)
+    chosen = devices[:count]
+  else:
+    procs = len(by_process)
+    local = min(len(v) for v in by_process.values())
+    per = [m for m in range(1, local + 1) if num_groups % (procs * m) == 0]
+    if not per:
+      raise ValueError(
+          f"`num_classes_per_step` ({num_groups}) must be divisible by the number of "
+          f"processes ({procs}) for a multi-host run: every process needs whole class groups")
+    chosen = [d for p in sorted(by_process) for d in by_process[p][:max(per)]]
+  if len(chosen) < n:
+    warnings.warn(f"parallel='auto': {num_groups} class groups over {len(chosen)} of the {n} "
+                  f"devices (the largest count that divides them; every device needs whole "
+                  f"class groups)", UserWarning, stacklevel=3)
+  return chosen
+
+
 def make_runner(mode: str, *, make_steps: Callable[[str | None], tuple[Callable, Callable]],
                 prepare: Callable, num_groups: int, devices: Any = None,
                 axis_name: str = AXIS, compiler_options: dict | None = None) -> Runner:
   """Builds the runner for ``mode``.
 
   Args:
-    mode: ``"auto"`` (``"mesh"`` when more than one device, else ``"none"``), ``"none"``,
-      ``"mesh"`` or ``"pmap"``.
+    mode: ``"auto"`` (``"mesh"`` over :func:`auto_devices` when that is more than one
+      device, else ``"none"``), ``"none"``, ``"mesh"`` or ``"pmap"``.
     make_steps: ``axis_name -> (train_step, stats_step)`` per-device steps (``axis_name``
       None for the single-device runner).
     prepare: ``(bank, data, step) -> (bank, batch)`` global batch of an iteration.
-    num_groups: class groups per iteration (must be divisible by the device count).
+    num_groups: class groups per iteration (``"mesh"`` / ``"pmap"``: must be divisible by
+      the device count; ``"auto"`` uses as many devices as divide them).
     devices: devices to use (default: all, for ``pmap`` the local ones).
     axis_name: the data-parallel axis name.
     compiler_options: XLA compiler options of the jitted programs (``jax.pmap`` takes none:
       under ``"pmap"`` they apply to the batch preparation only).
 
   Raises:
-    ValueError: unknown ``mode`` or groups not divisible by the device count.
+    ValueError: unknown ``mode``, or (``"mesh"`` / ``"pmap"``) groups not divisible by the
+      device count.
   """
   if mode not in ("auto", "none", "mesh", "pmap"):
     raise ValueError(f"`parallel` must be one of ('auto', 'none', 'mesh', 'pmap'), got {mode!r}")
@@ -213,6 +253,7 @@ def make_runner(mode: str, *, make_steps: Callable[[str | None], tuple[Callable,
     devices = jax.devices() if devices is None else list(devices)
   opts = compiler_options or None
   if mode == "auto":
+    devices = auto_devices(devices, num_groups)
     mode = "mesh" if len(devices) > 1 else "none"
   if mode == "none":
     return _single(*make_steps(None), prepare, opts)

@@ -67,7 +67,8 @@ class ImageConfig(DriftRunConfig):
     model_overrides: preset attribute overrides (e.g. ``{"depth": 2}``).
     dtype: generator compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters and the
       loss stay float32).
-    num_classes_per_step: ``N_c`` class groups per step (divisible by the device count).
+    num_classes_per_step: ``N_c`` class groups per step (``parallel="mesh"`` / ``"pmap"``:
+      divisible by the device count; ``"auto"`` uses the devices that divide it).
     num_pos: ``N_pos`` real samples per group.
     num_gen: ``N_gen`` generated samples per group (the negatives).
     kernel_width_norm: per-class kNN kernel-width normalization (Franz §5.1).
