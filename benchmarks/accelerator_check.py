@@ -123,8 +123,9 @@ def _memory() -> int | None:
 def measure_step(cfg, dataset, *, dtypes: Sequence[str] = ("float32", "bfloat16"), iters: int,
                  stats: bool = False) -> dict:
   """Per dtype, from the same initialization and batches: compile seconds, steps/s, images/s
-  (generated), peak device memory, the first loss and the loss after ``1 + iters`` steps of
-  ``cfg``'s train step; ``stats``: also the statistics-only warm-up step's rate."""
+  (generated), the process's peak device memory so far, the first step's loss and gradient
+  norm and the loss after ``1 + iters`` steps of ``cfg``'s train step; ``stats``: also the
+  statistics-only warm-up step's rate."""
   from drifting_jax.training import ImageTask, apply_overrides
   out: dict = {}
   images = cfg.num_classes_per_step * cfg.num_gen
@@ -136,7 +137,8 @@ def measure_step(cfg, dataset, *, dtypes: Sequence[str] = ("float32", "bfloat16"
 
     def timed(step_fn, s, b):
       s, b, m = step_fn(s, b, d)  # compile
-      first = float(m["loss"]) if "loss" in m else None
+      jax.block_until_ready(m)
+      first = {k: float(m[k]) for k in ("loss", "grad_norm") if k in m}
       t = time.perf_counter()
       for _ in range(iters):
         s, b, m = step_fn(s, b, d)
@@ -147,14 +149,15 @@ def measure_step(cfg, dataset, *, dtypes: Sequence[str] = ("float32", "bfloat16"
     s, b, m, first, dt = timed(runner.train, s, b)
     compile_s = time.perf_counter() - t - iters * dt
     row = {"compile_s": compile_s, "steps_per_s": 1.0 / dt, "images_per_s": images / dt,
-           "first_loss": first, "loss": float(m["loss"]), "devices": runner.num_devices,
-           "peak_device_bytes": _memory()}
+           "first_loss": first["loss"], "first_grad_norm": first["grad_norm"],
+           "loss": float(m["loss"]), "devices": runner.num_devices,
+           "process_peak_device_bytes": _memory()}
     if stats:
       row["stats_steps_per_s"] = 1.0 / timed(runner.stats, s, b)[-1]
     out[dtype] = row
     print(f"{cfg.model} step [{dtype}]: {1 / dt:.2f} steps/s, {images / dt:.0f} images/s, "
           f"compile {compile_s:.1f} s, loss after {1 + iters} steps {row['loss']:.5g}, peak "
-          f"{row['peak_device_bytes']}", flush=True)
+          f"{row['process_peak_device_bytes']}", flush=True)
     del task, runner, s, b, d
   return out
 
@@ -166,13 +169,15 @@ def train_step_check(model: str, batch: dict, *, iters: int, model_overrides=Non
 
 
 def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:
-  """The first step's loss from the same init and batch, default backend vs CPU."""
+  """The first step's loss and gradient norm from the same init and batch, default backend
+  vs CPU (the loss alone does not see the generator: its zero-initialized output layer)."""
   from drifting_jax.training import ImageTask
   data = _fake_mnist()
-  losses = {}
+  losses, gnorms = {}, {}
   for where in ("default", "cpu"):
     if where == "cpu" and jax.default_backend() == "cpu":
       losses["cpu"] = losses["default"]  # the same computation: nothing to compare
+      gnorms["cpu"] = gnorms["default"]
       continue
     device = jax.devices()[0] if where == "default" else jax.devices("cpu")[0]
     with jax.default_device(device):
@@ -183,11 +188,14 @@ def cpu_agreement(model: str, batch: dict, model_overrides=None) -> dict:
       state, bank = s0.replace(bank=None), s0.bank
       _, _, m = runner.train(*runner.place(state, bank, run.data))
       losses[where] = float(m["loss"])
+      gnorms[where] = float(m["grad_norm"])
   rel = abs(losses["default"] - losses["cpu"]) / max(abs(losses["cpu"]), 1e-30)
+  rel_g = abs(gnorms["default"] - gnorms["cpu"]) / max(abs(gnorms["cpu"]), 1e-30)
   print(f"loss default backend {losses['default']:.6g} vs CPU {losses['cpu']:.6g}: "
-        f"relative difference {rel:.2e}", flush=True)
+        f"relative difference {rel:.2e}; gradient norm {rel_g:.2e}", flush=True)
   return {"loss_default": losses["default"], "loss_cpu": losses["cpu"], "relative_diff": rel,
-          "default_backend": jax.default_backend()}
+          "grad_norm_default": gnorms["default"], "grad_norm_cpu": gnorms["cpu"],
+          "grad_norm_relative_diff": rel_g, "default_backend": jax.default_backend()}
 
 
 def sharded_check(model: str, batch: dict, *, iters: int, model_overrides=None) -> dict:

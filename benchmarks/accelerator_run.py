@@ -9,22 +9,29 @@ Phases (each one's wall time goes into the JSON):
    DiT-S/2 on a small batch, so the CPU side takes seconds);
 2. **step** — one DiT-S/2 training step of the recipe below on real MNIST, in float32 and in
    bfloat16: compile seconds, steps/s, images/s (generated images per second), peak device
-   memory, and the loss after the timed steps (both from the same initialization and
-   batches; the first step's loss says nothing, the DiT's zero-initialized output layer makes
-   it the same in both). bfloat16 is used for training when it is faster and that loss is
-   within ``BF16_RTOL`` of float32's (else float32; the choice and the reason are recorded);
+   memory (the process's peak so far), the first step's gradient norm and the loss after
+   the timed steps (both from the same initialization and batches; the first step's loss
+   itself says nothing: the DiT's zero-initialized output layer makes it the same in both).
+   bfloat16 is used for training when it is faster and both numbers are within
+   ``BF16_RTOL`` of float32's (else float32; the choice and the reason are recorded);
 3. **train** — ``experiments/configs/mnist_dit_s2.py`` (Franz et al. Table 3: 5 classes × 96
    real × 96 generated, AdamW β = (0.95, 0.999), lr 2e-4, weight decay 1e-4, 300 warm-up
    steps + cosine, clipping 2.0, Naive-Gauss at width 0.2, kernel-width normalization with
    300 statistics-only batches) with ``num_steps`` set to the steps that fit in the budget
    at the measured rate, so the cosine schedule completes; data-parallel over every local
-   device (``parallel="auto"``);
-4. **samples** — 5,000 samples of the EMA generator (classes in turn) as a uint8 ``.npz``
-   (≈ 4 MB), a 10 × 10 grid PNG and the loss curve PNG.
+   device (``parallel="auto"``); the parameter EMA's decay is set to average over the last
+   ~10 % of the run (Table 3's 0.999 would still weigh the zero-output initialization by
+   0.999^N after N steps);
+4. **samples** — 5,000 samples (classes in turn) of the EMA generator and of the raw
+   parameters, each as a uint8 ``.npz`` (≈ 4 MB) with a 10 × 10 grid PNG, and the loss curve.
 
-Everything goes to ``--out``: ``accelerator_run.json`` (versions, devices, the checks, step
-times, steps done, steps/s, images/s, loss curve, wall time per phase),
-``accelerator_run_grid.png``, ``accelerator_run_loss.png``, ``accelerator_run_samples.npz``.
+Each phase is guarded: an error is recorded in the JSON (written after every phase) and the
+later phases still run where they can.
+
+Everything goes to ``--out`` (six files): ``accelerator_run.json`` (versions, devices, the
+checks, step times, steps done, steps/s, images/s, loss curve, wall time per phase),
+``accelerator_run_loss.png``, ``accelerator_run_samples.npz`` / ``accelerator_run_grid.png``
+(EMA) and ``accelerator_run_samples_params.npz`` / ``accelerator_run_grid_params.png``.
 Score the samples on a machine with the converted Inception weights::
 
     drifting-jax eval --samples OUT/accelerator_run_samples.npz --fid inception
@@ -37,7 +44,7 @@ once per session, put the three missing wheels and MNIST in two git-ignored fold
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \\
         --implementation cp --platform manylinux2014_x86_64 -d .whl \\
         ott-jax==0.6.0 jaxopt==0.8.5 ml_collections==1.1.0
-    mkdir -p .mnist && cp "$DRIFTING_JAX_MNIST"/*-ubyte.gz .mnist/
+    mkdir -p .mnist && cp "${DRIFTING_JAX_MNIST:-../shared/data/mnist}"/*-ubyte.gz .mnist/
 
 then run, with ``carry: [".whl", ".mnist"]`` and a 540 s limit (one call)::
 
@@ -85,6 +92,8 @@ RECIPE = ROOT / "experiments" / "configs" / "mnist_dit_s2.py"
 BF16_RTOL = 0.05
 #: seconds kept back from the training budget for sampling and writing the outputs.
 RESERVE_S = 45.0
+#: no training phase with less time than this left (its compile alone takes tens of seconds)
+MIN_TRAIN_S = 60.0
 NAME = "accelerator_run"
 
 
@@ -111,15 +120,20 @@ def choose_dtype(step: dict, *, rtol: float = BF16_RTOL) -> tuple[str, str]:
   f32, bf16 = step["float32"], step.get("bfloat16")
   if bf16 is None:
     return "float32", "bfloat16 not measured"
-  if not math.isfinite(bf16["loss"]):
-    return "float32", f"bfloat16 loss {bf16['loss']} is not finite"
-  rel = abs(bf16["loss"] - f32["loss"]) / max(abs(f32["loss"]), 1e-30)
-  if rel > rtol:
-    return "float32", f"bfloat16 loss differs from float32's by {rel:.2e} (> {rtol})"
+  rel = 0.0
+  for key in ("first_grad_norm", "loss"):
+    if key not in bf16 or key not in f32:
+      continue
+    if not math.isfinite(bf16[key]):
+      return "float32", f"bfloat16 {key} {bf16[key]} is not finite"
+    r = abs(bf16[key] - f32[key]) / max(abs(f32[key]), 1e-30)
+    if r > rtol:
+      return "float32", f"bfloat16 {key} differs from float32's by {r:.2e} (> {rtol})"
+    rel = max(rel, r)
   if bf16["steps_per_s"] <= f32["steps_per_s"]:
     return "float32", (f"bfloat16 not faster ({bf16['steps_per_s']:.2f} vs "
                        f"{f32['steps_per_s']:.2f} steps/s)")
-  return "bfloat16", (f"loss within {rel:.2e} of float32's and "
+  return "bfloat16", (f"first gradient norm and loss within {rel:.2e} of float32's and "
                       f"{bf16['steps_per_s'] / f32['steps_per_s']:.2f}x the steps/s")
 
 
@@ -128,7 +142,7 @@ def recipe_config(*, smoke: bool):
   from drifting_jax.training import apply_overrides, load_config
   cfg = load_config(RECIPE)
   over: dict[str, Any] = {"parallel": "auto", "sample_every": 0, "progress": False,
-                          "log_every": 50, "checkpoint_every": 500}
+                          "log_every": 50, "checkpoint_every": 1000}
   if smoke:
     over.update(model="dit_tiny", model_overrides={"depth": 1, "hidden": 32, "heads": 2},
                 num_classes_per_step=2, num_pos=8, num_gen=8, norm_warmup=2, warmup_steps=1,
@@ -153,30 +167,30 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def write_samples(task, state, out: pathlib.Path, *, num: int, dataset_name: str,
-                  seed: int = 0, chunk: int = 1000) -> dict:
-  """``num`` EMA samples (classes in turn) as uint8 ``.npz`` and a 10 × 10 grid PNG."""
+def write_samples(model, params, out: pathlib.Path, *, num: int, dataset_name: str,
+                  opt_step: int, cfg_scale: float = 1.0, tag: str = "", seed: int = 0,
+                  chunk: int = 1000) -> dict:
+  """``num`` samples of ``model`` with ``params`` (classes in turn) as a uint8 ``.npz``
+  (``samples``, ``labels``, ``opt_step``, ``dataset``) and a 10 × 10 grid PNG."""
   import jax.numpy as jnp
   from drifting_jax.data.images import save_image_grid
   from drifting_jax.training.tasks.images import generate_images
-  classes = min(task.model.num_classes, 10)
+  classes = min(model.num_classes, 10)
   labels = np.arange(num, dtype=np.int32) % classes
-  params = state.ema_params if state.ema_params is not None else state.params
   keys = jax.random.split(jax.random.PRNGKey(seed), -(-num // chunk))
-  parts = [np.asarray(generate_images(task.model, params, keys[i],
+  parts = [np.asarray(generate_images(model, params, keys[i],
                                       jnp.asarray(labels[i * chunk:(i + 1) * chunk]),
-                                      task.cfg.sample_cfg_scale))
+                                      cfg_scale))
            for i in range(len(keys))]
   samples = np.concatenate(parts)
   if not np.all(np.isfinite(samples)):
     raise FloatingPointError("the generator produced non-finite samples")
-  npz = out / f"{NAME}_samples.npz"
-  np.savez_compressed(npz, samples=to_uint8(samples), labels=labels, step=int(state.step),
+  npz = out / f"{NAME}_samples{tag}.npz"
+  np.savez_compressed(npz, samples=to_uint8(samples), labels=labels, opt_step=int(opt_step),
                       dataset=np.asarray(dataset_name))
-  grid = out / f"{NAME}_grid.png"
+  grid = out / f"{NAME}_grid{tag}.png"
   save_image_grid(np.clip(samples[:100], -1.0, 1.0), str(grid), nrow=classes)
-  return {"samples": npz.name, "grid": grid.name, "num": int(num),
-          "bytes": npz.stat().st_size}
+  return {"samples": npz.name, "grid": grid.name, "num": int(num), "bytes": npz.stat().st_size}
 
 
 def _loss_curve(workdir: pathlib.Path) -> list[dict]:
@@ -202,6 +216,17 @@ def _plot_loss(curve: list[dict], path: pathlib.Path, title: str) -> None:
   plt.close(fig)
 
 
+def _guarded(result: dict, key: str, fn, *args, **kwargs):
+  """``result[key] = fn(...)``; an exception is recorded as ``{"error": ...}`` instead (one
+  failing phase must not cost the others' numbers)."""
+  try:
+    result[key] = fn(*args, **kwargs)
+  except Exception as e:  # pylint: disable=broad-except
+    result[key] = {"error": f"{type(e).__name__}: {e}"}
+    print(f"{key} failed: {type(e).__name__}: {e}", flush=True)
+  return result[key]
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--minutes", type=float, default=7.0,
@@ -221,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if args.num_samples < 1:
     raise SystemExit(f"--num-samples must be >= 1, got {args.num_samples}")
   t0 = time.perf_counter()
-  from drifting_jax.training import Hook, apply_overrides, make_task, parallel, train
+  from drifting_jax.models.presets import get_model
+  from drifting_jax.training import Hook, apply_overrides, parallel, train
   parallel.maybe_initialize_distributed()
   lead = jax.process_index() == 0
   out = pathlib.Path(args.out)
@@ -232,12 +258,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
       "process_count": jax.process_count(), "jax": jax.__version__,
       "jaxlib": getattr(__import__("jaxlib"), "__version__", None),
-      "python": platform.python_version(), "smoke": args.smoke, "budget_s": 60 * args.minutes}
+      "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+      "python": platform.python_version(), "smoke": args.smoke, "budget_s": 60 * args.minutes,
+      "phase_wall_s": phases}
+
+  def dump():  # after every phase: whatever happens later, the numbers so far come back
+    result["wall_s"] = time.perf_counter() - t0
+    if lead:
+      (out / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
 
   t = time.perf_counter()
   if not args.skip_checks:
     if args.smoke:
-      ac._COMPILER["xla_backend_optimization_level"] = 0
+      ac._COMPILER["xla_backend_optimization_level"] = 0  # pylint: disable=protected-access
       shapes, warm, iters, deng = ((16, 8), (32, 8)), 1, 2, (2, 8, 16)
       agree_over = {"depth": 1, "hidden": 32, "heads": 2}
       agree_model, agree_batch = "dit_tiny", dict(num_classes_per_step=2, num_pos=8, num_gen=8)
@@ -245,38 +278,64 @@ def main(argv: Sequence[str] | None = None) -> dict:
       shapes, warm, iters, deng = ac.TABLE3, 5, 30, (5, 96, 784)
       agree_model, agree_over = "dit_s2", {"depth": 2}
       agree_batch = dict(num_classes_per_step=2, num_pos=16, num_gen=16)
-    result["checks"] = {
-        "drift_fields": ac.drift_table(shapes, warmup=warm, iters=iters),
-        "deng_drift_loss": ac.deng_check(*deng, warmup=warm, iters=iters),
-        "cpu_agreement": dict(ac.cpu_agreement(agree_model, agree_batch, agree_over),
-                              model=agree_model, model_overrides=agree_over,
-                              batch=agree_batch)}
+    checks: dict[str, Any] = {}
+    result["checks"] = checks
+    _guarded(checks, "drift_fields", ac.drift_table, shapes, warmup=warm, iters=iters)
+    _guarded(checks, "deng_drift_loss", ac.deng_check, *deng, warmup=warm, iters=iters)
+    agree = _guarded(checks, "cpu_agreement", ac.cpu_agreement, agree_model, agree_batch,
+                     agree_over)
+    agree.update(model=agree_model, model_overrides=agree_over, batch=agree_batch)
   phases["checks"] = time.perf_counter() - t
+  dump()
 
   t = time.perf_counter()
   cfg = recipe_config(smoke=args.smoke)
   dataset = load_training_data(args.smoke)
   result["dataset"] = dataset.name
   dtypes = ("float32", "bfloat16") if args.dtype == "auto" else (args.dtype,)
-  step = ac.measure_step(cfg, dataset, dtypes=dtypes, iters=2 if args.smoke else 10,
-                         stats=True)
-  dtype, why = ((args.dtype, "given") if args.dtype != "auto" else choose_dtype(step))
+  step: dict[str, Any] = {}
+  for dtype in dtypes:
+    _guarded(step, dtype, lambda d: ac.measure_step(cfg, dataset, dtypes=(d,), stats=True,
+                                                    iters=2 if args.smoke else 10)[d], dtype)
+  ok = {k: v for k, v in step.items() if "error" not in v}
   result["step"] = step
-  result["dtype"], result["dtype_reason"] = dtype, why
   phases["step"] = time.perf_counter() - t
+  if not ok:
+    dump()
+    raise SystemExit("the training step failed in every dtype (see the JSON)")
+  if args.dtype != "auto":
+    dtype, why = args.dtype, "given"
+  elif "float32" not in ok:
+    dtype, why = "bfloat16", "the float32 step failed"
+  else:
+    dtype, why = choose_dtype(ok)
+  result["dtype"], result["dtype_reason"] = dtype, why
+  dump()
   print(f"training in {dtype}: {why}", flush=True)
 
   t = time.perf_counter()
   rate = step[dtype]
   left = 60 * args.minutes - (time.perf_counter() - t0) - RESERVE_S - rate["compile_s"]
-  steps = 4 if args.smoke else plan_steps(left, rate["steps_per_s"],
-                                          stats_iters=cfg.norm_warmup,
-                                          stats_per_s=rate["stats_steps_per_s"], minimum=50)
-  cfg = apply_overrides(cfg, {"dtype": dtype, "num_steps": steps,
-                              "warmup_steps": min(cfg.warmup_steps, max(1, steps // 10))})
+  if args.smoke:
+    steps = 4
+  elif left < MIN_TRAIN_S:
+    steps = 0
+  else:
+    steps = plan_steps(left, rate["steps_per_s"], stats_iters=cfg.norm_warmup,
+                       stats_per_s=rate["stats_steps_per_s"], minimum=50)
+  # the EMA averages over ~10 % of the run (Table 3's 0.999 keeps weight 0.999^N on the
+  # zero-output initialization: 0.22 after 1,500 steps)
+  ema = min(cfg.ema_decay, 1.0 - 10.0 / max(steps, 10))
   result["recipe"] = {"config": str(RECIPE.relative_to(ROOT)), "num_steps": steps,
-                      "warmup_steps": cfg.warmup_steps, "norm_warmup": cfg.norm_warmup,
+                      "warmup_steps": min(cfg.warmup_steps, max(1, steps // 10)),
+                      "norm_warmup": cfg.norm_warmup, "ema_decay": ema,
                       "planned_train_s": left, "paper_steps": 12000}
+  if steps == 0:
+    result["train"] = {"error": f"only {left:.0f} s left for training (< {MIN_TRAIN_S} s)"}
+    dump()
+    return result
+  cfg = apply_overrides(cfg, {"dtype": dtype, "num_steps": steps, "ema_decay": ema,
+                              "warmup_steps": result["recipe"]["warmup_steps"]})
   print(f"training {steps} steps (cosine horizon = steps that fit in {left:.0f} s)", flush=True)
   tmp = None
   if args.workdir is None:
@@ -290,33 +349,42 @@ def main(argv: Sequence[str] | None = None) -> dict:
       print(f"iteration {done}: loss {values['loss']:.5g} ({time.perf_counter() - start:.0f} s)",
             flush=True)
 
-  res = train(cfg, workdir, dataset=dataset,
-              hooks=[Hook(when=1 if args.smoke else 100, callback=report)])
+  res = _guarded(result, "train_result", train, cfg, workdir, dataset=dataset,
+                 hooks=[Hook(when=1 if args.smoke else 100, callback=report)])
   phases["train"] = time.perf_counter() - t
   curve = _loss_curve(workdir)
   rates = [r["steps_per_sec"] for r in curve if "steps_per_sec" in r][1:]  # after the compile
-  result["train"] = {"steps_done": int(res.state.step) - cfg.norm_warmup,
-                     "final_metrics": {k: v for k, v in res.metrics.items()
-                                       if isinstance(v, (int, float))},
+  result["train"] = {"loss_curve": curve,
                      "steps_per_s": float(np.median(rates)) if rates else None,
                      "images_per_s": (float(np.median(rates)) * cfg.num_classes_per_step
-                                      * cfg.num_gen if rates else None),
-                     "loss_curve": curve}
+                                      * cfg.num_gen if rates else None)}
+  if isinstance(res, dict):  # training failed: its error is in result["train_result"]
+    result["train"]["error"] = result.pop("train_result")["error"]
+  else:
+    del result["train_result"]
+    result["train"].update(
+        steps_done=int(res.state.step) - cfg.norm_warmup,
+        final_metrics={k: v for k, v in res.metrics.items()
+                       if isinstance(v, (int, float)) and k not in ("step", "steps_per_sec")})
+  if lead and curve:
+    _plot_loss(curve, out / f"{NAME}_loss.png",
+               f"DiT-S/2 MNIST ({dtype}, {steps} steps, {jax.default_backend()})"
+               if not args.smoke else "smoke")
+  dump()
 
   t = time.perf_counter()
-  if lead:
-    task = make_task(cfg, dataset=dataset)
-    result["samples"] = write_samples(task, res.state, out, num=args.num_samples,
-                                      dataset_name=dataset.name)
-    if curve:
-      _plot_loss(curve, out / f"{NAME}_loss.png",
-                 f"DiT-S/2 MNIST ({dtype}, {steps} steps, {jax.default_backend()})"
-                 if not args.smoke else "smoke")
+  if lead and not isinstance(res, dict):
+    model = get_model(cfg.model, **cfg.model_overrides)
+    samples: dict[str, Any] = {}
+    result["samples"] = samples
+    for which, params in (("ema", res.state.ema_params), ("params", res.state.params)):
+      _guarded(samples, which, write_samples, model, params, out, num=args.num_samples,
+               tag="" if which == "ema" else "_params", dataset_name=dataset.name,
+               opt_step=int(res.state.step) - cfg.norm_warmup,
+               cfg_scale=cfg.sample_cfg_scale)
   phases["samples"] = time.perf_counter() - t
-  result["phase_wall_s"] = phases
-  result["wall_s"] = time.perf_counter() - t0
+  dump()
   if lead:
-    (out / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out} in {result['wall_s']:.0f} s", flush=True)
   if tmp is not None:
     tmp.cleanup()

@@ -43,17 +43,21 @@ def test_accelerator_run_smoke(tmp_path):
   for dtype in ("float32", "bfloat16"):
     step = saved["step"][dtype]
     assert step["steps_per_s"] > 0 and math.isfinite(step["loss"]) and step["devices"] == 1
-  assert saved["checks"]["cpu_agreement"]["relative_diff"] < 1e-5
+  agree = saved["checks"]["cpu_agreement"]
+  assert agree["relative_diff"] < 1e-5 and agree["grad_norm_relative_diff"] < 1e-5
   assert [r["opt_step"] for r in saved["train"]["loss_curve"]] == [1, 2, 3, 4]
   assert set(saved["phase_wall_s"]) == {"checks", "step", "train", "samples"}
-  with np.load(out / "accelerator_run_samples.npz") as f:
-    assert f["samples"].dtype == np.uint8 and f["samples"].shape == (30, 28, 28, 1)
-    np.testing.assert_array_equal(f["labels"], np.arange(30) % 10)
-  assert (out / "accelerator_run_grid.png").is_file()
-  assert (out / "accelerator_run_loss.png").is_file()
-  assert sorted(p.name for p in out.iterdir()) == sorted(  # what comes back from $OUT
-      ["accelerator_run.json", "accelerator_run_grid.png", "accelerator_run_loss.png",
-       "accelerator_run_samples.npz"])
+  assert not any("error" in str(v) for v in (saved["checks"], saved["step"], saved["train"],
+                                             saved["samples"]))
+  for tag in ("", "_params"):
+    with np.load(out / f"accelerator_run_samples{tag}.npz") as f:
+      assert f["samples"].dtype == np.uint8 and f["samples"].shape == (30, 28, 28, 1)
+      np.testing.assert_array_equal(f["labels"], np.arange(30) % 10)
+      assert int(f["opt_step"]) == 4 and str(f["dataset"]) == saved["dataset"]
+  assert sorted(p.name for p in out.iterdir()) == sorted(  # what comes back from $OUT (<= 8)
+      ["accelerator_run.json", "accelerator_run_loss.png", "accelerator_run_grid.png",
+       "accelerator_run_samples.npz", "accelerator_run_grid_params.png",
+       "accelerator_run_samples_params.npz"])
 
 
 def test_plan_steps_and_dtype_choice():
@@ -73,3 +77,19 @@ def test_plan_steps_and_dtype_choice():
   assert choose({"float32": f32, "bfloat16": {"loss": math.nan, "steps_per_s": 20.0}})[0] == \
       "float32"
   assert choose({"float32": f32})[0] == "float32"
+  f32g = dict(f32, first_grad_norm=2.0)
+  assert choose({"float32": f32g, "bfloat16": {"loss": 1.0, "first_grad_norm": 2.5,
+                                               "steps_per_s": 15.0}})[0] == "float32"
+  assert choose({"float32": f32g, "bfloat16": {"loss": 1.0, "first_grad_norm": 2.02,
+                                               "steps_per_s": 15.0}})[0] == "bfloat16"
+
+
+def test_a_failing_phase_is_recorded_not_fatal():
+  guarded = runpy.run_path(str(RUN))["_guarded"]
+  result = {}
+
+  def boom():
+    raise RuntimeError("out of memory")
+
+  assert guarded(result, "checks", boom) == {"error": "RuntimeError: out of memory"}
+  assert guarded(result, "ok", lambda x: x + 1, 1) == 2 and result["ok"] == 2
