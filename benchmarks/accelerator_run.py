@@ -162,18 +162,13 @@ def load_training_data(smoke: bool):
   return load_dataset("mnist", split="train")
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """``[-1, 1]`` floats to uint8 pixel levels (the 8-bit quantization FID applies anyway)."""
-  return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def write_samples(model, params, out: pathlib.Path, *, num: int, dataset_name: str,
                   opt_step: int, cfg_scale: float = 1.0, tag: str = "", seed: int = 0,
                   chunk: int = 1000) -> dict:
   """``num`` samples of ``model`` with ``params`` (classes in turn) as a uint8 ``.npz``
   (``samples``, ``labels``, ``opt_step``, ``dataset``) and a 10 × 10 grid PNG."""
   import jax.numpy as jnp
-  from drifting_jax.data.images import save_image_grid
+  from drifting_jax.data.images import save_image_grid, to_uint8
   from drifting_jax.training.tasks.images import generate_images
   classes = min(model.num_classes, 10)
   labels = np.arange(num, dtype=np.int32) % classes

@@ -82,6 +82,9 @@ def check_points(name: str, x: Any, *, dim: int | None = None, min_size: int = 1
     raise ValueError(f"`{name}` must have rank 2 with shape [N, D], got shape {shape}.")
   if shape[0] < min_size:
     raise ValueError(f"`{name}` must contain at least {min_size} point(s), got shape {shape}.")
+  if shape[1] < 1:
+    raise ValueError(f"`{name}` must have at least one feature dimension (D >= 1), got "
+                     f"shape {shape}.")
   if dim is not None and shape[1] != dim:
     raise ValueError(f"`{name}` must have dimension D={dim} (matching `x`), got shape {shape}.")
   check_finite(name, x)
@@ -150,21 +153,22 @@ def scalar(name: str, value: Any, *, what: str = "a real number") -> float:
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
-  """A concrete integer (Python, NumPy or JAX int, or an integral float), as ``int``.
+  """A concrete integer (a Python int, or a NumPy / JAX integer scalar), as ``int``.
 
-  Raises ``ValueError`` naming ``name`` for bools, non-integral or non-finite values,
-  non-numbers and values below ``minimum``.
+  The one rule for integer-valued options across the library: floats are refused even when
+  integral (``k=2.0``), as Python's ``range``, NumPy shapes and JAX's static arguments do;
+  so are bools, strings, traced values and values below ``minimum`` (``ValueError`` naming
+  ``name``).
   """
   expected = {None: "an integer", 0: "a nonnegative integer", 1: "a positive integer"}.get(
       minimum, f"an integer >= {minimum}")
   if not is_concrete(value):
     raise ValueError(f"`{name}` must be a concrete integer (static under `jit`), got a "
                      "traced value.")
-  if not _is_real_scalar_type(value) or np.size(value) != 1:
-    raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
+  if (not _is_real_scalar_type(value) or np.size(value) != 1
+      or not np.issubdtype(np.asarray(value).dtype, np.integer)):
+    raise ValueError(f"`{name}` must be {expected} (an int, not a float), got {value!r}.")
   v = np.asarray(value).reshape(())
-  if not np.isfinite(v) or float(v) != int(v):
-    raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
   if minimum is not None and int(v) < minimum:
     raise ValueError(f"`{name}` must be {expected}, got {int(v)}.")
   return int(v)

@@ -55,6 +55,9 @@ def _check_group(name, arr, b=None, s=None):
   shape = np.shape(arr)
   if len(shape) != 3:
     raise ValueError(f"`{name}` must have rank 3 with shape [B, C, S], got {shape}.")
+  if shape[2] < 1:
+    raise ValueError(f"`{name}` must have at least one feature dimension (S >= 1), got "
+                     f"{shape}.")
   if b is not None and (shape[0] != b or shape[2] != s):
     raise ValueError(f"`{name}` must have shape [{b}, C, {s}] (batch and feature size of "
                      f"`x`), got {shape}.")

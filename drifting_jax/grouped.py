@@ -99,11 +99,7 @@ def cfg_negative_weight(cfg_scale: Any, *, num_gen: int, num_uncond: int) -> Arr
     Weights, the shape of ``cfg_scale`` (0 at ``α = 1``: no guidance).
   """
   for name, v, low in (("num_gen", num_gen, 2), ("num_uncond", num_uncond, 1)):
-    if isinstance(v, jax.Array) and v.ndim == 0 and jnp.issubdtype(v.dtype, jnp.integer) \
-        and not isinstance(v, jax.core.Tracer):
-      v = int(v)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-      raise ValueError(f"`{name}` must be an int >= {low}, got {v!r}")
+    _validation.check_int(name, v, minimum=low)
   if not isinstance(cfg_scale, jax.core.Tracer) and np.any(np.asarray(cfg_scale) < 1):
     raise ValueError(f"`cfg_scale` must be >= 1 (1 = no guidance), got {cfg_scale!r}")
   alpha = jnp.asarray(cfg_scale, jnp.float32)
@@ -118,8 +114,7 @@ def sample_cfg_scale(key: Array, num: int, *, low: float = 1.0, high: float = 4.
   """
   if not (0 < low <= high):
     raise ValueError(f"need 0 < `low` <= `high`, got low={low!r}, high={high!r}")
-  if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-    raise ValueError(f"`num` must be a positive int, got {num!r}")
+  num = _validation.check_int("num", num, minimum=1)
   if not np.isfinite(power):
     raise ValueError(f"`power` must be finite, got {power!r}")
   u = jax.random.uniform(key, (num,), jnp.float32)

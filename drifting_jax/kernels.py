@@ -60,19 +60,32 @@ class RadialKernel:
     """
     if _validation.is_concrete(self.bandwidth):
       return self.bandwidth
-    return _validation.positive_or_nan("bandwidth", self.bandwidth)
+    s = _validation.positive_or_nan("bandwidth", self.bandwidth)
+    return jnp.where(width_in_range(s), s, jnp.nan)
+
+  def _sqdist(self, sqdist: Array) -> Array:
+    """Squared distances as floats; negative ones raise (eager) or become NaN (traced)."""
+    d2 = _validation.as_float(sqdist)
+    if _validation.is_concrete(d2):
+      if bool(np.any(np.asarray(d2) < 0)):
+        raise ValueError(f"`sqdist` must be >= 0 (squared distances), got a minimum of "
+                         f"{float(np.min(np.asarray(d2)))}.")
+      return d2
+    _validation.traced_check(~(d2 < 0), "`sqdist` must be >= 0, got {}.",
+                             jnp.min(d2) if d2.size else jnp.zeros((), d2.dtype))
+    return jnp.where(d2 < 0, jnp.nan, d2)
 
   def log_k(self, sqdist: Array) -> Array:
-    """``log k`` on squared distances ``sqdist`` (any shape, elementwise)."""
-    return self._log_k(_validation.as_float(sqdist), self._bw())
+    """``log k`` on squared distances ``sqdist`` (any shape, elementwise, ``>= 0``)."""
+    return self._log_k(self._sqdist(sqdist), self._bw())
 
   def log_sharp(self, sqdist: Array) -> Array:
     """``log k#`` on squared distances (Eq. (10)/(12) of Franz et al.)."""
-    return self._log_sharp(_validation.as_float(sqdist), self._bw())
+    return self._log_sharp(self._sqdist(sqdist), self._bw())
 
   def log_flat(self, sqdist: Array) -> Array:
     """``log k♭`` on squared distances (Eq. (11)/(12)); may be ``+inf`` at zero distance."""
-    return self._log_flat(_validation.as_float(sqdist), self._bw())
+    return self._log_flat(self._sqdist(sqdist), self._bw())
 
   def log(self, sqdist: Array, which: str = "k") -> Array:
     """``log k``, ``log k#`` or ``log k♭`` selected by ``which`` in {"k", "sharp", "flat"}."""
@@ -81,8 +94,7 @@ class RadialKernel:
 
   def with_bandwidth(self, bandwidth) -> "RadialKernel":
     """The same kernel family at another (possibly traced) bandwidth."""
-    _validation.check_positive("bandwidth", bandwidth)
-    return dataclasses.replace(self, bandwidth=jnp.asarray(bandwidth, jnp.result_type(float)))
+    return dataclasses.replace(self, bandwidth=_check_width(bandwidth))
 
   def tree_flatten(self):
     return (self.bandwidth,), (self.name, self._log_k, self._log_sharp, self._log_flat)
@@ -105,10 +117,39 @@ def _safe_norm(sqdist: Array) -> Array:
   return distances.safe_sqrt(sqdist)
 
 
-def _make(name: str, bandwidth, log_k: LogFn, log_sharp: LogFn, log_flat: LogFn) -> RadialKernel:
+def width_range(dtype=None) -> tuple[float, float]:
+  """The kernel widths σ a float dtype represents: σ² and 1/σ² finite and normal.
+
+  ``[√tiny, √max]`` of ``dtype`` (default: JAX's default float): about
+  ``[1.1e-19, 1.8e19]`` in float32 and ``[1.5e-154, 1.3e154]`` in float64. Outside it the
+  kernels' ``r²/σ²`` cannot be formed (σ² underflows to 0 or overflows), so every kernel value
+  would be NaN or a wrong constant.
+  """
+  info = np.finfo(jnp.result_type(float) if dtype is None else dtype)
+  return float(np.sqrt(info.tiny)), float(np.sqrt(info.max))
+
+
+def width_in_range(s: Array) -> Array:
+  """Elementwise ``σ ∈`` :func:`width_range` of ``σ``'s dtype (False for NaN)."""
+  s = jnp.asarray(s)
+  lo, hi = width_range(s.dtype if jnp.issubdtype(s.dtype, jnp.floating) else None)
+  return (s >= lo) & (s <= hi)
+
+
+def _check_width(bandwidth) -> Array:
   _validation.check_positive("bandwidth", bandwidth)
-  return RadialKernel(name, jnp.asarray(bandwidth, jnp.result_type(float)), log_k, log_sharp,
-                      log_flat)
+  s = jnp.asarray(bandwidth, jnp.result_type(float))
+  if not _validation.is_concrete(s):
+    return s
+  lo, hi = width_range(s.dtype)
+  if not lo <= float(np.asarray(s)) <= hi:  # numpy: no jnp op (staged under checkify)
+    raise ValueError(f"`bandwidth` must lie in [{lo:.3g}, {hi:.3g}] for {s.dtype} kernels "
+                     f"(its square and inverse square representable), got {float(bandwidth):g}.")
+  return s
+
+
+def _make(name: str, bandwidth, log_k: LogFn, log_sharp: LogFn, log_flat: LogFn) -> RadialKernel:
+  return RadialKernel(name, _check_width(bandwidth), log_k, log_sharp, log_flat)
 
 
 # --- Gaussian: k = exp(−r²/2σ²), k# = σ² k, k♭ = k/σ² (Corollary 15) ---------------------
@@ -211,6 +252,41 @@ def rational_quadratic(bandwidth) -> RadialKernel:
 
 
 # --- Generic radial profile ---------------------------------------------------------------
+#: scaled squared distances where a user profile is checked when the kernel is made
+_PROFILE_GRID = np.concatenate([[0.0], np.geomspace(1e-3, 30.0, 48)])
+
+
+def _check_profile(log_phi: Callable[[Array], Array], log_profile: bool) -> None:
+  """Raises unless ``φ`` is positive and non-increasing on ``u ∈ [0, 30]`` (49 points).
+
+  ``φ > 0`` keeps ``log φ`` real, and a non-increasing ``φ`` keeps the flat ``k♭ = −2 dφ/dr²``
+  non-negative and the sharp's integral finite: an increasing or negative profile would give
+  NaN or inf kernel values in every call instead of this one error.
+  """
+  what = "`profile` (log φ)" if log_profile else "`profile` (φ)"
+  try:
+    with jax.ensure_compile_time_eval():
+      vals = np.asarray(jax.vmap(log_phi)(jnp.asarray(_PROFILE_GRID, jnp.float32)), np.float64)
+      slopes = np.asarray(jax.vmap(jax.grad(log_phi))(jnp.asarray(_PROFILE_GRID, jnp.float32)),
+                          np.float64)
+  except Exception as e:  # noqa: BLE001 - a profile that cannot run on scalars
+    raise ValueError(f"{what} must be an elementwise, differentiable function of u >= 0; "
+                     f"calling it failed: {type(e).__name__}: {e}") from None
+  if vals.shape != _PROFILE_GRID.shape:
+    raise ValueError(f"{what} must map a scalar u to a scalar, got shape {vals.shape[1:]}.")
+  bad = np.isnan(vals) | (vals == np.inf)
+  if bad.any():
+    u = _PROFILE_GRID[np.argmax(bad)]
+    raise ValueError(f"{what} must be positive and finite (log φ real) on u >= 0, got log φ "
+                     f"= {vals[np.argmax(bad)]} at u = {u:.3g}.")
+  finite = np.isfinite(vals) & np.isfinite(slopes)
+  rising = finite & (slopes > 1e-6 * np.maximum(1.0, np.abs(vals)))
+  if rising.any():
+    u = _PROFILE_GRID[np.argmax(rising)]
+    raise ValueError(f"{what} must be non-increasing in u (a kernel decays with distance), but "
+                     f"d log φ/du = {slopes[np.argmax(rising)]:.3g} > 0 at u = {u:.3g}.")
+
+
 def radial(profile: Callable[[Array], Array], *, bandwidth=1.0, log_profile: bool = False,
            name: str = "radial", num_nodes: int = 128) -> RadialKernel:
   """A kernel from any decreasing radial profile, ``k(x, y) = φ(‖x − y‖² / σ²)``.
@@ -240,6 +316,7 @@ def radial(profile: Callable[[Array], Array], *, bandwidth=1.0, log_profile: boo
   if not isinstance(name, str):
     raise ValueError(f"`name` must be a string, got {name!r}.")
   log_phi = profile if log_profile else (lambda u: jnp.log(profile(u)))
+  _check_profile(log_phi, log_profile)
   nodes, weights = np.polynomial.legendre.leggauss(num_nodes)
   t_nodes = 0.5 * (nodes + 1.0)            # Gauss–Legendre on (0, 1)
   log_w_nodes = np.log(0.5 * weights)
@@ -315,4 +392,4 @@ def log_kernel_matrix(kernel: RadialKernel, x: Array, y: Array, which: str = "k"
 
 
 __all__ = ["RadialKernel", "gaussian", "laplacian", "rational_quadratic", "radial", "get",
-           "pairwise_sqdist", "log_kernel_matrix"]
+           "pairwise_sqdist", "log_kernel_matrix", "width_range", "width_in_range"]

@@ -157,17 +157,31 @@ def _check_state(state: KernelWidthState) -> int:
   return np.shape(state.scale)[0]
 
 
-def _check_class_ids(class_ids: Any, shape: tuple[int, ...], num_classes: int) -> jnp.ndarray:
+def _check_class_ids(class_ids: Any, shape: tuple[int, ...], num_classes: int,
+                     name: str = "class_ids") -> jnp.ndarray:
   ids = jnp.asarray(class_ids)
   if ids.shape != shape:
-    raise ValueError(f"`class_ids` must have shape {shape}, got {ids.shape}.")
+    raise ValueError(f"`{name}` must have shape {shape}, got {ids.shape}.")
   if not jnp.issubdtype(ids.dtype, jnp.integer):
-    raise ValueError(f"`class_ids` must be integers, got dtype {ids.dtype}.")
-  if _validation.is_concrete(class_ids) and ids.size:
-    lo, hi = int(np.min(np.asarray(ids))), int(np.max(np.asarray(ids)))
-    if lo < 0 or hi >= num_classes:
-      raise ValueError(f"`class_ids` must lie in [0, {num_classes}), got values in [{lo}, {hi}].")
+    raise ValueError(f"`{name}` must be integers, got dtype {ids.dtype}.")
+  if _validation.is_concrete(class_ids):
+    if ids.size:
+      lo, hi = int(np.min(np.asarray(ids))), int(np.max(np.asarray(ids)))
+      if lo < 0 or hi >= num_classes:
+        raise ValueError(f"`{name}` must lie in [0, {num_classes}), got values in "
+                         f"[{lo}, {hi}].")
+  elif ids.size:
+    # Under jit an out-of-range id cannot raise; JAX's gather would clamp it to another
+    # class's scale and its scatter would drop it. The functions below turn it into NaN
+    # instead, and this check names it under `drifting_jax.checked`.
+    _validation.traced_check((ids >= 0) & (ids < num_classes),
+                             f"`{name}` must lie in [0, {num_classes}), got {{}}.",
+                             jnp.where((ids >= 0) & (ids < num_classes), 0, ids).min())
   return ids
+
+
+def _ids_in_range(ids: jnp.ndarray, num_classes: int) -> jnp.ndarray:
+  return jnp.all((ids >= 0) & (ids < num_classes))
 
 
 @jax.jit
@@ -184,6 +198,8 @@ def _ema_update(state: KernelWidthState, obs: jnp.ndarray, ids: jnp.ndarray,
   batch_mean = sums / jnp.maximum(hits, 1.0)
   ema = decay * state.scale + (1.0 - decay) * batch_mean
   new_scale = jnp.where(seen, jnp.where(state.count == 0, batch_mean, ema), state.scale)
+  # an out-of-range id (only possible under jit) poisons the state: NaN, not a dropped update
+  new_scale = jnp.where(_ids_in_range(ids, num_classes), new_scale, jnp.nan)
   return KernelWidthState(scale=new_scale.astype(state.scale.dtype),
                           count=state.count + seen.astype(jnp.int32),
                           step=state.step + 1)
@@ -221,7 +237,7 @@ def update_from_observations(state: KernelWidthState, observations: Any, class_i
   if np.shape(observations) != np.shape(class_ids) or np.ndim(class_ids) != 1:
     raise ValueError(f"`observations` and `class_ids` must both have shape [G], got "
                      f"{np.shape(observations)} and {np.shape(class_ids)}.")
-  ids = jnp.asarray(class_ids)
+  ids = _check_class_ids(class_ids, np.shape(class_ids), _check_state(state))
   return _ema_update(state, jnp.asarray(observations), ids, jnp.ones(ids.shape, bool), decay)
 
 
@@ -273,7 +289,7 @@ def update_from_labels(state: KernelWidthState, x: Any, labels: Any, *, k: int =
   _validation.check_points("x", x)
   k = _check_k(k, np.shape(x)[0])
   _check_decay(decay)
-  labels = _check_class_ids(labels, np.shape(x)[:1], num_classes)
+  labels = _check_class_ids(labels, np.shape(x)[:1], num_classes, "labels")
   x = jnp.asarray(x, state.scale.dtype)
   _validation.check_sqnorm_range("x", x)
   return _update_from_labels(state, x, labels, k, decay)
@@ -286,7 +302,10 @@ def _update_from_labels(state, x, labels, k, decay):
   masks = labels[None, :] == classes[:, None]  # [C, N]
   obs = jax.vmap(lambda m: _knn_mean_from_dist(dist, k, m))(masks)
   valid = jnp.sum(masks, axis=1) > k
-  return _ema_update(state, obs, classes, valid, decay)
+  new = _ema_update(state, obs, classes, valid, decay)
+  # an out-of-range label (only possible under jit) poisons the state instead of being ignored
+  ok = _ids_in_range(labels, state.scale.shape[0])
+  return new._replace(scale=jnp.where(ok, new.scale, jnp.nan))
 
 
 def apply(state: KernelWidthState, x: Any, class_ids: Any) -> jnp.ndarray:
@@ -296,10 +315,16 @@ def apply(state: KernelWidthState, x: Any, class_ids: Any) -> jnp.ndarray:
     state: a ``KernelWidthState``.
     x: samples whose leading axes match ``class_ids``, e.g. ``[G, N, D]`` with ``[G]`` ids,
       or ``[N, D]`` with per-sample labels ``[N]``.
-    class_ids: int class ids, shape = a prefix of ``x.shape``.
+    class_ids: int class ids, shape = a prefix of ``x.shape``, in ``[0, C)``.
 
   Returns:
     ``x / scale[class_ids]`` broadcast over the trailing axes, same shape as ``x``.
+
+  Raises:
+    ValueError: (eager) ids outside ``[0, C)``. Under ``jit`` their rows are NaN instead (not
+      another class's scale, as JAX's clamping gather would give), and
+      :func:`drifting_jax.checked` names them. The update functions likewise raise eagerly
+      and, under ``jit``, return an all-NaN ``scale`` for a batch with such an id.
   """
   num_classes = _check_state(state)
   x = _validation.as_float(x)
@@ -307,7 +332,9 @@ def apply(state: KernelWidthState, x: Any, class_ids: Any) -> jnp.ndarray:
   if x.shape[:len(ids_shape)] != ids_shape:
     raise ValueError(f"`class_ids` shape {ids_shape} must be a prefix of `x` shape {x.shape}.")
   ids = _check_class_ids(class_ids, ids_shape, num_classes)
-  s = state.scale[ids].reshape(ids_shape + (1,) * (x.ndim - len(ids_shape)))
+  # out-of-range ids (only possible under jit) read NaN, not a clamped neighbour class
+  s = jnp.take(state.scale, ids, mode="fill", fill_value=jnp.nan)
+  s = s.reshape(ids_shape + (1,) * (x.ndim - len(ids_shape)))
   return x / s.astype(x.dtype)
 
 

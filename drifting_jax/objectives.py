@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drifting_jax import _validation
 from drifting_jax import fields, kernels, losses, schedules
 from drifting_jax.deng import deng_drift_loss_with_info
 
@@ -188,8 +189,8 @@ def _resolve_options(name: str, family: str, kname: str | None, official: bool,
     if kname != "laplace":
       raise ValueError(f"`official=True` needs the Laplacian kernel, got objective {name!r}")
   chunk = opts.get("chunk_size")
-  if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-    raise ValueError(f"`chunk_size` must be a positive int or None, got {chunk!r}")
+  if chunk is not None:
+    opts["chunk_size"] = _validation.check_int("chunk_size", chunk, minimum=1)
   return bw, opts
 
 

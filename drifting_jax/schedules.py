@@ -32,6 +32,7 @@ import math
 from typing import Any, Callable
 
 import jax.numpy as jnp
+import numpy as np
 
 from drifting_jax import _validation
 
@@ -68,11 +69,25 @@ def _check_sigmas(sigma0: Any, sigma_min: Any) -> tuple[float, float]:
 
 
 def _as_time(step: Any) -> jnp.ndarray:
-  """Converts a (possibly integer or traced) step to the default float dtype."""
+  """Converts a (possibly integer or traced) step to the default float dtype.
+
+  A step is a count or a time, ``>= 0`` and not NaN (``inf`` is the limit ``t → ∞``):
+  a concrete step outside that raises ``ValueError``; a traced one becomes NaN (and
+  registers a ``checkify`` check), so the schedule's value is NaN, never a finite number
+  above its start (the exponential at a negative step) or a clipped one.
+  """
+  if not _validation.is_numeric(step):
+    raise ValueError(f"`step` must be a number or numeric array, got {step!r}.")
   t = jnp.asarray(step)
   if not jnp.issubdtype(t.dtype, jnp.floating):
     t = t.astype(jnp.result_type(float))
-  return t
+  if _validation.is_concrete(step):
+    bad = ~(np.asarray(t) >= 0)  # NaN compares False
+    if bad.any():
+      raise ValueError(f"`step` must be >= 0 and not NaN, got {np.asarray(t)[bad].ravel()[0]}.")
+    return t
+  _validation.traced_check(t >= 0, "`step` must be >= 0 and not NaN, got {}.", jnp.min(t))
+  return jnp.where(t >= 0, t, jnp.nan)
 
 
 def constant(value: Any) -> Schedule:

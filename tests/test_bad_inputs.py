@@ -895,3 +895,111 @@ def test_checked_reports_nan_outputs_and_float_checks():
   # The first failed check wins: the invalid input, not the NaN it produces downstream.
   with pytest.raises(ValueError, match="`x` contains NaN"):
     dj.checked(jax.jit(_mmd_loss))(jnp.asarray(_X).at[0, 0].set(jnp.nan), 0.5)
+
+
+# --- extreme widths, kernels outside their domain, bad user profiles ----------------------
+@pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
+@pytest.mark.parametrize("width", [1e-30, 1e-20, 1e20, 1e30])
+def test_unrepresentable_widths_raise_naming_the_range(make, width):
+  lo, hi = kernels.width_range()
+  assert lo == pytest.approx(np.sqrt(np.finfo(np.float32).tiny))
+  assert hi == pytest.approx(np.sqrt(np.finfo(np.float32).max))
+  with pytest.raises(ValueError, match=r"`bandwidth` must lie in \[1\.08e-19, 1\.84e\+19\]"):
+    make(width)
+  with pytest.raises(ValueError, match="`bandwidth` must lie in"):
+    make(1.0).with_bandwidth(width)
+  with pytest.raises(ValueError, match="`bandwidth` must lie in"):
+    dj.doubly_stochastic_field(cloud(0, 4, 2), cloud(1, 3, 2), cloud(0, 4, 2),
+                               bandwidth=width)
+
+
+@pytest.mark.parametrize("make", [dj.gaussian, dj.laplacian, dj.rational_quadratic])
+def test_widths_at_the_range_ends_give_finite_fields(make):
+  """Just inside the range the kernels compute (the nearest positive dominates at the small
+  end, all positives weigh the same at the large end): finite, not NaN."""
+  x, pos = cloud(0, 5, 2) * 1e-19, cloud(1, 4, 2) * 1e-19
+  lo, hi = kernels.width_range()
+  for width, (a, b) in ((2 * lo, (x, pos)), (hi / 2, (x * 1e19, pos * 1e19))):
+    field = dj.drift_field(a, b, a, kernel=make(width))
+    assert np.all(np.isfinite(np.asarray(field)))
+
+
+def test_traced_unrepresentable_width_is_nan_and_checked():
+  x, pos = cloud(0, 5, 2), cloud(1, 4, 2)
+  fn = lambda s: dj.drift_field(x, pos, x, kernel=dj.gaussian(1.0).with_bandwidth(s))
+  assert np.all(np.isnan(np.asarray(jax.jit(fn)(1e-30))))
+  assert np.all(np.isfinite(np.asarray(jax.jit(fn)(0.5))))
+
+
+def test_float64_widths_have_the_float64_range():
+  with x64():
+    lo, hi = kernels.width_range()
+    assert lo < 1e-150 and hi > 1e150
+    x, pos = cloud(0, 5, 2) * 1e-29, cloud(1, 4, 2) * 1e-29
+    assert np.all(np.isfinite(np.asarray(dj.drift_field(x, pos, x, kernel=dj.gaussian(1e-30)))))
+
+
+@pytest.mark.parametrize("which", ["k", "sharp", "flat"])
+def test_negative_squared_distances_raise_eagerly_and_are_nan_traced(which):
+  kern = dj.gaussian(0.7)
+  d2 = jnp.array([-1.0, 0.5])
+  with pytest.raises(ValueError, match="`sqdist` must be >= 0"):
+    kern.log(d2, which)
+  out = np.asarray(jax.jit(lambda d: kern.log(d, which))(d2))
+  assert np.isnan(out[0]) and np.isfinite(out[1])
+
+
+@pytest.mark.parametrize("profile,log_profile,match", [
+    (lambda u: jnp.exp(u), False, "non-increasing"),
+    (lambda u: 1.0 - u, False, "positive and finite"),
+    (lambda u: u, True, "non-increasing"),
+    (lambda u: jnp.sqrt(u - 1.0), False, "positive and finite"),
+    (lambda u: jnp.stack([u, u]), False, "elementwise"),
+])
+def test_radial_refuses_profiles_that_are_not_kernels(profile, log_profile, match):
+  with pytest.raises(ValueError, match=match):
+    dj.radial(profile, bandwidth=1.0, log_profile=log_profile)
+
+
+def test_radial_accepts_decreasing_positive_profiles():
+  for profile, log_profile in ((lambda u: jnp.exp(-u), False), (lambda u: (1 + u) ** -2.0, False),
+                               (lambda u: -2.0 * jnp.log1p(u), True)):
+    kern = dj.radial(profile, bandwidth=0.5, log_profile=log_profile)
+    assert np.all(np.isfinite(np.asarray(kern.log_k(jnp.array([0.0, 1.0, 4.0])))))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, p: dj.drift_field(x, p, x, kernel=dj.gaussian(1.0)),
+    lambda x, p: dj.mmd_loss(x, p, x, kernel=dj.gaussian(1.0)),
+    lambda x, p: dj.sinkhorn_drift(x, p, alpha=0.5),
+    lambda x, p: dj.log_kde(x, p, kernel=dj.gaussian(1.0)),
+    lambda x, p: dj.deng_drift_loss(x[None], p[None]),
+])
+def test_zero_feature_dimension_raises(call):
+  """S = D = 0 raised nowhere and gave NaN in Deng's loss (0/0 feature normalization)."""
+  with pytest.raises(ValueError, match=r"at least one feature dimension \([DS] >= 1\)"):
+    call(np.zeros((4, 0), np.float32), np.zeros((3, 0), np.float32))
+
+
+_INT_OPTIONS = [  # (call with an integer option given as `v`, the option's name, a valid int)
+    (lambda v: normalization.init(v), "num_classes", 2),
+    (lambda v: normalization.knn_mean_distance(cloud(0, 8, 2), k=v), "k", 2),
+    (lambda v: metrics.sliced_wasserstein(cloud(0, 8, 2), cloud(1, 8, 2), num_projections=v,
+                                          key=jax.random.PRNGKey(0)), "num_projections", 2),
+    (lambda v: dj.radial(lambda u: jnp.exp(-u), num_nodes=v), "num_nodes", 8),
+    (lambda v: dj.grouped.sample_cfg_scale(jax.random.PRNGKey(0), v), "num", 2),
+    (lambda v: dj.make_objective("drifting-laplace", bandwidth=0.5, chunk_size=v),
+     "chunk_size", 2),
+]
+
+
+@pytest.mark.parametrize("call,name,valid", _INT_OPTIONS)
+def test_one_rule_for_integer_options(call, name, valid):
+  """Integer options take ints (Python, NumPy or JAX integer scalars) and refuse floats, even
+  integral ones, and bools — in every function alike."""
+  call(valid)
+  call(np.int64(valid))
+  call(jnp.int32(valid))
+  for bad in (float(valid), np.float32(valid), True, str(valid)):
+    with pytest.raises(ValueError, match=f"`{name}` must be"):
+      call(bad)

@@ -225,3 +225,33 @@ def test_class_conditional_batches():
   assert not np.array_equal(sampler(jax.random.PRNGKey(4)).pos, b1.pos)
   with pytest.raises(ValueError, match="num_classes_per_step"):
     batching.ClassConditionalSampler(imgs, labels, num_classes_per_step=7)
+
+
+def test_load_npz_refuses_nan_images_naming_file_and_index(tmp_path):
+  x = np.random.default_rng(0).random((5, 4, 4)).astype(np.float32)
+  x[3, 1, 1] = np.nan
+  np.savez(tmp_path / "a.npz", images=x, labels=np.arange(5))
+  with pytest.raises(ValueError, match=r"a\.npz\[images\]` image 3 contains NaN or inf"):
+    images.load_npz(tmp_path / "a.npz")
+
+
+@pytest.mark.parametrize("ds,match", [
+    (images.Dataset(np.zeros((0, 4, 4, 1), np.float32), np.zeros(0, np.int32), 2, "e"),
+     r"N >= 1"),
+    (images.Dataset(np.zeros((2, 4, 4), np.float32), np.zeros(2, np.int32), 2, "r"),
+     r"\[N, H, W, C\]"),
+    (images.Dataset(np.zeros((2, 4, 4, 1), np.uint8), np.zeros(2, np.int32), 2, "u"),
+     "floats in"),
+    (images.Dataset(np.full((2, 4, 4, 1), 2.0, np.float32), np.zeros(2, np.int32), 2, "v"),
+     r"lie in \[-1, 1\]"),
+    (images.Dataset(np.stack([np.zeros((4, 4, 1)), np.full((4, 4, 1), np.inf)]).astype(
+        np.float32), np.zeros(2, np.int32), 2, "i"), "image 1 contains NaN or inf"),
+    (images.Dataset(np.zeros((2, 4, 4, 1), np.float32), np.array([0.0, 1.0]), 2, "f"),
+     "must be integers"),
+    (images.Dataset(np.zeros((2, 4, 4, 1), np.float32), np.array([0, 2]), 2, "l"),
+     r"lie in \[0, 2\)"),
+    ("not a dataset", "must be a drifting_jax.data.images.Dataset"),
+])
+def test_check_dataset_names_what_is_wrong(ds, match):
+  with pytest.raises(ValueError, match=match):
+    images.check_dataset(ds)

@@ -228,3 +228,29 @@ def test_validation():
     kwn.init(0)
   with pytest.raises(ValueError, match="warmup_batches"):
     kwn.in_warmup(s, -1)
+
+
+def test_out_of_range_class_ids_raise_eagerly_and_are_nan_under_jit():
+  """JAX's gather clamps and its scatter drops out-of-range indices: a class id of 5 with 3
+  classes would read class 2's scale. Eagerly an error; under jit NaN; under checked named."""
+  import drifting_jax as dj
+  state = kwn.init(3)
+  obs, x = jnp.array([1.0, 2.0]), jnp.ones((2, 4, 2))
+  bad, good = jnp.array([0, 5]), jnp.array([0, 2])
+  for call in (lambda: kwn.apply(state, x, bad),
+               lambda: kwn.update_from_observations(state, obs, bad),
+               lambda: kwn.update(state, x, bad, k=2)):
+    with pytest.raises(ValueError, match=r"`class_ids` must lie in \[0, 3\)"):
+      call()
+  with pytest.raises(ValueError, match=r"`labels` must lie in \[0, 3\)"):
+    kwn.update_from_labels(state, x[0], jnp.array([0, 0, 1, 9]), k=1)
+  rows = jax.jit(kwn.apply)(state, x, bad)
+  assert np.all(np.asarray(rows[0]) == 1.0) and np.all(np.isnan(np.asarray(rows[1])))
+  assert np.all(np.isnan(jax.jit(kwn.update_from_observations)(state, obs, bad).scale))
+  assert np.all(np.isnan(jax.jit(lambda s, a, i: kwn.update(s, a, i, k=2))(state, x, bad).scale))
+  assert np.all(np.isnan(jax.jit(lambda s, a, i: kwn.update_from_labels(s, a, i, k=1))(
+      state, x[0], jnp.array([0, 0, 1, 9])).scale))
+  np.testing.assert_allclose(jax.jit(kwn.update_from_observations)(state, obs, good).scale,
+                             [1.0, 1.0, 2.0])
+  with pytest.raises(Exception, match="class_ids"):
+    dj.checked(kwn.apply)(state, x, bad)

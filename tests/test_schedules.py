@@ -167,3 +167,22 @@ def test_horizon_validation(fn):
 def test_keyword_only():
   with pytest.raises(TypeError):
     schedules.exponential(1.0, 0.1, 0.01)  # pylint: disable=too-many-function-args
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("exponential", dict(sigma0=1.0, rate=0.5, sigma_min=0.1)),
+    ("linear", dict(sigma0=1.0, total_steps=10, sigma_min=0.1)),
+    ("cosine", dict(sigma0=1.0, total_steps=10, sigma_min=0.1)),
+])
+def test_negative_or_nan_steps_raise_eagerly_and_give_nan_traced(name, kw):
+  """A negative step is not a time: eagerly an error (the exponential would exceed σ0 there,
+  the others clip silently); under jit NaN, never a finite value."""
+  sched = schedules.get_schedule(name, **kw)
+  for bad in (-1, -0.5, float("nan"), np.array([0.0, -2.0])):
+    with pytest.raises(ValueError, match="`step` must be >= 0"):
+      sched(bad)
+  out = jax.jit(sched)(jnp.array([-1.0, 0.0, float("nan")]))
+  assert np.isnan(out[0]) and np.isnan(out[2]) and out[1] == pytest.approx(1.0)
+  assert float(sched(float("inf"))) == pytest.approx(0.1)  # t -> inf: the floor
+  with pytest.raises(ValueError, match="`step` must be a number"):
+    sched("3")

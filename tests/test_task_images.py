@@ -97,6 +97,10 @@ def test_build_errors_name_the_argument(digits):
   with pytest.raises(ValueError, match="guidance"):  # the conv generator has no CFG embedding
     ImageTask(tiny(guidance=True, objective="drifting-laplace",
                          objective_kwargs={"official": True, "temperatures": (0.05,)}), dataset=digits)
+  poisoned = digits.images.copy()
+  poisoned[7, 2, 3, 0] = np.nan  # refused before training, not found later as a NaN loss
+  with pytest.raises(ValueError, match=r"`dataset.images` image 7 contains NaN"):
+    ImageTask(tiny(), dataset=digits._replace(images=poisoned))
 
 
 def test_overrides():

@@ -86,3 +86,19 @@ def test_theorem_4_1_empirical_drift_matches_analytic():
   assert float(jnp.mean(jnp.linalg.norm(analytic, axis=-1))) > 0.1  # not a trivial match
   with pytest.raises(ValueError, match="sigma"):
     toy.gmm4_analytic_drift(queries, sigma=0.0)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda k: toy.checkerboard(k, 4, noise=float("nan")), "noise"),
+    (lambda k: toy.checkerboard(k, 4, noise=-0.1), "noise"),
+    (lambda k: toy.swiss_roll(k, 4, noise=float("inf")), "noise"),
+    (lambda k: toy.swiss_roll(k, 4, noise="0.1"), "noise"),
+    (lambda k: toy.eight_gaussians(k, 4, std=float("nan")), "std"),
+    (lambda k: toy.eight_gaussians(k, 4, radius=-1.0), "radius"),
+    (lambda k: toy.GaussianMixture(((0.0, 0.0),), (1.0,), float("nan")), "std"),
+    (lambda k: toy.GaussianMixture(((float("inf"), 0.0),), (1.0,), 1.0), "means"),
+    (lambda k: toy.GaussianMixture(((0.0, 0.0),), (float("nan"),), 1.0), "weights"),
+])
+def test_toy_generators_refuse_non_finite_or_negative_scales(call, name):
+  with pytest.raises(ValueError, match=f"`{name}` must"):
+    call(jax.random.PRNGKey(0))

@@ -24,8 +24,9 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "Dataset", "encode_idx", "find_mnist", "load_dataset", "load_digits", "load_idx",
-    "load_mnist_folder", "load_npz", "load_tfds", "save_idx", "save_image_grid", "to_uint8",
+    "Dataset", "check_dataset", "check_finite_images", "encode_idx", "find_mnist",
+    "load_dataset", "load_digits", "load_idx", "load_mnist_folder", "load_npz", "load_tfds",
+    "save_idx", "save_image_grid", "to_uint8",
 ]
 
 MNIST_ENV_VAR = "DRIFTING_JAX_MNIST"
@@ -166,6 +167,47 @@ def _check_labels(labels: np.ndarray, n: int, num_classes: int | None, name: str
   return labels.astype(np.int32)
 
 
+def check_finite_images(images: np.ndarray, name: str) -> None:
+  """Raises ``ValueError`` naming ``name`` and the first image index with a NaN or inf."""
+  images = np.asarray(images)
+  if not np.issubdtype(images.dtype, np.floating):
+    return
+  bad = ~np.isfinite(images.reshape(images.shape[0], -1)).all(axis=1) if images.size else []
+  if np.any(bad):
+    idx = np.flatnonzero(bad)
+    raise ValueError(f"`{name}` image {int(idx[0])} contains NaN or inf ({idx.size} such "
+                     f"image{'s' if idx.size > 1 else ''}).")
+
+
+def check_dataset(ds: Dataset, name: str = "dataset") -> Dataset:
+  """Checks an in-memory :class:`Dataset` before training on it.
+
+  Images ``[N, H, W, C]`` (N ≥ 1) of finite floats in ``[-1, 1]``; labels ``[N]`` integers
+  in ``[0, num_classes)``.
+
+  Raises:
+    ValueError: naming ``name`` and what is wrong (the first bad image's index for NaN or
+      inf pixels).
+  """
+  if not isinstance(ds, Dataset):
+    raise ValueError(f"`{name}` must be a drifting_jax.data.images.Dataset, got "
+                     f"{type(ds).__name__}.")
+  images, labels = np.asarray(ds.images), np.asarray(ds.labels)
+  if images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f"`{name}.images` must have shape [N, H, W, C] with N >= 1, got "
+                     f"{images.shape}.")
+  if not np.issubdtype(images.dtype, np.floating):
+    raise ValueError(f"`{name}.images` must be floats in [-1, 1], got dtype {images.dtype}.")
+  check_finite_images(images, f"{name}.images")
+  lo, hi = float(images.min()), float(images.max())
+  if lo < -1 - 1e-6 or hi > 1 + 1e-6:
+    raise ValueError(f"`{name}.images` must lie in [-1, 1], got [{lo}, {hi}].")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"`{name}.labels` must be integers, got dtype {labels.dtype}.")
+  _check_labels(labels, images.shape[0], int(ds.num_classes), f"{name}.labels")
+  return ds
+
+
 def _find_file(folder: pathlib.Path, stems: list[str]) -> pathlib.Path:
   for stem in stems:
     for candidate in (folder / stem, folder / (stem + ".gz")):
@@ -249,6 +291,7 @@ def load_npz(path: str | os.PathLike, *, images_key: str | None = None,
     images = np.asarray(f[_pick_key(keys, images_key, sfx + ["images", "x"], "images")])
     labels = np.asarray(f[_pick_key(keys, labels_key, lsfx + ["labels", "y"], "labels")])
   images = _as_nhwc(images, f"{path}[images]")
+  check_finite_images(images, f"{path}[images]")
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{path}: labels must be integers, got dtype {labels.dtype}.")
   labels = _check_labels(labels, images.shape[0], num_classes, f"{path}[labels]")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drifting_jax import _validation
 from drifting_jax.data.batching import random_subset
 
 __all__ = ["MemoryBank", "init", "push", "sample"]
@@ -71,8 +72,7 @@ def init(num_classes: int, *, pos_size: int = 128, neg_size: int = 1000,
     :class:`MemoryBank` with zero counts.
   """
   for name, v in (("num_classes", num_classes), ("pos_size", pos_size), ("neg_size", neg_size)):
-    if not isinstance(v, (int, np.integer)) or v < 1:
-      raise ValueError(f"`{name}` must be a positive int, got {v!r}.")
+    _validation.check_int(name, v, minimum=1)
   feature_shape = tuple(int(d) for d in feature_shape)
   zeros = lambda n: jnp.zeros(n, jnp.int32)
   return MemoryBank(

@@ -25,6 +25,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from drifting_jax import _validation
+
 Sampler = Callable[[jax.Array, int], jax.Array]
 
 __all__ = [
@@ -49,6 +51,15 @@ def _check_n(n: int) -> int:
   return n
 
 
+def _check_scale(name: str, value, *, positive: bool = False) -> float:
+  """A finite real number ``>= 0`` (``> 0`` when ``positive``), e.g. a noise std."""
+  what = "a finite number > 0" if positive else "a finite number >= 0"
+  v = _validation.scalar(name, value, what=what)
+  if not math.isfinite(v) or v < 0 or (positive and v == 0):
+    raise ValueError(f"`{name}` must be {what}, got {value!r}")
+  return v
+
+
 def checkerboard(key: jax.Array, n: int, *, noise: float = 0.0) -> jax.Array:
   """Uniform samples on the 8 black cells of a 4x4 checkerboard on ``[-1, 1]^2``.
 
@@ -71,7 +82,7 @@ def checkerboard(key: jax.Array, n: int, *, noise: float = 0.0) -> jax.Array:
   u = jax.random.uniform(k_u, (n, 2))
   cells = jnp.stack([i, j], axis=1).astype(jnp.float32)
   x = (cells + u) / 2.0 - 1.0
-  if noise:
+  if _check_scale("noise", noise):
     x = x + noise * jax.random.normal(k_eps, (n, 2))
   return x.astype(jnp.float32)
 
@@ -91,7 +102,7 @@ def swiss_roll(key: jax.Array, n: int, *, noise: float = 0.02) -> jax.Array:
   k_t, k_eps = jax.random.split(key)
   t = jax.random.uniform(k_t, (n,), minval=0.5 * math.pi, maxval=4.5 * math.pi)
   x = jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=1) / (4.5 * math.pi)
-  if noise:
+  if _check_scale("noise", noise):
     x = x + noise * jax.random.normal(k_eps, (n, 2))
   return x.astype(jnp.float32)
 
@@ -111,6 +122,8 @@ def eight_gaussians(
     ``[n, 2]`` float32 samples.
   """
   _check_n(n)
+  _check_scale("radius", radius)
+  _check_scale("std", std)
   k_c, k_eps = jax.random.split(key)
   angles = 2.0 * math.pi * jnp.arange(8) / 8.0
   means = radius * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
@@ -136,9 +149,11 @@ class GaussianMixture:
   def __post_init__(self):
     if len(self.means) != len(self.weights) or not self.means:
       raise ValueError("`means` and `weights` must be non-empty with equal length")
-    if self.std <= 0:
-      raise ValueError(f"`std` must be positive, got {self.std}")
-    if abs(sum(self.weights) - 1.0) > 1e-6 or min(self.weights) < 0:
+    _check_scale("std", self.std, positive=True)
+    if not all(math.isfinite(float(v)) for m in self.means for v in m):
+      raise ValueError(f"`means` must be finite, got {self.means}")
+    if (not all(math.isfinite(float(w)) for w in self.weights)
+        or abs(sum(self.weights) - 1.0) > 1e-6 or min(self.weights) < 0):
       raise ValueError(f"`weights` must be non-negative and sum to 1, got {self.weights}")
 
   def sample(self, key: jax.Array, n: int) -> jax.Array:

@@ -24,6 +24,7 @@ import pathlib
 
 import numpy as np
 
+from drifting_jax import _validation
 from drifting_jax.data import images as image_data
 from drifting_jax.metrics.features import (CLASSIFIER_FID_NAME, classifier_accuracy,
                                            classifier_features, load_classifier)
@@ -206,7 +207,8 @@ def score_samples_file(path: str | os.PathLike, *, dataset: str | None = None,
   if not dataset:
     raise ValueError(f"`dataset` is needed: {path} does not name the data its samples imitate")
   n = fake.shape[0] if num_samples is None else num_samples
-  if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= fake.shape[0]:
+  n = _validation.check_int("num_samples", n, minimum=1)
+  if n > fake.shape[0]:
     raise ValueError(f"`num_samples` must be an int in [1, {fake.shape[0]}] (the samples in "
                      f"{path}), got {num_samples!r}")
   scores = inception_scores(fake[:n], dataset=dataset, n=n, weights=weights, k=k,

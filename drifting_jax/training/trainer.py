@@ -31,6 +31,7 @@ from typing import Any
 import jax
 from tqdm.auto import tqdm
 
+from drifting_jax import _validation
 from drifting_jax.training import checkpoint as ckpt, driver, rundir
 from drifting_jax.training.config import (RunConfig, config_from_dict, config_to_dict,
                                           resolve_config)
@@ -107,9 +108,8 @@ def train(config: Any = None, workdir: str | os.PathLike | None = None, *,
       discarded and the checkpoints written so far are kept.
   """
   cfg = resolve_config(config, overrides)
-  if until is not None and (isinstance(until, bool) or not isinstance(until, int)
-                            or until < 0):
-    raise ValueError(f"`until` must be an int >= 0 or None, got {until!r}")
+  if until is not None:
+    until = _validation.check_int("until", until, minimum=0)
   task = make_task(cfg, dataset=dataset, objective=objective)
   if workdir is None:
     return _train_session(task, None, hooks, until)
@@ -215,8 +215,7 @@ def sample_run(path: str | os.PathLike, *, num: int, out: str | os.PathLike, see
     **options: task options (images: ``class_id``, ``cfg_scale``, ``use_ema``); an option
       the task does not have raises ``ValueError``.
   """
-  if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-    raise ValueError(f"`num` must be an int >= 1, got {num!r}")
+  num = _validation.check_int("num", num, minimum=1)
   ext = os.path.splitext(os.fspath(out))[1].lower()
   if ext not in (".npz", ".png"):
     raise ValueError(f"`out` must end in .npz or .png, got {os.fspath(out)!r}")

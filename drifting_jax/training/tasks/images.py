@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drifting_jax import normalization
+from drifting_jax import _validation, normalization
 from drifting_jax.data import class_conditional, images as image_data, memory_bank
 from drifting_jax.metrics import image_scores
 from drifting_jax.models import presets
@@ -306,8 +306,8 @@ class ImageTask(Task):
     self.extractor = _feature_extractor(cfg, image_shape(model))
     self.data = None
     if load_data:
-      ds = dataset if dataset is not None else image_data.load_dataset(
-          cfg.dataset, split=cfg.dataset_split)
+      ds = (image_data.check_dataset(dataset) if dataset is not None else
+            image_data.load_dataset(cfg.dataset, split=cfg.dataset_split))
       if tuple(ds.images.shape[1:]) != image_shape(model):
         raise ValueError(f"`dataset` images have shape {tuple(ds.images.shape[1:])} but model "
                          f"{cfg.model!r} generates {image_shape(model)}")
@@ -460,8 +460,7 @@ class ImageTask(Task):
     given = sorted(k for k, v in options.items() if v is not None)
     if given:
       raise ValueError(f"option(s) {given} do not apply to image runs")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-      raise ValueError(f"`num` must be a positive int, got {num!r}")
+    num = _validation.check_int("num", num, minimum=1)
     classes = self.model.num_classes
     if class_id is not None and not 0 <= int(class_id) < classes:
       raise ValueError(f"`class_id` must lie in [0, {classes}), got {class_id}")
@@ -508,8 +507,7 @@ class ImageTask(Task):
     num_samples = 10_000 if num_samples is None else num_samples
     fid = fid or "classifier"
     seed = seed or 0
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= k:
-      raise ValueError(f"`num_samples` must be an int > k={k}, got {num_samples!r}.")
+    num_samples = _validation.check_int("num_samples", num_samples, minimum=k + 1)
     if fid not in image_scores.FID_KINDS:
       raise ValueError(f"`fid` must be one of {image_scores.FID_KINDS}, got {fid!r}.")
     use_classifier, use_inception = fid in ("classifier", "both"), fid in ("inception", "both")

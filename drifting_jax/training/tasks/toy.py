@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from drifting_jax import _validation
 from drifting_jax.data import toy
 from drifting_jax.metrics.mmd import mmd
 from drifting_jax.metrics.sliced_wasserstein import sliced_wasserstein
@@ -194,8 +195,7 @@ def evaluate(
   n = cfg.eval_num_samples if num_samples is None else num_samples
   p = cfg.eval_num_projections if num_projections is None else num_projections
   for name, v, low in (("num_samples", n, 2), ("num_projections", p, 1)):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-      raise ValueError(f"`{name}` must be an int >= {low}, got {v!r}")
+    _validation.check_int(name, v, minimum=low)
   n, p = int(n), int(p)
   key = jax.random.PRNGKey(cfg.eval_seed if seed is None else seed)
   k_gen, k_data, k_data2, k_proj = jax.random.split(key, 4)
