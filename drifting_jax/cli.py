@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return _run(args)
-  except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+  except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
     from drifting_jax.training.rundir import RunDirLocked
     if args.debug or (isinstance(e, RuntimeError) and not isinstance(e, RunDirLocked)):
       raise

@@ -309,3 +309,29 @@ def test_deprecated_names_still_work_and_warn(tmp_path, digits):
     toy = T.build(toy_cfg())
   with pytest.warns(DeprecationWarning, match="init_state"):
     chex.assert_trees_all_equal(T.init_state(toy_cfg()), toy.init_state())
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+  """A checkpoint write that fails (simulated: ENOSPC from orbax at step 6) stops training with
+  an error naming the checkpoint that survives; the same command later resumes from it."""
+  import errno
+
+  from drifting_jax.training.checkpoint import CheckpointWriteError
+  real_save = ocp.CheckpointManager.save
+
+  def full_disk(self, step, *args, **kwargs):
+    if int(step) == 6:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  reference = train(toy_cfg(), tmp_path / "ref")
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+  with pytest.raises(CheckpointWriteError, match=r"checkpoint of step 6 could not be written "
+                     r".*No space left on device.*the checkpoint of step 3 is intact") as info:
+    train(toy_cfg(), tmp_path / "run")
+  assert info.value.errno == errno.ENOSPC
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["3"]
+  assert int(load_run(tmp_path / "run")[1].step) == 3
+  monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)  # space freed
+  resumed = train(toy_cfg(), tmp_path / "run")
+  chex.assert_trees_all_equal(resumed.state, reference.state)

@@ -25,16 +25,57 @@ from drifting_jax.data import memory_bank
 from drifting_jax.training import rundir
 from drifting_jax.training.state import TrainState
 
-__all__ = ["CHECKPOINT_DIR", "make_manager", "resolve_checkpoint", "restore", "restore_run_state",
-           "restore_tree", "save", "save_tree", "state_tree"]
+__all__ = ["CHECKPOINT_DIR", "CheckpointWriteError", "make_manager", "resolve_checkpoint",
+           "restore", "restore_run_state", "restore_tree", "save", "save_tree", "state_tree"]
 
 CHECKPOINT_DIR = "checkpoints"
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (e.g. the disk is full); the earlier ones are intact."""
+
+
+class _Manager(ocp.CheckpointManager):
+  """orbax's manager whose write errors say which checkpoint failed and what survives.
+
+  orbax writes each checkpoint into a temporary folder and renames it when complete, so a
+  failed write (disk full, quota, permissions) leaves the previous checkpoints as they were;
+  the error of an asynchronous write surfaces at the next ``save`` or
+  ``wait_until_finished``, and is re-raised here as :class:`CheckpointWriteError` naming the
+  newest checkpoint that restores.
+  """
+
+  def _failed(self, e: OSError, what: str) -> CheckpointWriteError:
+    try:
+      kept = super().latest_step()
+    except Exception:  # noqa: BLE001 - the listing itself may fail on a broken disk
+      kept = None
+    survivor = ("no earlier checkpoint exists" if kept is None else
+                f"the checkpoint of step {kept} is intact")
+    err = CheckpointWriteError(
+        e.errno, f"{what} could not be written to {self.directory} "
+                 f"({e.strerror or e}); training stopped, {survivor} — free space and run the "
+                 f"same command again to resume from it")
+    return err
+
+  def save(self, step, *args, **kwargs):
+    try:
+      return super().save(step, *args, **kwargs)
+    except OSError as e:
+      raise self._failed(e, f"the checkpoint of step {step}") from e
+
+  def wait_until_finished(self):
+    try:
+      return super().wait_until_finished()
+    except OSError as e:
+      raise self._failed(e, "a checkpoint") from e
+
+
 def make_manager(directory: str | os.PathLike, *, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  """A ``CheckpointManager`` on ``directory`` (created if missing)."""
+  """A ``CheckpointManager`` on ``directory`` (created if missing); a failed write raises
+  :class:`CheckpointWriteError` naming the checkpoint that survives."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
+  return _Manager(os.path.abspath(os.fspath(directory)), options=options)
 
 
 def save_tree(manager: ocp.CheckpointManager, step: int, tree: Any) -> int:

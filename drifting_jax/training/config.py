@@ -37,6 +37,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
+
 from drifting_jax.training import overrides as overrides_lib
 
 __all__ = ["DriftRunConfig", "RunConfig", "apply_overrides", "as_run_config", "config_dict", "config_from_dict",
@@ -45,6 +47,17 @@ __all__ = ["DriftRunConfig", "RunConfig", "apply_overrides", "as_run_config", "c
 
 
 # ------------------------------------------------------------------------------ constraints
+_F32 = np.finfo(np.float32)
+
+
+def _representable(v: float | int, integer: bool) -> bool:
+  """Whether a config number survives the step's int32 / float32 arithmetic unchanged in kind
+  (a learning rate of 1e39 would be inf in float32, one of 1e-50 silently 0)."""
+  if integer:
+    return abs(v) <= np.iinfo(np.int32).max
+  return v == 0 or float(_F32.tiny) <= abs(v) <= float(_F32.max)
+
+
 @dataclasses.dataclass(frozen=True)
 class Num:
   """A finite number (or int) in a range; ``none`` admits None."""
@@ -65,6 +78,12 @@ class Num:
       ok = v > self.low if self.strict else v >= self.low
     if ok and self.high is not None:
       ok = v < self.high if self.high_strict else v <= self.high
+    if ok and not _representable(v, self.integer):
+      raise ValueError(
+          f"`{name}` must be representable in the training step's "
+          f"{'int32' if self.integer else 'float32'} arithmetic ("
+          f"{'|v| <= 2**31 - 1' if self.integer else '0 or 1.2e-38 <= |v| <= 3.4e38'}), "
+          f"got {v!r}")
     if not ok:
       bound = "" if self.low is None else f" {'>' if self.strict else '>='} {self.low}"
       if self.high is not None:
