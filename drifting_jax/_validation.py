@@ -152,6 +152,13 @@ def scalar(name: str, value: Any, *, what: str = "a real number") -> float:
   return float(np.asarray(value).reshape(()))
 
 
+def representable(value: float, dtype: Any = None) -> bool:
+  """Whether a real ``value`` keeps its size in ``dtype`` (default: JAX's default float):
+  0, or a magnitude in ``[tiny, max]`` — not overflowing to inf, not flushed to a denormal."""
+  info = np.finfo(jnp.result_type(float) if dtype is None else dtype)
+  return value == 0 or float(info.tiny) <= abs(value) <= float(info.max)
+
+
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
   """A concrete integer (a Python int, or a NumPy / JAX integer scalar), as ``int``.
 

@@ -57,6 +57,10 @@ def _check_positive(name: str, value: Any) -> float:
   v = _validation.scalar(name, value, what="a finite positive number")
   if not math.isfinite(v) or v <= 0:
     raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
+  if not _validation.representable(v):
+    info = np.finfo(jnp.result_type(float))
+    raise ValueError(f"`{name}` must lie in [{info.tiny:.3g}, {info.max:.3g}] (the schedule "
+                     f"computes in {info.dtype}), got {value!r}.")
   return v
 
 

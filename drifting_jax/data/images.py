@@ -327,7 +327,7 @@ def load_digits(*, size: int | None = None) -> Dataset:
   d = skd.load_digits()
   images = _scale(d.images[..., None], (0, 16))
   if size is not None:
-    if not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
       raise ValueError(f"`size` must be a positive int or None, got {size!r}.")
     import jax
     images = np.asarray(jax.image.resize(images, (images.shape[0], size, size, 1), "linear"))

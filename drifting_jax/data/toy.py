@@ -51,12 +51,20 @@ def _check_n(n: int) -> int:
   return n
 
 
+#: the largest scale (noise std, radius) whose float32 samples cannot overflow: a standard
+#: normal draw in float32 is below 6 in magnitude (jax.random.normal's inverse-CDF range)
+_MAX_SCALE = 1e37
+
+
 def _check_scale(name: str, value, *, positive: bool = False) -> float:
   """A finite real number ``>= 0`` (``> 0`` when ``positive``), e.g. a noise std."""
   what = "a finite number > 0" if positive else "a finite number >= 0"
   v = _validation.scalar(name, value, what=what)
   if not math.isfinite(v) or v < 0 or (positive and v == 0):
     raise ValueError(f"`{name}` must be {what}, got {value!r}")
+  if v > _MAX_SCALE:
+    raise ValueError(f"`{name}` must be at most {_MAX_SCALE:g} (float32 samples of that "
+                     f"scale stay finite), got {value!r}")
   return v
 
 
