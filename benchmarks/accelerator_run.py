@@ -87,8 +87,8 @@ for _p in (ROOT, ROOT / "benchmarks"):  # drifting_jax from the checkout; accele
 import accelerator_check as ac  # noqa: E402
 
 RECIPE = ROOT / "experiments" / "configs" / "mnist_dit_s2.py"
-#: bfloat16 trains when its loss after the timed steps is within this relative distance of
-#: float32's.
+#: bfloat16 trains when its first gradient norm and its loss after the timed steps are both
+#: within this relative distance of float32's.
 BF16_RTOL = 0.05
 #: seconds kept back from the training budget for sampling and writing the outputs.
 RESERVE_S = 45.0

@@ -15,7 +15,7 @@ from drifting_jax.grouped import (cfg_negative_weight, grouped_loss, guided_grou
                                   kernel_scaled, sample_cfg_scale, stream_loss)
 from drifting_jax.kde import log_kde
 from drifting_jax.kernels import (RadialKernel, gaussian, laplacian, pairwise_sqdist, radial,
-                                  rational_quadratic)
+                                  rational_quadratic, width_range)
 from drifting_jax.losses import drift_loss, kde_link_loss, log_kde_loss, mmd_loss
 from drifting_jax.normalization import KernelWidthState, knn_mean_distance
 from drifting_jax.objectives import make_objective, objective_names
@@ -47,7 +47,7 @@ def __getattr__(name):
 
 __all__ = [
     "kernels", "RadialKernel", "gaussian", "laplacian", "rational_quadratic", "radial",
-    "pairwise_sqdist", "log_kde", "sub_field", "drift_field", "mmd_field", "deng_field",
+    "pairwise_sqdist", "width_range", "log_kde", "sub_field", "drift_field", "mmd_field", "deng_field",
     "doubly_stochastic_field", "multiscale", "drift_loss", "log_kde_loss", "mmd_loss",
     "kde_link_loss", "deng_drift_loss", "jacobian", "curl", "curl_indices", "asymmetry",
     "line_integral_potential", "schedules", "get_schedule", "spectral", "gaussian_decay_rate",

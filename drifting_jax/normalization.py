@@ -174,9 +174,9 @@ def _check_class_ids(class_ids: Any, shape: tuple[int, ...], num_classes: int,
     # Under jit an out-of-range id cannot raise; JAX's gather would clamp it to another
     # class's scale and its scatter would drop it. The functions below turn it into NaN
     # instead, and this check names it under `drifting_jax.checked`.
-    _validation.traced_check((ids >= 0) & (ids < num_classes),
-                             f"`{name}` must lie in [0, {num_classes}), got {{}}.",
-                             jnp.where((ids >= 0) & (ids < num_classes), 0, ids).min())
+    inside = ((ids >= 0) & (ids < num_classes)).ravel()
+    _validation.traced_check(inside, f"`{name}` must lie in [0, {num_classes}), got {{}}.",
+                             ids.ravel()[jnp.argmin(inside)])  # the first id outside
   return ids
 
 

@@ -6,6 +6,7 @@ import pathlib
 import runpy
 
 import numpy as np
+import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "accelerator_check.py"
 
@@ -67,7 +68,6 @@ def test_plan_steps_and_dtype_choice():
   assert plan(300.0, 10.0, stats_iters=300, stats_per_s=100.0) == 2970
   assert plan(300.0, 10.0, stats_iters=300) == 2850  # stats at 2x the step rate: 15 s
   assert plan(1.0, 10.0, stats_iters=300, minimum=50) == 50
-  import pytest
   with pytest.raises(ValueError, match="steps_per_s"):
     plan(300.0, 0.0, stats_iters=0)
   f32 = {"loss": 1.0, "steps_per_s": 10.0}

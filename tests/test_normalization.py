@@ -254,3 +254,5 @@ def test_out_of_range_class_ids_raise_eagerly_and_are_nan_under_jit():
                              [1.0, 1.0, 2.0])
   with pytest.raises(Exception, match="class_ids"):
     dj.checked(kwn.apply)(state, x, bad)
+  with pytest.raises(Exception, match=r"`class_ids` must lie in \[0, 3\), got 5"):
+    dj.checked(jax.jit(kwn.apply))(state, x, bad)  # traced: names the id outside

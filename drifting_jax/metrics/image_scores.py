@@ -175,9 +175,7 @@ def load_samples(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
     return x.astype(np.float32) / 127.5 - 1.0, dataset
   if not np.issubdtype(x.dtype, np.floating):
     raise ValueError(f"`samples` of {path} must be uint8 or floating, got {x.dtype}")
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f"`samples` of {path} contain NaN or inf (first at flat index "
-                     f"{int(np.flatnonzero(~np.isfinite(x))[0])})")
+  image_data.check_finite_images(x, f"samples` of `{path}")
   if x.min() < -1.0 - 1e-3 or x.max() > 1.0 + 1e-3:
     raise ValueError(f"float `samples` of {path} must lie in [-1, 1], got "
                      f"[{x.min():.4g}, {x.max():.4g}]")

@@ -52,11 +52,10 @@ class _Manager(ocp.CheckpointManager):
       kept = None
     survivor = ("no earlier checkpoint exists" if kept is None else
                 f"the checkpoint of step {kept} is intact")
-    err = CheckpointWriteError(
+    return CheckpointWriteError(
         e.errno, f"{what} could not be written to {self.directory} "
                  f"({e.strerror or e}); training stopped, {survivor} — free space and run the "
                  f"same command again to resume from it")
-    return err
 
   def save(self, step, *args, **kwargs):
     try:

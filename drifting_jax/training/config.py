@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from drifting_jax import _validation
 from drifting_jax.training import overrides as overrides_lib
 
 __all__ = ["DriftRunConfig", "RunConfig", "apply_overrides", "as_run_config", "config_dict", "config_from_dict",
@@ -47,15 +48,12 @@ __all__ = ["DriftRunConfig", "RunConfig", "apply_overrides", "as_run_config", "c
 
 
 # ------------------------------------------------------------------------------ constraints
-_F32 = np.finfo(np.float32)
-
-
 def _representable(v: float | int, integer: bool) -> bool:
   """Whether a config number survives the step's int32 / float32 arithmetic unchanged in kind
   (a learning rate of 1e39 would be inf in float32, one of 1e-50 silently 0)."""
   if integer:
     return abs(v) <= np.iinfo(np.int32).max
-  return v == 0 or float(_F32.tiny) <= abs(v) <= float(_F32.max)
+  return _validation.representable(v, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
