@@ -57,6 +57,19 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "feat_cls_loc_ms": ("mae_cls", {"feature_kwargs": _LOC_MS},
                         "the same with the encoder trained with the class head"),
     "pixels_same_budget": (None, {}, "mnist_small_cpu in pixel space, same wall clock"),
+    # the lever "a feature phase that moves the generator": the pixel phase's learning rate
+    "feat_loc_ms_lr1e3": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 1e-3},
+                          "feat_loc_ms at the pixel phase's learning rate 1e-3 (not 3e-4)"),
+    # Deng et al.'s feature-set ablation (their Table 5 in spirit), each + pixels
+    "feat_loc": ("mae", {"feature_kwargs": {**_LOC_MS, "feature_sets": ["loc"]}},
+                 "ablation: per-location features only (+ pixels)"),
+    "feat_loc_ms_patch": ("mae", {"feature_kwargs": {
+        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]}},
+        "ablation: + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)"),
+    "feat_all": ("mae", {"feature_kwargs": {
+        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std", "blocks"],
+        "patch_sizes": [2]}},
+        "ablation: + the outputs of every second residual block"),
 }
 
 
