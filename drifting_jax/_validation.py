@@ -35,7 +35,25 @@ def float_dtype(*arrays: Any) -> np.dtype:
   return jnp.result_type(*(a for a in arrays if a is not None), jnp.float32)
 
 
-def as_float(*arrays: Any) -> Any:
+def check_real_dtype(name: str, x: Any) -> None:
+  """Raises unless ``x`` holds real numbers: a float, integer or bool dtype.
+
+  Complex, string and object arrays have no meaning as points, widths or weights here; JAX
+  would compute with the complex values or fail with an unrelated ``TypeError``.
+  """
+  dtype = getattr(x, "dtype", None)
+  if dtype is None:
+    try:
+      dtype = np.asarray(x).dtype
+    except Exception:  # noqa: BLE001 - ragged or odd objects
+      raise ValueError(f"`{name}` must be a real (float or integer) array, got "
+                       f"{type(x).__name__}.") from None
+  if not (_is_real_dtype(dtype) or jnp.issubdtype(dtype, jnp.bool_)):
+    raise ValueError(f"`{name}` must be a real (float or integer) array, got dtype "
+                     f"{np.dtype(dtype).name}.")
+
+
+def as_float(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
   """Casts arrays to their common float dtype (:func:`float_dtype`) before any arithmetic.
 
   Integer images (uint8 pixels) or int32 coordinates would otherwise overflow in squared
@@ -43,10 +61,17 @@ def as_float(*arrays: Any) -> Any:
 
   Args:
     *arrays: array-likes (numpy, JAX, Python scalars) or ``None``.
+    names: the arguments' names, for the error a complex or string array raises.
 
   Returns:
     The cast ``jax.Array`` for a single argument, else a tuple of them.
+
+  Raises:
+    ValueError: an array of a complex, string or object dtype.
   """
+  for i, a in enumerate(arrays):
+    if a is not None:
+      check_real_dtype(names[i] if names else f"argument {i}", a)
   arrays = tuple(a if a is None or hasattr(a, "dtype") else jnp.asarray(a) for a in arrays)
   dtype = float_dtype(*arrays)
   out = tuple(None if a is None else jnp.asarray(a, dtype) for a in arrays)
@@ -104,7 +129,9 @@ def traced_check(valid: Any, message: str, *values: Any) -> None:
 
 
 def check_finite(name: str, x: Any) -> None:
-  """Raises if a concrete ``x`` contains NaN or inf (a ``checkify`` check when traced)."""
+  """Raises if a concrete ``x`` contains NaN or inf (a ``checkify`` check when traced), or is
+  not a real array (:func:`check_real_dtype`)."""
+  check_real_dtype(name, x)
   if not is_concrete(x):
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.inexact):
@@ -159,6 +186,21 @@ def representable(value: float, dtype: Any = None) -> bool:
   return value == 0 or float(info.tiny) <= abs(value) <= float(info.max)
 
 
+def _float_name() -> str:
+  return np.dtype(jnp.result_type(float)).name
+
+
+def _float_range() -> str:
+  info = np.finfo(jnp.result_type(float))
+  return f"{float(info.tiny):.3g} to {float(info.max):.3g}"
+
+
+def is_int(value: Any) -> bool:
+  """Whether ``value`` is a concrete integer (Python / NumPy / JAX; not a bool or float)."""
+  return (is_concrete(value) and _is_real_scalar_type(value) and np.size(value) == 1
+          and np.issubdtype(np.asarray(value).dtype, np.integer))
+
+
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
   """A concrete integer (a Python int, or a NumPy / JAX integer scalar), as ``int``.
 
@@ -179,6 +221,19 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
   if minimum is not None and int(v) < minimum:
     raise ValueError(f"`{name}` must be {expected}, got {int(v)}.")
   return int(v)
+
+
+def check_fields(obj: Any, *, positive: tuple[str, ...] = (), nonneg: tuple[str, ...] = (),
+                 positive_real: tuple[str, ...] = ()) -> None:
+  """Checks a module's attributes by kind: positive / nonnegative ints (:func:`check_int`) and
+  positive float32-representable reals (:func:`check_positive`); ``ValueError`` names the
+  attribute."""
+  for name in positive:
+    check_int(name, getattr(obj, name), minimum=1)
+  for name in nonneg:
+    check_int(name, getattr(obj, name), minimum=0)
+  for name in positive_real:
+    check_positive(name, getattr(obj, name))
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -212,6 +267,9 @@ def check_positive(name: str, value: Any) -> None:
   v = scalar(name, value, what="a finite positive number")
   if not np.isfinite(v) or v <= 0:
     raise ValueError(f"`{name}` must be a finite positive number, got {v}.")
+  if not representable(v):
+    raise ValueError(f"`{name}` = {v:g} is outside what {_float_name()} holds at full "
+                     f"precision ({_float_range()}); rescale it (or enable x64).")
 
 
 def check_positive_array(name: str, value: Any) -> None:
@@ -225,6 +283,9 @@ def check_positive_array(name: str, value: Any) -> None:
   arr = np.asarray(value, np.float64)
   if not np.all(np.isfinite(arr) & (arr > 0)):
     raise ValueError(f"`{name}` must be finite and positive, got {value!r}.")
+  if not all(representable(v) for v in arr.reshape(-1)):
+    raise ValueError(f"`{name}` has entries outside what {_float_name()} holds at full "
+                     f"precision ({_float_range()}), got {value!r}.")
 
 
 def positive_or_nan(name: str, value: Any) -> Any:

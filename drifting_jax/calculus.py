@@ -56,7 +56,7 @@ def jacobian(field_fn: FieldFn, x: Array) -> Array:
       ``[N, D]`` to ``[N, D]``.
   """
   _validation.check_points("x", x)
-  x = _validation.as_float(x)  # jacfwd needs float inputs
+  x = _validation.as_float(x, names=("x",))  # jacfwd needs float inputs
   _check_field(field_fn, x, 1)
   return jax.vmap(jax.jacfwd(_pointwise(field_fn)))(x)
 
@@ -149,7 +149,7 @@ def line_integral_potential(field_fn: FieldFn, x: Array, *, origin: Array | None
     if np.shape(origin) != (d,):
       raise ValueError(f"`origin` must have shape [{d}], got {np.shape(origin)}.")
     _validation.check_finite("origin", origin)
-  x, origin = _validation.as_float(x, origin)
+  x, origin = _validation.as_float(x, origin, names=("x", "origin"))
   origin = jnp.zeros((d,), x.dtype) if origin is None else origin
   _check_field(field_fn, x, np.shape(x)[0])
   nodes, weights = np.polynomial.legendre.leggauss(num_nodes)

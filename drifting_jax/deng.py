@@ -238,6 +238,54 @@ def _force_switch(temperatures):
   return switch
 
 
+def _loss_small(gen, neg, pos, weights, temperatures):
+  """Steps 1–5 for small problems (fewer than ``_LARGE_ENTRIES`` ``[B, C, T]`` entries),
+  bound by the number of operations rather than by their size: the targets
+  ``[sg(gen), neg, pos]`` stay concatenated (one distance matrix, one softmax pair, one force
+  matmul per temperature), as in the reference algorithm. ``weights`` is ``None`` (all 1:
+  no weight arithmetic is traced) or ``(w_gen, w_neg, w_pos)``.
+
+  Returns:
+    ``(loss [B], scale, mean squared force per temperature)``.
+  """
+  b, c_g, s = gen.shape
+  old_gen = sg(gen)
+  targets = jnp.concatenate([old_gen, neg, pos], axis=1)                   # [B, T, S]
+  n_t, n_neg = targets.shape[1], c_g + neg.shape[1]
+  dist = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, targets), 1e-8))  # [B, C_g, T]
+  if weights is None:
+    w = None
+    scale = jnp.mean(dist)
+  else:
+    w = jnp.concatenate(weights, axis=1)                                   # [B, T]
+    scale = jnp.sum(dist * w[:, None, :]) / (c_g * jnp.sum(w))
+  scale_inputs = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)
+  self_mask = np.pad(np.eye(c_g, dtype=np.float32), ((0, 0), (0, n_t - c_g)))
+  dn = dist / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask
+  t_s = targets / scale_inputs
+  is_neg = np.arange(n_t) < n_neg                                            # static [T]
+  total, per_r = 0.0, []
+  for r in temperatures:
+    logits = -dn / r
+    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)                # [B, C_g, 1]
+    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)                # [B, 1, T]
+    # sqrt(max(softmax_targets · softmax_gen, 1e-6)) = max(exp(logits − (lse_t + lse_g)/2), 1e-3)
+    a = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3)
+    if w is not None:
+      a = a * w[:, None, :]
+    sum_n = jnp.sum(jnp.where(is_neg, a, 0.0), -1, keepdims=True)
+    sum_p = jnp.sum(jnp.where(is_neg, 0.0, a), -1, keepdims=True)
+    # coefficients −A_neg · Σ A_pos and A_pos · Σ A_neg; Σ coef · x is exactly 0
+    coef = a * jnp.where(is_neg, -sum_p, sum_n)
+    f = jnp.einsum("bit,bts->bis", coef, t_s, precision=_HI)
+    mean_sq = jnp.mean(f * f)
+    total = total + f / jnp.sqrt(jnp.maximum(mean_sq, 1e-8))
+    per_r.append(mean_sq)
+  goal = sg(old_gen / scale_inputs + total)
+  loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))
+  return loss, scale, tuple(per_r)
+
+
 def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
   """``[B]`` Deng et al.'s multi-temperature drift loss per group; see
   :func:`deng_drift_loss_with_info` (same arguments) for the definition."""
@@ -298,6 +346,12 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   weights_valid = (True if weight_gen is None and weight_pos is None and weight_neg is None
                    else _check_weight_sums(w_gen, w_neg, w_pos))
 
+  if b * c_g * (c_g + neg.shape[1] + pos.shape[1]) < _LARGE_ENTRIES:
+    given = not (weight_gen is None and weight_pos is None and weight_neg is None)
+    loss, scale, per_r = _loss_small(gen, neg, pos, (w_gen, w_neg, w_pos) if given else None,
+                                     temperatures)
+    info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
+    return _validation.nan_unless(weights_valid, (loss, info))
   old_gen = sg(gen)
   t_neg = jnp.concatenate([old_gen, neg], axis=1)                   # [B, T_n, S]
   w_tneg = jnp.concatenate([w_gen, w_neg], axis=1)                  # [B, T_n]
@@ -316,18 +370,15 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   dn_p = dist_p / jnp.maximum(scale, 1e-3)
   operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos)
 
-  if b * c_g * n_t >= _LARGE_ENTRIES:
-    row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))               # [B, C_g]
-    col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                # [B, T_*]
-    group_min = jnp.min(row_min, -1)
-    spread = jnp.maximum(jnp.max(row_min, -1), jnp.maximum(
-        jnp.max(col_min_n, -1), jnp.max(col_min_p, -1))) - group_min
-    one_exp_ok = jnp.all(spread < _ONE_EXP_RANGE * min(temperatures))
-    # Only the stop-gradiented goal uses the force: nothing differentiates through the switch.
-    force, per_r = _force_switch(temperatures)(
-        one_exp_ok, sg(operands + (row_min, col_min_n, col_min_p, group_min)))
-  else:
-    force, per_r = _force_log_domain(*operands, temperatures, sequential=False)
+  row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))               # [B, C_g]
+  col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                # [B, T_*]
+  group_min = jnp.min(row_min, -1)
+  spread = jnp.maximum(jnp.max(row_min, -1), jnp.maximum(
+      jnp.max(col_min_n, -1), jnp.max(col_min_p, -1))) - group_min
+  one_exp_ok = jnp.all(spread < _ONE_EXP_RANGE * min(temperatures))
+  # Only the stop-gradiented goal uses the force: nothing differentiates through the switch.
+  force, per_r = _force_switch(temperatures)(
+      one_exp_ok, sg(operands + (row_min, col_min_n, col_min_p, group_min)))
   info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
 
   goal = sg(old_gen_scaled + force)

@@ -56,7 +56,7 @@ def sqdist(x: Array, y: Array, *, precision=HIGHEST) -> Array:
   if np.ndim(x) != 2 or np.ndim(y) != 2 or np.shape(x)[1] != np.shape(y)[1]:
     raise ValueError(f"`x` and `y` must be [N, D] and [M, D] arrays with one D, got shapes "
                      f"{np.shape(x)} and {np.shape(y)}.")
-  x, y = as_float(x, y)
+  x, y = as_float(x, y, names=("x", "y"))
   xx = jnp.sum(x * x, axis=-1)[:, None]
   yy = jnp.sum(y * y, axis=-1)[None, :]
   xy = jnp.matmul(x, y.T, precision=precision)
@@ -96,7 +96,7 @@ def safe_sqrt(sqdist_values: Array) -> Array:
   Returns:
     Distances of the same shape.
   """
-  d2 = as_float(sqdist_values)
+  d2 = as_float(sqdist_values, names=("sqdist_values",))
   positive = d2 > 0
   root = jnp.sqrt(jnp.where(positive, d2, 1.0))
   return jnp.where(positive, root, jnp.where(d2 == 0, 0.0, jnp.nan))

@@ -103,7 +103,7 @@ def _streams(chunk_size, m: int) -> bool:
 def _sub_field(x: Array, samples: Array, kernel: RadialKernel, normalization: str,
                exclude_self: bool, chunk_size: int | None = None) -> Array:
   """:func:`sub_field` on validated inputs."""
-  x, samples = _validation.as_float(x, samples)
+  x, samples = _validation.as_float(x, samples, names=("x", "samples"))
   if _streams(chunk_size, samples.shape[0]):
     return _streamed_sub_field(x, samples, kernel, normalization, exclude_self, chunk_size)
   d2 = pairwise_sqdist(x, samples)
@@ -161,7 +161,7 @@ def drift_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   _validation.check_choice("normalization", normalization, NORMALIZATIONS)
   chunk_size = streaming.check_chunk_size(chunk_size)
-  x, pos, neg = _validation.as_float(x, pos, neg)
+  x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
   v_pos = _sub_field(x, pos, kernel, normalization, False, chunk_size)
   v_neg = _sub_field(x, neg, kernel, normalization, exclude_self, chunk_size)
   return v_pos - v_neg
@@ -191,7 +191,7 @@ def mmd_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   """
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   chunk_size = streaming.check_chunk_size(chunk_size)
-  x, pos, neg = _validation.as_float(x, pos, neg)
+  x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
 
   def log_flat_of(d2):
     positive = d2 > 0
@@ -241,7 +241,7 @@ def deng_field(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
   _validation.check_bool("column_normalize", column_normalize)
   chunk_size = streaming.check_chunk_size(chunk_size)
-  x, pos, neg = _validation.as_float(x, pos, neg)
+  x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
   m = pos.shape[0]
   if _streams(chunk_size, max(m, neg.shape[0])):
     return _streamed_deng_field(x, pos, neg, kernel, exclude_self, column_normalize,

@@ -100,6 +100,7 @@ def cfg_negative_weight(cfg_scale: Any, *, num_gen: int, num_uncond: int) -> Arr
   """
   for name, v, low in (("num_gen", num_gen, 2), ("num_uncond", num_uncond, 1)):
     _validation.check_int(name, v, minimum=low)
+  _validation.check_real_dtype("cfg_scale", cfg_scale)
   if not isinstance(cfg_scale, jax.core.Tracer) and np.any(np.asarray(cfg_scale) < 1):
     raise ValueError(f"`cfg_scale` must be >= 1 (1 = no guidance), got {cfg_scale!r}")
   alpha = jnp.asarray(cfg_scale, jnp.float32)
@@ -112,6 +113,8 @@ def sample_cfg_scale(key: Array, num: int, *, low: float = 1.0, high: float = 4.
 
   Secretly-SM Table 2: range [1, 4], exponent 3 (Deng et al. App. A.7).
   """
+  _validation.check_positive("low", low)
+  _validation.check_positive("high", high)
   if not (0 < low <= high):
     raise ValueError(f"need 0 < `low` <= `high`, got low={low!r}, high={high!r}")
   num = _validation.check_int("num", num, minimum=1)

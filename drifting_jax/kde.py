@@ -57,7 +57,8 @@ def log_kde(x: Array, samples: Array, *, kernel: RadialKernel, which: str = "k",
     if m < 2:
       raise ValueError("`exclude_self=True` needs at least 2 samples.")
   chunk_size = streaming.check_chunk_size(chunk_size)
-  x, samples = _validation.as_float(x, samples)  # integer inputs would overflow in ‖x‖²
+  # integer inputs would overflow in ‖x‖²
+  x, samples = _validation.as_float(x, samples, names=("x", "samples"))
   if weights is None:
     log_w = jnp.zeros((m,), x.dtype)
   else:

@@ -65,7 +65,7 @@ class RadialKernel:
 
   def _sqdist(self, sqdist: Array) -> Array:
     """Squared distances as floats; negative ones raise (eager) or become NaN (traced)."""
-    d2 = _validation.as_float(sqdist)
+    d2 = _validation.as_float(sqdist, names=("sqdist",))
     if _validation.is_concrete(d2):
       if bool(np.any(np.asarray(d2) < 0)):
         raise ValueError(f"`sqdist` must be >= 0 (squared distances), got a minimum of "
@@ -125,7 +125,15 @@ def width_range(dtype=None) -> tuple[float, float]:
   kernels' ``r²/σ²`` cannot be formed (σ² underflows to 0 or overflows), so every kernel value
   would be NaN or a wrong constant.
   """
-  info = np.finfo(jnp.result_type(float) if dtype is None else dtype)
+  if dtype is None:
+    dtype = jnp.result_type(float)
+  try:
+    ok = jnp.issubdtype(dtype, jnp.floating)
+  except TypeError:
+    ok = False
+  if not ok:
+    raise ValueError(f"`dtype` must be a floating dtype (e.g. jnp.float32), got {dtype!r}.")
+  info = jnp.finfo(dtype)
   return float(np.sqrt(info.tiny)), float(np.sqrt(info.max))
 
 
@@ -381,6 +389,8 @@ def pairwise_sqdist(x: Array, y: Array, *, precision=jax.lax.Precision.HIGHEST) 
     ValueError: (eager) ``x`` or ``y`` has squared norms beyond a quarter of the largest
       float of its dtype.
   """
+  _validation.check_real_dtype("x", x)
+  _validation.check_real_dtype("y", y)
   _validation.check_sqnorm_range("x", x)
   _validation.check_sqnorm_range("y", y)
   return distances.sqdist(x, y, precision=precision)

@@ -48,7 +48,7 @@ def drift_loss(x: Array, field: Array) -> Array:
     raise ValueError(f"`field` must have the shape of `x` {jnp.shape(x)}, got "
                      f"{jnp.shape(field)}.")
   _validation.check_finite("field", field)
-  x, field = _validation.as_float(x, field)
+  x, field = _validation.as_float(x, field, names=("x", "field"))
   target = sg(x + field)
   return jnp.mean(jnp.sum(jnp.square(x - target), axis=-1))
 
@@ -97,7 +97,7 @@ def mmd_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     Scalar loss.
   """
   check_problem(x, pos, neg, exclude_self=exclude_self, kernel=kernel)
-  x, pos, neg = _validation.as_float(x, pos, neg)
+  x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
   neg = sg(neg)
   log_q = log_kde(x, neg, kernel=kernel, exclude_self=exclude_self, chunk_size=chunk_size)
   log_p = log_kde(x, pos, kernel=kernel, chunk_size=chunk_size)
@@ -138,7 +138,7 @@ def kde_link_loss(x: Array, pos: Array, neg: Array, *, kernel: RadialKernel,
     g = lambda log_v: link(jnp.exp(log_v))  # noqa: E731
   else:
     raise ValueError(f"`link` must be a string or a callable, got {type(link).__name__}.")
-  x, pos, neg = _validation.as_float(x, pos, neg)
+  x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
   log_q = log_kde(x, sg(neg), kernel=kernel, which="sharp", exclude_self=exclude_self,
                   chunk_size=chunk_size)
   log_p = log_kde(x, pos, kernel=kernel, which="sharp", chunk_size=chunk_size)

@@ -125,7 +125,7 @@ def knn_mean_distance(x: Any, *, k: int = 5, mask: Any = None) -> jnp.ndarray:
   """
   _validation.check_points("x", x)
   _validation.check_sqnorm_range("x", x)
-  x = _validation.as_float(x)
+  x = _validation.as_float(x, names=("x",))
   k = _check_k(k, x.shape[0])
   if mask is not None:
     mask = jnp.asarray(mask)
@@ -327,7 +327,7 @@ def apply(state: KernelWidthState, x: Any, class_ids: Any) -> jnp.ndarray:
       and, under ``jit``, return an all-NaN ``scale`` for a batch with such an id.
   """
   num_classes = _check_state(state)
-  x = _validation.as_float(x)
+  x = _validation.as_float(x, names=("x",))
   ids_shape = np.shape(class_ids)
   if x.shape[:len(ids_shape)] != ids_shape:
     raise ValueError(f"`class_ids` shape {ids_shape} must be a prefix of `x` shape {x.shape}.")

@@ -125,8 +125,9 @@ def exponential(*, sigma0: Any, rate: Any, sigma_min: Any) -> Schedule:
   """
   s0, smin = _check_sigmas(sigma0, sigma_min)
   r = _validation.scalar("rate", rate, what="a finite number >= 0")
-  if not math.isfinite(r) or r < 0:
-    raise ValueError(f"`rate` must be a finite number >= 0, got {rate!r}.")
+  if not math.isfinite(r) or r < 0 or not _validation.representable(r):
+    raise ValueError(f"`rate` must be a finite number >= 0 that the schedule's float dtype "
+                     f"holds (0 or between its tiny and max), got {rate!r}.")
 
   def schedule(step: Any) -> jnp.ndarray:
     t = _as_time(step)

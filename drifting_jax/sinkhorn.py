@@ -124,9 +124,9 @@ def _drift_core(x, pos, neg, alpha, epsilon, eta, threshold, *, cost_power, excl
   """Algorithm 2 on validated inputs. Jitted so that eager calls hit the compilation cache
   instead of re-tracing ott's loops (~1 s per call on CPU); inlined under an outer jit."""
   if neg is None:
-    x, pos = _validation.as_float(x, pos)
+    x, pos = _validation.as_float(x, pos, names=("x", "pos"))
   else:
-    x, pos, neg = _validation.as_float(x, pos, neg)
+    x, pos, neg = _validation.as_float(x, pos, neg, names=("x", "pos", "neg"))
   dtype = x.dtype
   n = x.shape[0]
 
@@ -282,6 +282,9 @@ def sinkhorn_loss_with_info(x: jax.Array, pos: jax.Array, neg: jax.Array | None 
   Returns:
     ``(loss [], info)``.
   """
+  for name, a in (("x", x), ("pos", pos), ("neg", neg)):
+    if a is not None:
+      _validation.check_real_dtype(name, a)  # before stop_gradient sees a string array
   sg = jax.lax.stop_gradient
   v, info = sinkhorn_drift_with_info(sg(x), sg(pos), None if neg is None else sg(neg),
                                      **kwargs)

@@ -38,6 +38,7 @@ import argparse
 import collections
 import dataclasses
 import functools
+import math
 import re
 import sys
 import warnings
@@ -52,14 +53,80 @@ from drifting_jax import metrics
 from drifting_jax.testing import x64
 
 CLASSES = ("valid", "np-scalar", "uint8", "int32", "nan", "inf", "overflow-1e19",
-           "overflow-1e30", "empty", "wrong-rank", "wrong-option", "traced-invalid", "nan-jit")
-OUTCOMES = ("ok-correct", "ValueError", "silent-nan", "silent-finite-wrong", "crash")
+           "overflow-1e30", "empty", "wrong-rank", "wrong-dtype", "wrong-option", "generated",
+           "traced-invalid", "nan-jit")
+OUTCOMES = ("ok-correct", "ValueError", "silent-nan", "silent-finite-wrong", "crash",
+            "error-on-valid")
+#: the generated option values (class ``generated``): every scalar option of every case meets
+#: each of them; which are valid is stated per option in :data:`DOMAINS`.
+BAD = {"nan": float("nan"), "inf": float("inf"), "-inf": -float("inf"), "huge": 1e39,
+       "tiny": 1e-45, "negative": -1.0, "zero": 0.0, "float-for-int": 2.5,
+       "integral-float": 2.0, "string": "1", "bool": True, "none": None}
+F32_TINY, F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 NAN = float("nan")
 INF = float("inf")
 # uint8 / int32 inputs: values in [0, high) and the factor applied to length-valued options.
 INTEGER = {"uint8": (np.uint8, 256, 100.0), "int32": (np.int32, 300_000, 1e5)}
 
 
+
+
+def _real(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _f32_real(v):
+  """A finite real number that float32 holds at full precision (0 or a normal magnitude)."""
+  return _real(v) and math.isfinite(v) and (v == 0 or F32_TINY <= abs(v) <= F32_MAX)
+
+
+def _positive(v):
+  return _f32_real(v) and v > 0
+
+
+def _int_at_least(low):
+  return lambda v: _integer(v) and low <= v <= 2**31 - 1
+
+
+def _width(v):
+  """A kernel width of the float32 range ``dj.width_range`` (squared widths stay normal)."""
+  lo, hi = dj.width_range(np.float32)
+  return _real(v) and lo <= v <= hi
+
+
+#: option -> which values are valid, from each option's documented meaning (its docstring);
+#: ``(case, option)`` entries override the option's default.
+DOMAINS: dict[Any, Callable[[Any], bool]] = {
+    "bandwidth": _width,
+    "num_nodes": _int_at_least(8),
+    "alpha": _positive,
+    "dim": _int_at_least(1),
+    ("curl_indices", "dim"): _int_at_least(2),
+    "sigma0": lambda v: _positive(v) and v >= 0.03,  # >= sigma_min of the case
+    "sigma_min": lambda v: _positive(v) and v <= 1.5,  # <= sigma0 of the case
+    "rate": lambda v: _f32_real(v) and v >= 0,
+    "total_steps": _positive,  # a horizon in the unit of `step` (a float time too)
+    "sigma": _positive,
+    "tau": _positive,
+    "eps": lambda v: _real(v) and 0 < v < 1,
+    "t_max": _positive,
+    "num_points": _int_at_least(2),
+    "num_steps": _int_at_least(1),
+    "k": lambda v: _integer(v) and 1 <= v < 6,  # fewer than the case's points
+    "num_gen": _int_at_least(2),
+    "num": _int_at_least(1),
+    "low": lambda v: _positive(v) and v <= 4.0,  # <= high of the case
+    "high": lambda v: _f32_real(v) and v >= 1.0,  # >= low of the case
+    "p": lambda v: _f32_real(v) and v >= 1,
+}
+
+
+def domain(case_name: str, option: str) -> Callable[[Any], bool] | None:
+  return DOMAINS.get((case_name.split("/")[0], option), DOMAINS.get(option))
 
 
 def cloud(seed, *shape, shift=0.0):
@@ -94,6 +161,7 @@ class Case:
     rows: the value's leading axis follows ``arrays[0]``'s (NaN-row check under jit).
     rank_free: any rank of ``arrays[0]`` is valid (compared with float64).
     empty_ok: zero rows in ``arrays[0]`` are valid (compared with float64).
+    empty_ok_args: indices ``i > 0`` of ``arrays`` whose zero rows are valid too.
     value: selects the checked value from the output (e.g. ``out[0]`` of ``*_with_info``).
     int_arrays: builds the integer inputs ``(dtype, high) -> arrays`` (default: uniform).
     nan_jit: whether the ``nan-jit`` class applies.
@@ -112,6 +180,7 @@ class Case:
   rows: bool = False
   rank_free: bool = False
   empty_ok: bool = False
+  empty_ok_args: tuple = ()
   value: Callable[[Any], Any] = lambda out: out
   int_arrays: Callable[..., tuple] | None = None
   nan_jit: bool = True
@@ -227,7 +296,7 @@ def cases() -> list[Case]:
            traced=BW, scalars=("bandwidth", "num_nodes"), elementwise=True, rows=True,
            rank_free=True, empty_ok=True),
       Case("pairwise_sqdist", lambda x, p: dj.pairwise_sqdist(x, p), (X, P), elementwise=True,
-           rows=True, empty_ok=True),
+           rows=True, empty_ok=True, empty_ok_args=(1,)),
       Case("log_kde", lambda x, p, bandwidth=0.5, **kw: dj.log_kde(
           x, p, kernel=dj.laplacian(bandwidth), **kw), (X, P), {"bandwidth": 0.5},
            length=("bandwidth",),
@@ -340,6 +409,9 @@ def cases() -> list[Case]:
            options=({"name": "bogus"}, {"bandwidth": -0.5}, {"foo": 1}, {"chunk_size": 0}),
            traced=(("bandwidth", -0.5), ("bandwidth", NAN)), scalars=("bandwidth",)),
       Case("objective_names", lambda: dj.objective_names()),
+      Case("width_range", lambda dtype=np.float32: dj.width_range(dtype), (),
+           {"dtype": np.float32}, options=({"dtype": np.int32}, {"dtype": "bogus"},
+                                           {"dtype": np.complex64})),
       Case("grouped_loss", lambda g, p, bandwidth=0.5: dj.grouped_loss(
           dj.make_objective("laplace#", bandwidth=bandwidth), g, p)[0], (XG, PG),
            {"bandwidth": 0.5}, length=("bandwidth",), traced=(("bandwidth", -0.5),),
@@ -593,6 +665,36 @@ def evaluate(case: Case):
         s = _silent(r[1])
     yield "wrong-rank", "", s, str(r)[:200] if s == "crash" else ""
 
+  for i in range(1, len(case.arrays)):  # the other array arguments, one at a time
+    yield from _other_array(case, i, arrays32, call)
+
+  for i, a in enumerate(case.arrays):
+    for desc, wrong in (("complex64", np.asarray(a, np.complex64) + 0j),
+                        ("str", np.asarray(a).astype(str))):
+      arrays = arrays32[:i] + (wrong,) + arrays32[i + 1:]
+      s, r = call(arrays, kw)
+      if s == "ok":
+        s = _silent(r[1])
+      yield "wrong-dtype", f"#{i}={desc}", s, str(r)[:200] if s == "crash" else ""
+
+  for name, v0 in kw.items():
+    valid = domain(case.name, name)
+    if valid is None or not _real(v0):
+      continue
+    for label, bad in BAD.items():
+      s, r = call(arrays32, {**kw, name: bad})
+      if valid(bad):
+        if s == "ValueError":
+          s = "error-on-valid"
+        elif s == "ok" and case.reference:
+          want = _reference(case, case.arrays, {**kw, name: bad})
+          s = _compare(r[1], want) if want is not None else _silent(r[1])
+        elif s == "ok":
+          s = "ok-correct" if not _silent_any(r[1]) else "silent-nan"
+      elif s == "ok":
+        s = _silent(r[1])
+      yield "generated", f"{name}={label}", s, str(r)[:200] if s in ("crash", "error-on-valid") else ""
+
   for opt in case.options:
     s, r = call(arrays32, {**kw, **opt})
     if s == "ok":
@@ -627,6 +729,44 @@ def evaluate(case: Case):
       else:
         s = "ok-correct" if _rows_nan(r[1], case.rows) else "silent-finite-wrong"
     yield "nan-jit", "", s, str(r)[:200] if s == "crash" else ""
+
+
+def _other_array(case, i, arrays32, call):
+  """NaN / inf entries, zero rows and a wrong rank in ``arrays[i]`` (``i > 0``)."""
+  ai = np.asarray(case.arrays[i], np.float64)
+  for cls, bad in (("nan", NAN), ("inf", INF)):
+    if ai.size == 0:
+      continue
+    a = ai.copy()
+    a.flat[0] = bad
+    arrays = case.arrays[:i] + (a,) + case.arrays[i + 1:]
+    s, r = call(_f32(arrays), case.kw)
+    if s == "ok":
+      if case.elementwise:
+        want = _reference(case, arrays, case.kw)
+        s = _compare(r[1], want) if want is not None else _silent(r[1])
+      else:
+        s = _silent(r[1])
+    yield cls, f"#{i}", s, str(r)[:200] if s == "crash" else ""
+  if ai.ndim >= 1:
+    arrays = case.arrays[:i] + (ai[:0],) + case.arrays[i + 1:]
+    s, r = call(_f32(arrays), case.kw)
+    if s == "ok":
+      if i in case.empty_ok_args:
+        want = _reference(case, arrays, case.kw)
+        s = _compare(r[1], want) if want is not None else "ok-correct"
+      else:
+        s = _silent(r[1])
+    yield "empty", f"#{i}", s, str(r)[:200] if s == "crash" else ""
+  arrays = arrays32[:i] + (np.asarray(_wrong_rank(arrays32[i])),) + arrays32[i + 1:]
+  s, r = call(arrays, case.kw)
+  if s == "ok":
+    s = "ok-correct" if case.rank_free and i == 0 else _silent(r[1])
+  yield "wrong-rank", f"#{i}", s, str(r)[:200] if s == "crash" else ""
+
+
+def _silent_any(leaves):
+  return any(np.any(~np.isfinite(a)) for a in leaves if _is_float(a))
 
 
 def _silent_traced(leaves):

@@ -110,7 +110,8 @@ def _options() -> list[Option]:
                    ("linear", dict(sigma0=1.0, total_steps=10, sigma_min=0.1)),
                    ("cosine", dict(sigma0=1.0, total_steps=10, sigma_min=0.1))):
     for key in kw:
-      valid = {"rate": nonneg_real,  # any rate >= 0 (a huge one: the floor at once)
+      # a rate >= 0 that float32 holds (1e39 is inf there: inf * step 0 would be NaN)
+      valid = {"rate": lambda v: nonneg_real(v) and (v == 0 or F32_TINY <= v <= F32_MAX),
                "sigma_min": lambda v: f32_positive(v) and v <= 1.0,  # <= sigma0 = 1
                "sigma0": lambda v: f32_positive(v) and v >= 0.1,  # >= sigma_min = 0.1
                }.get(key, f32_positive)
@@ -215,3 +216,65 @@ def test_cli_refuses_bad_set_values_with_one_line(tmp_path, capsys):
                      "--no-progress"]) == 2, item
     err = capsys.readouterr().err
     assert err.startswith("error:") and f"`{field}`" in err and err.count("\n") == 1, (item, err)
+
+
+# ----------------------------------------------------------------------------- models
+def _model_options() -> list[Option]:
+  """Every numeric attribute of every generator preset and encoder preset, and the models'
+  sampling / masking helpers; ints by their documented minimum, reals positive float32."""
+  import flax.linen as nn  # noqa: F401 - the presets are Flax modules
+
+  from drifting_jax.models import mae, mlp, presets
+  nonneg = {"depth", "num_upsamples", "num_style_tokens", "readout_kernel", "num_registers",
+            "num_classes"}
+  out = []
+  for name in presets.list_models():
+    cls, cfg = presets.PRESETS[name]
+    fields = {f.name: f.default for f in dataclasses.fields(cls)} | dict(cfg)
+    for field, value in fields.items():
+      if not _real(value) or field in ("parent", "name"):
+        continue
+      if _int(value):
+        low = 0 if field in nonneg and not (cls.__name__ == "DiTGenerator" and field == "depth") \
+            else 1
+        if field == "num_classes":
+          low = 1  # class-conditional generators need >= 1 class
+        valid = (lambda v, low=low: _int(v) and v >= low)
+      else:
+        valid = f32_positive
+      out.append(Option(field, lambda v, name=name, field=field: presets.get_model(
+          name, **{field: v}), valid, f"models ({name})"))
+  for field, low in (("patch_size", 1), ("groups", 1), ("num_classes", 0)):
+    out.append(Option(field, lambda v, field=field: mae.get_encoder("mae_mnist_cpu",
+                                                                     **{field: v}),
+                      lambda v, low=low: _int(v) and v >= low, "models (encoder)"))
+  images28 = np.zeros((2, 28, 28, 1), np.float32)
+  out += [
+      Option("batch", lambda v: presets.sample_image_noise(
+          KEY, presets.get_model("mnist_mlp_cpu"), v), positive_int, "models"),
+      Option("n", lambda v: mlp.sample_noise(KEY, v, 3), positive_int, "models"),
+      Option("noise_dim", lambda v: mlp.sample_noise(KEY, 3, v), positive_int, "models"),
+      Option("patch", lambda v: mae.mask_patches(KEY, images28, patch=v),
+             lambda v: _int(v) and v >= 1 and 28 % v == 0, "models"),
+      Option("prob", lambda v: mae.mask_patches(KEY, images28, prob=v),
+             lambda v: _real(v) and 0 <= v <= 1, "models"),
+  ]
+  return out
+
+
+MODEL_CASES = [(o, cls) for o in _model_options() for cls in (*BAD, "int-zero", "int-negative")]
+_INT_VALUES = {"int-zero": 0, "int-negative": -1}
+
+
+def test_models_refuse_bad_attributes_by_name(capsys):
+  counts, failures = collections.Counter(), []
+  for option, cls in MODEL_CASES:
+    value = _INT_VALUES.get(cls, BAD.get(cls))
+    outcome = _classify(option, value)
+    counts[outcome] += 1
+    if outcome not in ("ok", "ValueError"):
+      failures.append(f"{option.layer}: `{option.name}` = {value!r} ({cls}) -> {outcome}")
+  with capsys.disabled():
+    print(f"\nmodel fuzz of {len(MODEL_CASES)} calls: {dict(counts)}")
+  assert len(MODEL_CASES) > 300
+  assert not failures, "\n".join(failures)

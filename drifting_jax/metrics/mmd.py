@@ -21,6 +21,7 @@ import numpy as np
 
 from drifting_jax import _validation
 from drifting_jax.distances import sqdist
+from drifting_jax.kernels import width_in_range, width_range
 
 __all__ = ["mmd"]
 
@@ -37,7 +38,8 @@ def _mean_kernel(d2, bandwidths, *, drop_diagonal):
 @functools.partial(jax.jit, static_argnames=("unbiased",))
 def _mmd(x, y, bandwidths, unbiased):
   # Invalid traced bandwidths (<= 0, NaN, inf) are NaN: the MMD is then NaN.
-  bandwidths = jnp.where(_validation.positive_mask(bandwidths), bandwidths, jnp.nan)
+  bandwidths = jnp.where(_validation.positive_mask(bandwidths) & width_in_range(bandwidths),
+                         bandwidths, jnp.nan)
   kxx = _mean_kernel(sqdist(x, x), bandwidths, drop_diagonal=unbiased)
   kyy = _mean_kernel(sqdist(y, y), bandwidths, drop_diagonal=unbiased)
   kxy = _mean_kernel(sqdist(x, y), bandwidths, drop_diagonal=False)
@@ -83,14 +85,18 @@ def mmd(
     bws = tuple(bandwidth)
   if not bws:
     raise ValueError("`bandwidth` must be a positive number or a non-empty sequence of them")
+  lo, hi = width_range(np.float32)
   for b in bws:
     _validation.check_positive("bandwidth", b)
+    if _validation.is_concrete(b) and not lo <= float(np.asarray(b)) <= hi:
+      raise ValueError(f"`bandwidth` must lie in [{lo:.3g}, {hi:.3g}] (its square and inverse "
+                       f"square representable in float32), got {float(np.asarray(b)):g}.")
   min_n = 2 if unbiased else 1
   if np.shape(x)[0] < min_n or np.shape(y)[0] < min_n:
     raise ValueError(f"`x` and `y` need at least {min_n} samples each")
   _validation.check_finite("x", x)  # eager: ValueError; traced: NaN (reported by checkify)
   _validation.check_finite("y", y)
-  x, y = _validation.as_float(x, y)  # integer pixels would overflow in ‖x‖²
+  x, y = _validation.as_float(x, y, names=("x", "y"))  # integer pixels would overflow in ‖x‖²
   _validation.check_sqnorm_range("x", x)
   _validation.check_sqnorm_range("y", y)
   return _mmd(x, y, jnp.stack([jnp.asarray(b, x.dtype) for b in bws]), unbiased)

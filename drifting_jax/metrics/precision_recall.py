@@ -139,7 +139,7 @@ def _check_batch_size(batch_size: int) -> int:
 def _as_features(name: str, x) -> jax.Array:
   _validation.check_points(name, x)
   _validation.check_sqnorm_range(name, x)
-  return _validation.as_float(x)
+  return _validation.as_float(x, names=("x",))
 
 
 def knn_radii(features: jax.Array, *, k: int = 3, batch_size: int = 5000) -> jax.Array:

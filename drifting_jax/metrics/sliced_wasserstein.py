@@ -60,7 +60,7 @@ def wasserstein_1d(u: jax.Array, v: jax.Array, *, p: float = 2.0) -> jax.Array:
   p = _check_p(p)
   for name, a in (("u", u), ("v", v)):
     _validation.check_finite(name, a)
-  u, v = _validation.as_float(u, v)
+  u, v = _validation.as_float(u, v, names=("u", "v"))
   _check_power_range(u, v, p)
   n, m = u.shape[0], v.shape[0]
   u = jnp.sort(u, axis=0)
@@ -94,8 +94,9 @@ def _check_p(p):
   """``p``: a finite number ``>= 1``; a traced one becomes NaN when it is not."""
   if _validation.is_concrete(p):
     value = _validation.scalar("p", p, what="a finite number >= 1")
-    if not np.isfinite(value) or value < 1:
-      raise ValueError(f"`p` must be a finite number >= 1, got {p!r}")
+    if not np.isfinite(value) or value < 1 or not _validation.representable(value):
+      raise ValueError(f"`p` must be a finite number >= 1 (and float32-representable), got "
+                       f"{p!r}")
     return p
   p = jnp.asarray(p)
   valid = jnp.isfinite(p) & (p >= 1)
@@ -138,7 +139,7 @@ def sliced_wasserstein(
       static under ``jit``); eagerly also for NaN/inf samples and for norms whose squared
       distances overflow the float dtype (``‖x‖ ≳ 9e18`` in float32).
   """
-  x, y = _validation.as_float(x, y)
+  x, y = _validation.as_float(x, y, names=("x", "y"))
   if x.ndim != 2 or y.ndim != 2:
     raise ValueError(f"`x` and `y` must be [N, D] and [M, D], got {x.shape} and {y.shape}")
   if x.shape[1] != y.shape[1]:

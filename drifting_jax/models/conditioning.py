@@ -100,6 +100,17 @@ class GeneratorNoise(NamedTuple):
   style: jax.Array | None
 
 
+def check_image_size(size: Any) -> None:
+  """``image_size``: a positive int or a pair of them (``ValueError`` otherwise)."""
+  if isinstance(size, (tuple, list)):
+    if len(size) != 2:
+      raise ValueError(f"`image_size` must be an int or a pair (H, W), got {size!r}.")
+    for v in size:
+      _validation.check_int("image_size", v, minimum=1)
+  else:
+    _validation.check_int("image_size", size, minimum=1)
+
+
 def image_shape(model: Any) -> tuple[int, int, int]:
   """``(H, W, C)`` of a generator with ``image_size`` (int or pair) and ``channels``."""
   size = model.image_size
@@ -119,6 +130,7 @@ def sample_noise(key: jax.Array, model: Any, batch: int) -> GeneratorNoise:
     ``GeneratorNoise(noise [B, H, W, C] float32 ~ N(0, I), style [B, S] int32 ~ U{0..K-1})``;
     ``style`` is None when the model has no style tokens.
   """
+  batch = _validation.check_int("batch", batch, minimum=1)
   kn, ks = jax.random.split(key)
   noise = jax.random.normal(kn, (batch, *image_shape(model)), jnp.float32)
   s = int(getattr(model, "num_style_tokens", 0))

@@ -32,7 +32,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from drifting_jax.models.conditioning import Conditioning, check_generator_inputs, image_shape
+from drifting_jax import _validation
+from drifting_jax.models.conditioning import (Conditioning, check_generator_inputs,
+                                              check_image_size, image_shape)
 
 __all__ = ["ConvGenerator"]
 
@@ -80,6 +82,11 @@ class ConvGenerator(nn.Module):
 
   def check_config(self) -> None:
     """Raises ``ValueError`` naming the offending attribute."""
+    _validation.check_fields(
+        self, positive=("channels", "num_classes", "latent", "conv_channels",
+                        "readout_channels", "style_codebook_size"),
+        nonneg=("depth", "num_upsamples", "num_style_tokens", "readout_kernel"))
+    check_image_size(self.image_size)
     h, w, _ = image_shape(self)
     f = 2 ** self.num_upsamples
     if self.num_upsamples < 0 or h % f or w % f:

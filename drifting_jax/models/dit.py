@@ -41,8 +41,8 @@ import numpy as np
 
 from drifting_jax import _validation
 from drifting_jax.models.conditioning import (Conditioning, GeneratorNoise,  # noqa: F401
-                                             check_generator_inputs, fourier_features,
-                                             image_shape, sample_noise)
+                                             check_generator_inputs, check_image_size,
+                                             fourier_features, image_shape, sample_noise)
 
 __all__ = [
     "Conditioning", "DiTBlock", "DiTGenerator", "GeneratorNoise", "apply_rope", "apply_rope_2d",
@@ -235,6 +235,11 @@ class DiTGenerator(nn.Module):
 
   def check_config(self) -> None:
     """Raises ``ValueError`` naming the offending attribute."""
+    _validation.check_fields(
+        self, positive=("channels", "num_classes", "patch_size", "hidden", "depth", "heads",
+                        "style_codebook_size"),
+        nonneg=("num_registers", "num_style_tokens"), positive_real=("mlp_ratio", "rope_base"))
+    check_image_size(self.image_size)
     h, w, _ = image_shape(self)
     p = self.patch_size
     if p < 1 or h % p or w % p:

@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from drifting_jax import _validation
+
 __all__ = ["MAEResNet", "MAE_PRESETS", "get_encoder", "mae_loss", "mask_patches"]
 
 
@@ -103,10 +105,14 @@ class MAEResNet(nn.Module):
   def check_config(self, image_shape: Sequence[int] | None = None) -> None:
     """``ValueError`` naming the attribute or ``images`` when they do not fit."""
     widths, blocks = tuple(self.widths), tuple(self.blocks)
-    if not widths or len(widths) != len(blocks) or min(widths) < 1 or min(blocks) < 1:
+    _validation.check_fields(self, positive=("groups",), nonneg=("num_classes",))
+    if self.out_channels is not None:
+      _validation.check_int("out_channels", self.out_channels, minimum=1)
+    if (not widths or len(widths) != len(blocks)
+        or not all(_validation.is_int(v) and v >= 1 for v in widths + blocks)):
       raise ValueError(f"`widths` and `blocks` must be non-empty sequences of positive ints "
                        f"of one length, got {widths} and {blocks}.")
-    if not isinstance(self.patch_size, int) or self.patch_size < 1:
+    if not _validation.is_int(self.patch_size) or self.patch_size < 1:
       raise ValueError(f"`patch_size` must be a positive int, got {self.patch_size!r}.")
     if image_shape is not None:
       shape = tuple(image_shape)
@@ -192,12 +198,13 @@ def mask_patches(key: jax.Array, images: jax.Array, *, patch: int = 2,
     ValueError: ``patch`` does not divide H and W, or ``prob`` is not in [0, 1].
   """
   b, h, w, _ = np.shape(images)
-  if not isinstance(patch, int) or patch < 1 or h % patch or w % patch:
+  if not _validation.is_int(patch) or patch < 1 or h % patch or w % patch:
     raise ValueError(f"`patch` must be a positive int dividing the image size {h}×{w}, "
                      f"got {patch!r}.")
-  if not 0.0 <= float(prob) <= 1.0:
+  if not (_validation.is_numeric(prob) and np.size(prob) == 1
+          and 0.0 <= float(np.asarray(prob)) <= 1.0):
     raise ValueError(f"`prob` must lie in [0, 1], got {prob!r}.")
-  drop = jax.random.bernoulli(key, prob, (b, h // patch, w // patch, 1))
+  drop = jax.random.bernoulli(key, float(np.asarray(prob)), (b, h // patch, w // patch, 1))
   mask = jnp.repeat(jnp.repeat(drop, patch, axis=1), patch, axis=2).astype(jnp.float32)
   return images * (1.0 - mask), mask
 

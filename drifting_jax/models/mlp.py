@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from drifting_jax import _validation
+
 __all__ = ["ACTIVATIONS", "MLPGenerator", "sample_noise"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -47,13 +49,9 @@ class MLPGenerator(nn.Module):
   def setup(self):
     if self.activation not in ACTIVATIONS:
       raise ValueError(
-          f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+          f"`activation` must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
       )
-    if self.depth < 1 or self.hidden < 1 or self.out_dim < 1:
-      raise ValueError(
-          "depth, hidden and out_dim must be >= 1, got "
-          f"{self.depth}, {self.hidden}, {self.out_dim}"
-      )
+    _validation.check_fields(self, positive=("depth", "hidden", "out_dim"))
     self.layers = [nn.Dense(self.hidden, name=f"hidden_{i}") for i in range(self.depth)]
     self.readout = nn.Dense(self.out_dim, name="readout")
 
@@ -68,4 +66,6 @@ class MLPGenerator(nn.Module):
 
 def sample_noise(key: jax.Array, n: int, noise_dim: int) -> jax.Array:
   """Standard Gaussian generator input ``[n, noise_dim]`` (float32)."""
+  n = _validation.check_int("n", n, minimum=1)
+  noise_dim = _validation.check_int("noise_dim", noise_dim, minimum=1)
   return jax.random.normal(key, (n, noise_dim), jnp.float32)
