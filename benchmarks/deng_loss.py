@@ -92,8 +92,12 @@ def _best(fns: dict, args, repeats: int) -> dict:
   for f in fns.values():
     jax.block_until_ready(f(*args))
   times = {k: [] for k in fns}
-  for _ in range(repeats):
-    for k, f in fns.items():
+  names = list(fns)
+  for i in range(repeats):
+    # rotate the order every round: no function always runs right after the same other one
+    # (whose buffers would leave it a cold cache in every round)
+    for k in names[i % len(names):] + names[:i % len(names)]:
+      f = fns[k]
       t = time.perf_counter()
       jax.block_until_ready(f(*args))
       times[k].append(time.perf_counter() - t)

@@ -14,9 +14,11 @@ group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]`` and positives
    ``sqrt(max(mean(force²), 1e-8))`` (whole tensor) and summed over ``R``;
 5. ``goal = sg(scaled gen + force)``; loss per group ``mean_{C_g,S} (gen/scale_in − goal)²``.
 
-Problems with at least 2¹⁷ ``[B, C, T]`` entries evaluate step 4 with one exponential per
-entry and temperature (smaller ones are bound by per-op overhead and use two logsumexps per
-temperature, the log-domain evaluation below). With normalized
+Problems with fewer than 2¹⁷ ``[B, C, T]`` entries (the shapes training calls, e.g. Franz
+et al.'s (5, 96, 784)) are bound by their four matmuls and by the number of operations: they
+follow the algorithm as written, on the concatenated targets, with two max-shifted softmaxes
+per temperature. Larger ones evaluate step 4 with one exponential per entry and temperature,
+the scheme below. With normalized
 distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
 ``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
 targets is ``Σ_t exp(−(d − ρ_i)/R) = e^{(ρ_i − g)/2R} Σ_t E · e^{−(κ_t − g)/2R}``, the column
@@ -240,9 +242,10 @@ def _force_switch(temperatures):
 
 def _loss_small(gen, neg, pos, weights, temperatures):
   """Steps 1–5 for small problems (fewer than ``_LARGE_ENTRIES`` ``[B, C, T]`` entries),
-  bound by the number of operations rather than by their size: the targets
-  ``[sg(gen), neg, pos]`` stay concatenated (one distance matrix, one softmax pair, one force
-  matmul per temperature), as in the reference algorithm. ``weights`` is ``None`` (all 1:
+  bound by their four matmuls and the number of operations rather than by the elementwise
+  passes: the targets ``[sg(gen), neg, pos]`` stay concatenated (one distance matrix, one
+  pair of max-shifted softmaxes, one force matmul per temperature), as in the reference
+  algorithm; the dropped ``Σ coef · x`` term and the folded input scale save passes. ``weights`` is ``None`` (all 1:
   no weight arithmetic is traced) or ``(w_gen, w_neg, w_pos)``.
 
   Returns:
@@ -262,24 +265,28 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   scale_inputs = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)
   self_mask = np.pad(np.eye(c_g, dtype=np.float32), ((0, 0), (0, n_t - c_g)))
   dn = dist / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask
-  t_s = targets / scale_inputs
   is_neg = np.arange(n_t) < n_neg                                            # static [T]
+  # The force is linear in the targets: it is computed on the unscaled targets and the
+  # 1 / scale_inputs folded into its mean square and its normalization (no [B, T, S] pass).
+  inv_sq = 1.0 / jnp.square(scale_inputs)
   total, per_r = 0.0, []
   for r in temperatures:
     logits = -dn / r
-    lse_t = jax.nn.logsumexp(logits, axis=-1, keepdims=True)                # [B, C_g, 1]
-    lse_g = jax.nn.logsumexp(logits, axis=-2, keepdims=True)                # [B, 1, T]
-    # sqrt(max(softmax_targets · softmax_gen, 1e-6)) = max(exp(logits − (lse_t + lse_g)/2), 1e-3)
-    a = jnp.maximum(jnp.exp(logits - 0.5 * (lse_t + lse_g)), 1e-3)
+    # the two softmaxes (over the targets, over the generated samples), max-shifted
+    e_t = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))          # [B, C_g, T]
+    e_g = jnp.exp(logits - jnp.max(logits, axis=-2, keepdims=True))
+    soft = ((e_t / jnp.sum(e_t, axis=-1, keepdims=True))
+            * (e_g / jnp.sum(e_g, axis=-2, keepdims=True)))
+    a = jnp.sqrt(jnp.maximum(soft, 1e-6))
     if w is not None:
       a = a * w[:, None, :]
     sum_n = jnp.sum(jnp.where(is_neg, a, 0.0), -1, keepdims=True)
     sum_p = jnp.sum(jnp.where(is_neg, 0.0, a), -1, keepdims=True)
     # coefficients −A_neg · Σ A_pos and A_pos · Σ A_neg; Σ coef · x is exactly 0
     coef = a * jnp.where(is_neg, -sum_p, sum_n)
-    f = jnp.einsum("bit,bts->bis", coef, t_s, precision=_HI)
-    mean_sq = jnp.mean(f * f)
-    total = total + f / jnp.sqrt(jnp.maximum(mean_sq, 1e-8))
+    f = jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)  # scale_inputs · force
+    mean_sq = jnp.mean(f * f) * inv_sq
+    total = total + f * (jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs)
     per_r.append(mean_sq)
   goal = sg(old_gen / scale_inputs + total)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))

@@ -85,13 +85,33 @@ def _knn_mean(x: jnp.ndarray, k: int, mask: jnp.ndarray | None) -> jnp.ndarray:
   return _knn_mean_from_dist(_pairwise_dist(x), k, mask)
 
 
+# Up to this many candidates (and neighbours) the k smallest are found by insertion into k
+# running minima, elementwise over the rows: ~5x faster than `lax.top_k` on the CPU for the
+# many small problems of per-location feature streams (its custom call sorts row by row).
+_INSERTION_MAX_N, _INSERTION_MAX_K = 128, 8
+
+
+def _k_smallest(values: jnp.ndarray, k: int) -> jnp.ndarray:
+  """``[..., M] -> [..., k]``: the k smallest entries of every row in ascending order, with
+  multiplicity (the values ``-lax.top_k(-values, k)[0]`` gives). A row with a NaN entry is
+  NaN on the insertion path; ``top_k`` orders NaN arbitrarily (callers mark such rows)."""
+  if values.shape[-1] > _INSERTION_MAX_N or k > _INSERTION_MAX_K:
+    return -jax.lax.top_k(-values, k)[0]
+  mins = [jnp.full(values.shape[:-1], jnp.inf, values.dtype) for _ in range(k)]
+  for j in range(values.shape[-1]):  # insert column j into the sorted running minima
+    v = values[..., j]
+    for i in range(k):
+      mins[i], v = jnp.minimum(mins[i], v), jnp.maximum(mins[i], v)
+  return jnp.stack(mins, axis=-1)
+
+
 def _knn_mean_from_dist(dist: jnp.ndarray, k: int, mask: jnp.ndarray | None) -> jnp.ndarray:
   n = dist.shape[0]
   invalid = jnp.eye(n, dtype=bool)
   if mask is not None:
     invalid = invalid | ~mask[None, :]
-  neg_nearest, _ = jax.lax.top_k(-jnp.where(invalid, jnp.inf, dist), k)  # [N, k]
-  per_sample = -jnp.mean(neg_nearest, axis=-1)  # [N]
+  nearest = _k_smallest(jnp.where(invalid, jnp.inf, dist), k)  # [N, k]
+  per_sample = jnp.mean(nearest, axis=-1)  # [N]
   # A NaN distance (overflowing norms) makes its row NaN, whatever top_k does with it.
   per_sample = jnp.where(jnp.any(jnp.isnan(dist) & ~invalid, axis=-1), jnp.nan, per_sample)
   if mask is None:

@@ -98,6 +98,27 @@ def test_knn_vmap_and_jit():
 # ----------------------------------------------------------------------- EMA state
 
 
+@pytest.mark.parametrize("m,k", [(96, 5), (7, 3), (130, 5), (20, 9)])
+def test_k_smallest_equals_sorting(m, k):
+  """The insertion path (m <= 128, k <= 8) and the top_k path both give the k smallest of
+  every row, ascending and with multiplicity — ties and +inf (masked entries); a row with a
+  NaN is NaN on the insertion path (top_k orders NaN arbitrarily: `_knn_mean_from_dist`
+  marks such rows NaN itself, tested with the overflowing norms above)."""
+  rng = np.random.default_rng(m + k)
+  v = rng.uniform(size=(4, 6, m)).astype(np.float32)
+  v[0, :, : k + 2] = 0.25                      # ties across the k-th place
+  v[1, :, ::2] = np.inf                        # masked-out candidates
+  v[2, 0, 3] = np.nan                          # a NaN entry
+  got = np.array(jax.jit(lambda a: kwn._k_smallest(a, k))(v))
+  want = np.sort(v, axis=-1)[..., :k]
+  insertion = m <= kwn._INSERTION_MAX_N and k <= kwn._INSERTION_MAX_K
+  if insertion:
+    want[2, 0] = np.nan
+  else:
+    got[2, 0] = want[2, 0]
+  np.testing.assert_array_equal(got, want)
+
+
 def test_init():
   s = kwn.init(3)
   np.testing.assert_array_equal(s.scale, np.ones(3))
