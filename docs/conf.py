@@ -1,11 +1,9 @@
 """Sphinx configuration of the drifting_jax documentation.
 
 Build (warnings are errors): ``sphinx-build -W --keep-going -b html docs docs/_build/html``.
-Everything builds offline: no intersphinx, and MathJax is served from ``_static`` when a
-local copy is present (see ``mathjax_path`` below).
+Everything works offline: no intersphinx, and MathJax is served from ``_static``.
 """
 
-import os
 import pathlib
 import sys
 
@@ -34,6 +32,7 @@ exclude_patterns = ["_build", "_screenshots", "conftest.py", "Thumbs.db", ".DS_S
 
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
+myst_update_mathjax = False  # its MathJax 3 options would break the MathJax 2 below
 
 # autodoc: members in source order, type hints in the description, no mocks needed.
 autodoc_member_order = "bysource"
@@ -50,7 +49,9 @@ html_theme = "furo"
 html_title = f"drifting_jax {release}"
 html_static_path = ["_static"]
 
-# MathJax offline: a vendored copy (Debian's libjs-mathjax, MathJax 2) in _static/mathjax,
-# if present; Sphinx's default CDN URL otherwise.
-if (pathlib.Path(__file__).parent / "_static" / "mathjax" / "MathJax.js").exists():
-  mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+# Math renders offline: MathJax 2.7.9 (TeX input, CommonHTML output) from Debian's
+# libjs-mathjax is vendored in _static/mathjax (the files that configuration loads; see
+# _static/mathjax/SOURCE.txt), instead of Sphinx's default CDN copy.
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS_CHTML"
+mathjax2_config = {"CommonHTML": {"linebreaks": {"automatic": False}},
+                   "menuSettings": {"zoom": "None"}, "showMathMenu": False}
