@@ -8,7 +8,7 @@ Linearizing the drifting continuity equation around equilibrium (App. B.2, Eq. 9
 
 where w(t) is the kernel width (σ for the Gaussian, τ for the exponential/Laplace kernel),
 possibly following a schedule (``drifting_jax.schedules``). Mode k is converged once
-|δ̂(k, T)| ≤ ε |δ̂(k, 0)|, i.e. Λ(k, T) = log(1/ε) (App. B.4, B.5, F.2).
+``|δ̂(k, T)| ≤ ε |δ̂(k, 0)|``, i.e. Λ(k, T) = log(1/ε) (App. B.4, B.5, F.2).
 
 Dispersion rates:
 
@@ -92,7 +92,7 @@ def gaussian_decay_rate(k: Any, sigma: Any) -> jnp.ndarray:
   The inverse of the timescale of Eq. (17). Broadcasts ``k`` against ``sigma``.
 
   Args:
-    k: mode frequencies |k|, any shape.
+    k: mode frequencies ``|k|``, any shape.
     sigma: Gaussian bandwidth(s) σ, broadcastable with ``k``.
 
   Returns:
@@ -115,7 +115,7 @@ def laplace_decay_rate(k: Any, tau: Any, *, dim: int = 1) -> jnp.ndarray:
   for large k, λ ≈ (d + 1) τ^(−(d+1)) k^(−(d+1)) (polynomial slowdown, Corollary 5.4, Eq. 11).
 
   Args:
-    k: mode frequencies |k|, any shape.
+    k: mode frequencies ``|k|``, any shape.
     tau: kernel width τ, broadcastable with ``k``.
     dim: ambient dimension d ≥ 1.
 
@@ -150,7 +150,8 @@ def optimal_mode(sigma: Any) -> jnp.ndarray:
 
 
 def optimal_bandwidth(k: Any) -> jnp.ndarray:
-  """σ*(k) = argmax_σ λ_G(k, σ) = √2 / |k|, the bandwidth at which mode k decays fastest."""
+  """σ*(k) = argmax_σ λ_G(k, σ) = ``√2 / |k|``, the bandwidth at which mode k decays
+  fastest."""
   return jnp.sqrt(2.0) / jnp.abs(_numeric("k", k))
 
 
@@ -197,7 +198,7 @@ def exponential_annealing_convergence_time(k: Any, *, sigma0: float, rate: float
   T = T_ann + (L − Λ(k, T_ann)) / λ_G(k, σmin).
 
   Args:
-    k: mode frequencies |k| > 0, shape ``[K]`` (any shape).
+    k: mode frequencies ``|k| > 0``, shape ``[K]`` (any shape).
     sigma0: initial bandwidth σ0 > 0.
     rate: annealing rate r ≥ 0 (r = 0 is the fixed bandwidth σ0).
     sigma_min: floor 0 < σmin ≤ σ0.
@@ -235,11 +236,11 @@ def annealing_time_bound(k_max: float, *, sigma0: float, rate: float, sigma_min:
                          eps: float = 1e-3) -> float:
   """Theorem 6.1, Eq. (19): T ≤ log(σ0/σmin)/r + log(1/ε)/λ_min, λ_min = λ_G(K_max, σmin).
 
-  Bounds the time to reduce every mode |k| ≤ K_max by 1/ε under exponential annealing.
+  Bounds the time to reduce every mode ``|k| ≤ K_max`` by 1/ε under exponential annealing.
   Valid under B.5's assumption σmin² K_max² ≥ 2 (so that λ_G(·, σmin) is smallest at K_max);
   with σmin = √2/K_max the second term is (e/2) log(1/ε) (printed as "(ε/2) log(1/ε)" in B.5).
 
-  Caveat: B.5 lower-bounds λ_G(k, σmin) by λ_G(K_max, σmin) for every |k| ≤ K_max, but
+  Caveat: B.5 lower-bounds λ_G(k, σmin) by λ_G(K_max, σmin) for every ``|k| ≤ K_max``, but
   u ↦ u e^(−u/2) *increases* for u = σmin²k² < 2, so low modes decay more slowly after the
   annealing. The bound therefore holds only when those modes already converge during the
   annealing phase, i.e. when (e^(−σmin²k²/2) − e^(−σ0²k²/2)) / r ≥ log(1/ε) for the lowest
@@ -368,9 +369,9 @@ class ModeSimulation(NamedTuple):
 
   Attributes:
     times: time grid, shape ``[n + 1]``.
-    amplitudes: |δ̂q(k, t)| per time and mode, shape ``[n + 1, K]``.
-    crossing_times: first time with |δ̂q(k, t)| ≤ ε |δ̂q(k, 0)|, shape ``[K]`` (``inf`` if
-      never reached within the simulated horizon).
+    amplitudes: ``|δ̂q(k, t)|`` per time and mode, shape ``[n + 1, K]``.
+    crossing_times: first time with ``|δ̂q(k, t)| ≤ ε |δ̂q(k, 0)|``, shape ``[K]``
+      (``inf`` if never reached within the simulated horizon).
   """
   times: jnp.ndarray
   amplitudes: jnp.ndarray
@@ -386,7 +387,7 @@ def simulate_modes(k: Any, schedule: Callable[[Any], Any], *, t_max: Any, num_st
   δ̂q(k, t + dt) = δ̂q(k, t) exp(−λ(k, w(t + dt/2)) dt) (F.2's update, with the width taken
   at the step midpoint for second-order accuracy). The recursion runs on log-amplitudes so
   that tiny amplitudes (A = 1e-6) do not underflow the threshold test; the crossing time is
-  interpolated inside the crossing step, where log |δ̂q| is linear in t.
+  interpolated inside the crossing step, where ``log |δ̂q|`` is linear in t.
 
   Args:
     k: mode frequencies, shape ``[K]``.
@@ -437,7 +438,7 @@ def _simulate(k, t_max, amplitude, big_l, schedule, rate_fn, num_steps):
 
 
 def spectral_error(amplitudes: Any) -> jnp.ndarray:
-  """Total spectral error E(t) = Σ_k |δ̂q(k, t)| (App. F.2, Figure 2c).
+  """Total spectral error E(t) = ``Σ_k |δ̂q(k, t)|`` (App. F.2, Figure 2c).
 
   Args:
     amplitudes: mode amplitudes, shape ``[..., K]`` (e.g. ``ModeSimulation.amplitudes``).
