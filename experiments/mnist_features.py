@@ -48,7 +48,8 @@ INCEPTION_N = 5000
 ENCODERS: dict[str, dict[str, Any]] = {"mae": {}, "mae_cls": {"cls_weight": 1.0}}
 _LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
            "include_pixels": True}
-#: recipe -> (encoder or "random" or None for pixels, overrides of mnist_features_cpu.py, what)
+#: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None (the
+#: pixel baseline), overrides of mnist_features_cpu.py, what)
 RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "feat_loc_ms": ("mae", {"feature_kwargs": _LOC_MS},
                     "MAE features: 14×14 and 7×7 per location + global mean/std + pixels"),
@@ -60,16 +61,21 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # the lever "a feature phase that moves the generator": the pixel phase's learning rate
     "feat_loc_ms_lr1e3": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 1e-3},
                           "feat_loc_ms at the pixel phase's learning rate 1e-3 (not 3e-4)"),
-    # Deng et al.'s feature-set ablation (their Table 5 in spirit), each + pixels
-    "feat_loc": ("mae", {"feature_kwargs": {**_LOC_MS, "feature_sets": ["loc"]}},
-                 "ablation: per-location features only (+ pixels)"),
+    # Deng et al.'s feature-set ablation (their Table 5 in spirit), each + pixels, at the
+    # learning rate that moves the generator (feat_loc_ms_lr1e3 is the loc + mean/std row)
+    "feat_pixels_only": ("pixels", {"learning_rate": 1e-3},
+                         "ablation (lr 1e-3): the same phase on the pixels alone (no encoder)"),
+    "feat_loc": ("mae", {"feature_kwargs": {**_LOC_MS, "feature_sets": ["loc"]},
+                         "learning_rate": 1e-3},
+                 "ablation (lr 1e-3): per-location features only (+ pixels)"),
     "feat_loc_ms_patch": ("mae", {"feature_kwargs": {
-        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]}},
-        "ablation: + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)"),
+        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]},
+        "learning_rate": 1e-3},
+        "ablation (lr 1e-3): + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)"),
     "feat_all": ("mae", {"feature_kwargs": {
         **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std", "blocks"],
-        "patch_sizes": [2]}},
-        "ablation: + the outputs of every second residual block"),
+        "patch_sizes": [2]}, "learning_rate": 1e-3},
+        "ablation (lr 1e-3): + the outputs of every second residual block"),
 }
 
 
@@ -105,8 +111,11 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
   else:
     cfg = load_config(CONFIGS / "mnist_features_cpu.py")
     over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
-    over["feature_encoder"] = ("mae_random" if encoder == "random" else
-                               f"mae:{runs_dir / encoder_run(encoder, quick=quick).name}")
+    if encoder == "pixels":  # the feature phase's schedule on the pixel stream alone
+      over["feature_encoder"], over["feature_kwargs"] = None, {}
+    else:
+      over["feature_encoder"] = ("mae_random" if encoder == "random" else
+                                 f"mae:{runs_dir / encoder_run(encoder, quick=quick).name}")
     if encoder == "random":
       over["feature_kwargs"] = dict(over["feature_kwargs"], encoder="mae_mnist_cpu")
   if quick:
