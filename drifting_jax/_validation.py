@@ -214,8 +214,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
   if not is_concrete(value):
     raise ValueError(f"`{name}` must be a concrete integer (static under `jit`), got a "
                      "traced value.")
-  if (not _is_real_scalar_type(value) or np.size(value) != 1
-      or not np.issubdtype(np.asarray(value).dtype, np.integer)):
+  if not is_int(value):
     raise ValueError(f"`{name}` must be {expected} (an int, not a float), got {value!r}.")
   v = np.asarray(value).reshape(())
   if minimum is not None and int(v) < minimum:

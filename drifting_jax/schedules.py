@@ -53,15 +53,9 @@ Schedule = Callable[[Any], jnp.ndarray]
 
 def _check_positive(name: str, value: Any) -> float:
   # Python, NumPy or JAX real scalars (not strings or bools), concrete: the schedule's
-  # constants are baked into the returned function.
-  v = _validation.scalar(name, value, what="a finite positive number")
-  if not math.isfinite(v) or v <= 0:
-    raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
-  if not _validation.representable(v):
-    info = np.finfo(jnp.result_type(float))
-    raise ValueError(f"`{name}` must lie in [{info.tiny:.3g}, {info.max:.3g}] (the schedule "
-                     f"computes in {info.dtype}), got {value!r}.")
-  return v
+  # constants are baked into the returned function. Finite, > 0 and held by the float dtype.
+  _validation.check_positive(name, value)
+  return _validation.scalar(name, value)
 
 
 def _check_sigmas(sigma0: Any, sigma_min: Any) -> tuple[float, float]:

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from drifting_jax import _validation
+
 __all__ = [
     "Dataset", "check_dataset", "check_finite_images", "encode_idx", "find_mnist",
     "load_dataset", "load_digits", "load_idx", "load_mnist_folder", "load_npz", "load_tfds",
@@ -327,8 +329,7 @@ def load_digits(*, size: int | None = None) -> Dataset:
   d = skd.load_digits()
   images = _scale(d.images[..., None], (0, 16))
   if size is not None:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-      raise ValueError(f"`size` must be a positive int or None, got {size!r}.")
+    size = _validation.check_int("size", size, minimum=1)
     import jax
     images = np.asarray(jax.image.resize(images, (images.shape[0], size, size, 1), "linear"))
     images = np.clip(images, -1.0, 1.0).astype(np.float32)

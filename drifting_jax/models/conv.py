@@ -89,16 +89,8 @@ class ConvGenerator(nn.Module):
     check_image_size(self.image_size)
     h, w, _ = image_shape(self)
     f = 2 ** self.num_upsamples
-    if self.num_upsamples < 0 or h % f or w % f:
+    if h % f or w % f:
       raise ValueError(f"`image_size` {(h, w)} must be divisible by 2**num_upsamples = {f}.")
-    for name in ("latent", "conv_channels", "num_classes", "channels"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
-    if self.depth < 0:
-      raise ValueError(f"`depth` must be >= 0, got {self.depth}.")
-    if self.readout_kernel < 0 or self.readout_channels < 1:
-      raise ValueError(f"`readout_kernel` must be >= 0 and `readout_channels` >= 1, got "
-                       f"{self.readout_kernel}, {self.readout_channels}.")
     if self.readout_kernel and self.num_upsamples:
       raise ValueError("`readout_kernel` applies to the MLP form only (num_upsamples=0).")
     if self.out_activation not in ("none", "tanh"):

@@ -242,7 +242,7 @@ class DiTGenerator(nn.Module):
     check_image_size(self.image_size)
     h, w, _ = image_shape(self)
     p = self.patch_size
-    if p < 1 or h % p or w % p:
+    if h % p or w % p:
       raise ValueError(f"`patch_size` {p} must divide `image_size` {(h, w)}.")
     if self.hidden % self.heads:
       raise ValueError(f"`hidden` {self.hidden} must be divisible by `heads` {self.heads}.")
@@ -251,9 +251,6 @@ class DiTGenerator(nn.Module):
     _validation.check_choice("norm", self.norm, ("layernorm", "rmsnorm"))
     _validation.check_choice("mlp", self.mlp, ("gelu", "swiglu"))
     _validation.check_choice("pos_embed", self.pos_embed, ("learned", "sincos", "none"))
-    for name in ("depth", "num_classes", "channels"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}.")
 
   @nn.compact
   def __call__(self, noise, labels, *, cfg_scale=None, style=None):
