@@ -12,7 +12,9 @@ against two limits measured in the same run.
 
 All four (and a second, separately compiled copy of the reference, whose ratio to the first
 — the *null ratio* — shows what the benchmark reads for two programs doing the same work)
-are jitted and timed interleaved, best of ``--repeats`` (3 temperatures, positives =
+are jitted and timed interleaved, best of ``--repeats`` and the median over the rounds of
+the per-round ratio to the reference (the two ran back to back in that round, so a slow
+phase of the machine cancels; quartiles recorded) (3 temperatures, positives =
 generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples);
 Franz's shape is also timed as the grouped training losses call it (one group per call under
 ``jax.vmap``). Each row records the temporary-buffer size of both compiled calls, the loss
@@ -33,6 +35,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import drifting_jax as dj
 
@@ -90,7 +93,8 @@ def exp_bound(gen, pos):
   return jnp.sum(jnp.exp(-z), axis=-1) + jnp.sum(jnp.exp(z - 1.0), axis=-2).sum(-1)[:, None]
 
 
-def _best(fns: dict, args, repeats: int) -> dict:
+def _best(fns: dict, args, repeats: int) -> tuple[dict, dict]:
+  """Best time (ms) of each function and its time in every round (s), interleaved."""
   for f in fns.values():
     jax.block_until_ready(f(*args))
   times = {k: [] for k in fns}
@@ -103,7 +107,15 @@ def _best(fns: dict, args, repeats: int) -> dict:
       t = time.perf_counter()
       jax.block_until_ready(f(*args))
       times[k].append(time.perf_counter() - t)
-  return {k: 1e3 * min(v) for k, v in times.items()}
+  return {k: 1e3 * min(v) for k, v in times.items()}, times
+
+
+def _paired(times: dict, name: str, reference: str = "reference") -> dict:
+  """Median and quartiles over the rounds of ``name``'s time / the reference's time in the
+  same round (the two run back to back: slow phases of the machine cancel)."""
+  r = np.asarray(times[name]) / np.asarray(times[reference])
+  q1, med, q3 = np.percentile(r, [25, 50, 75])
+  return {"median": float(med), "q1": float(q1), "q3": float(q3)}
 
 
 def _temp_mib(fn, *args) -> float:
@@ -141,8 +153,8 @@ def run(repeats: int) -> list[dict]:
     fns = {"ours": jax.jit(ours), "reference": jax.jit(ref), "reference_again": jax.jit(ref_again)}
     if not vmapped:
       fns.update(roofline=jax.jit(roofline), exp_bound=jax.jit(exp_bound))
-    fwd = _best(fns, (gen, pos), repeats)
-    grad = _best({"ours": jax.jit(vg(ours)), "reference": jax.jit(vg(ref)),
+    fwd, fwd_rounds = _best(fns, (gen, pos), repeats)
+    grad, grad_rounds = _best({"ours": jax.jit(vg(ours)), "reference": jax.jit(vg(ref)),
                   "reference_again": jax.jit(vg(ref_again))}, (gen, pos), repeats)
     ref_loss = ref(gen, pos)
     rel = float(jnp.max(jnp.abs(ours(gen, pos) - ref_loss) / jnp.abs(ref_loss)))
@@ -155,6 +167,10 @@ def run(repeats: int) -> list[dict]:
            "ratio_value_and_grad": grad["ours"] / grad["reference"],
            "null_ratio_forward": fwd["reference_again"] / fwd["reference"],
            "null_ratio_value_and_grad": grad["reference_again"] / grad["reference"],
+           # per-round ratios (ours / reference, reference copy / reference): median, quartiles
+           "paired_forward": {k: _paired(fwd_rounds, k) for k in ("ours", "reference_again")},
+           "paired_value_and_grad": {k: _paired(grad_rounds, k)
+                                     for k in ("ours", "reference_again")},
            "max_rel_diff_vs_reference": rel, "grad_max_rel_diff_vs_reference": grad_rel,
            "max_spread_over_min_temperature": _max_spread_over_r(gen, pos),
            "one_exp_range": 140.0,
@@ -173,6 +189,10 @@ def run(repeats: int) -> list[dict]:
           f"{row['temp_mib']['ours']:.1f} / {row['temp_mib']['reference']:.1f}; max rel. diff "
           f"{rel:.1e} (gradient {grad_rel:.1e}); spread {row['max_spread_over_min_temperature']:.1f}"
           f" R", flush=True)
+    pf, pg = row["paired_forward"], row["paired_value_and_grad"]
+    print(f"  paired per-round medians: forward {pf['ours']['median']:.3f}x (null "
+          f"{pf['reference_again']['median']:.3f}x), value&grad {pg['ours']['median']:.3f}x "
+          f"(null {pg['reference_again']['median']:.3f}x)", flush=True)
   return rows
 
 

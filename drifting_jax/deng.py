@@ -14,10 +14,14 @@ group, with generated ``gen [C_g, S]``, negatives ``neg [C_n, S]`` and positives
    ``sqrt(max(mean(force²), 1e-8))`` (whole tensor) and summed over ``R``;
 5. ``goal = sg(scaled gen + force)``; loss per group ``mean_{C_g,S} (gen/scale_in − goal)²``.
 
-Problems with fewer than 2¹⁷ ``[B, C, T]`` entries (the shapes training calls, e.g. Franz
-et al.'s (5, 96, 784)) are bound by their four matmuls and by the number of operations: they
-follow the algorithm as written, on the concatenated targets, with two max-shifted softmaxes
-per temperature. Larger ones evaluate step 4 with one exponential per entry and temperature,
+The targets are centred on their mean per group before the distances: the coefficients of
+step 4 sum to zero per row, so the force and the distances do not change, and far from the
+origin ``‖x‖² + ‖y‖² − 2x·y`` keeps its digits. Problems with fewer than 2¹⁷ ``[B, C, T]``
+entries (the shapes training calls, e.g. Franz et al.'s (5, 96, 784)) are bound by their
+matmuls and by the number of operations: they follow the algorithm as written, on the
+concatenated targets, with two max-shifted softmaxes per temperature; when ``S`` is large
+against ``T``, ``mean(force²)`` comes from the targets' Gram matrix and the normalized
+forces are summed before one force matmul. Larger ones evaluate step 4 with one exponential per entry and temperature,
 the scheme below. With normalized
 distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
 ``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
@@ -240,22 +244,61 @@ def _force_switch(temperatures):
   return switch
 
 
+def _gram_is_cheaper(c_g: int, n_t: int, s: int, n_r: int) -> bool:
+  """Whether the Gram evaluation of :func:`_loss_small` needs fewer multiply-adds than the
+  direct one (a static choice from the shapes; 10 % margin for its extra small passes).
+
+  Direct: the ``[C_g, T] × [T, S]`` distance matmul and one force matmul per temperature.
+  Gram: the same distance matmul, the ``[T − C_g]²`` block of the targets' Gram matrix, one
+  ``[C_g, T] × [T, T]`` product per temperature (the force's mean square) and one force
+  matmul — cheaper when ``S`` is large against ``T`` (Franz et al.'s (96 + 96) × 784).
+  """
+  if _GRAM is not None:
+    return _GRAM
+  direct = (n_r + 1) * c_g * n_t * s
+  gram = (2 * c_g * n_t * s + (n_t - c_g) ** 2 * s
+          + n_r * c_g * (c_g * n_t + (n_t - c_g) ** 2))
+  return gram < 0.9 * direct
+
+
+#: Tests force either evaluation of the small path (``None``: chosen by the shapes).
+_GRAM: bool | None = None
+
+
 def _loss_small(gen, neg, pos, weights, temperatures):
   """Steps 1–5 for small problems (fewer than ``_LARGE_ENTRIES`` ``[B, C, T]`` entries),
-  bound by their four matmuls and the number of operations rather than by the elementwise
-  passes: the targets ``[sg(gen), neg, pos]`` stay concatenated (one distance matrix, one
-  pair of max-shifted softmaxes, one force matmul per temperature), as in the reference
-  algorithm; the dropped ``Σ coef · x`` term and the folded input scale save passes. ``weights`` is ``None`` (all 1:
+  bound by their matmuls and the number of operations rather than by the elementwise passes:
+  the targets ``[sg(gen), neg, pos]`` stay concatenated (one distance matrix, one pair of
+  max-shifted softmaxes per temperature), as in the reference algorithm; the dropped
+  ``Σ coef · x`` term and the folded input scale save passes. ``weights`` is ``None`` (all 1:
   no weight arithmetic is traced) or ``(w_gen, w_neg, w_pos)``.
+
+  The coefficients of every row sum to zero (``−A_neg Σ A_pos + A_pos Σ A_neg``), so the
+  force ``coef @ targets`` is unchanged by a shift of the targets: they are centred on their
+  mean per group (smaller norms, less cancellation in the distances). When
+  :func:`_gram_is_cheaper`, the mean square of each temperature's force is
+  ``Σ_i coef_i G coef_iᵀ / (C_g S)`` with the centred targets' Gram matrix ``G`` (its
+  ``[C_g, T]`` rows are the distances' cross term), and the normalized forces are summed
+  *before* the one force matmul ``(Σ_R k_R coef_R) @ targets``.
 
   Returns:
     ``(loss [B], scale, mean squared force per temperature)``.
   """
   b, c_g, s = gen.shape
   old_gen = sg(gen)
-  targets = jnp.concatenate([old_gen, neg, pos], axis=1)                   # [B, T, S]
-  n_t, n_neg = targets.shape[1], c_g + neg.shape[1]
-  dist = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, targets), 1e-8))  # [B, C_g, T]
+  n_t, n_neg = c_g + neg.shape[1] + pos.shape[1], c_g + neg.shape[1]
+  centre = (jnp.sum(old_gen, 1, keepdims=True) + jnp.sum(neg, 1, keepdims=True)
+            + jnp.sum(pos, 1, keepdims=True)) / n_t                          # [B, 1, S]
+  # one materialized buffer (XLA would otherwise recompute the centring into each consumer)
+  targets = jax.lax.optimization_barrier(
+      jnp.concatenate([old_gen - centre, neg - centre, pos - centre], axis=1))  # [B, T, S]
+  use_gram = _gram_is_cheaper(c_g, n_t, s, len(temperatures))
+  sq = jnp.sum(targets * targets, axis=-1)                                   # [B, T]
+  cross = jnp.einsum("bis,bts->bit", targets[:, :c_g], targets, precision=_HI)  # [B, C_g, T]
+  d2 = sq[:, :c_g, None] + sq[:, None, :] - 2.0 * cross
+  # as distances.sqdist: clamped at 0, NaN on overflow; max(NaN, 1e-8) stays NaN
+  d2 = jnp.where(jnp.isfinite(d2), jnp.maximum(d2, 0.0), jnp.nan)
+  dist = jnp.sqrt(jnp.maximum(d2, 1e-8))                                     # [B, C_g, T]
   if weights is None:
     w = None
     scale = jnp.mean(dist)
@@ -269,7 +312,7 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   # The force is linear in the targets: it is computed on the unscaled targets and the
   # 1 / scale_inputs folded into its mean square and its normalization (no [B, T, S] pass).
   inv_sq = 1.0 / jnp.square(scale_inputs)
-  total, per_r = 0.0, []
+  coefs = []
   for r in temperatures:
     logits = -dn / r
     # the two softmaxes (over the targets, over the generated samples), max-shifted
@@ -283,14 +326,34 @@ def _loss_small(gen, neg, pos, weights, temperatures):
     sum_n = jnp.sum(jnp.where(is_neg, a, 0.0), -1, keepdims=True)
     sum_p = jnp.sum(jnp.where(is_neg, 0.0, a), -1, keepdims=True)
     # coefficients −A_neg · Σ A_pos and A_pos · Σ A_neg; Σ coef · x is exactly 0
-    coef = a * jnp.where(is_neg, -sum_p, sum_n)
-    f = jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)  # scale_inputs · force
-    mean_sq = jnp.mean(f * f) * inv_sq
-    total = total + f * (jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs)
-    per_r.append(mean_sq)
+    coefs.append(a * jnp.where(is_neg, -sum_p, sum_n))
+  if use_gram:
+    # Σ_i coef_i G coef_iᵀ with G = [[X, Y], [Yᵀ, Z]] (gen / other targets blocks, cross =
+    # [X, Y]) = Σ (c_g @ cross) ⊙ [c_g, 2 c_o] + Σ (c_o @ Z) ⊙ c_o, no [T, T] buffer
+    rest = targets[:, c_g:]
+    zz = jnp.einsum("bis,bjs->bij", rest, rest, precision=_HI)                # [B, T-C, T-C]
+    stacked = jnp.stack(coefs)                                               # [R, B, C_g, T]
+    c_gen, c_other = stacked[..., :c_g], stacked[..., c_g:]
+    twice = np.where(np.arange(n_t) < c_g, 1.0, 2.0).astype(np.float32)
+    quad = (jnp.sum(jnp.einsum("rbij,bjt->rbit", c_gen, cross, precision=_HI) * stacked
+                    * twice, axis=(1, 2, 3))
+            + jnp.sum(jnp.einsum("rbit,btu->rbiu", c_other, zz, precision=_HI) * c_other,
+                      axis=(1, 2, 3)))
+    per_r = tuple(quad[i] / (b * c_g * s) * inv_sq for i in range(len(temperatures)))
+    k = [jax.lax.rsqrt(jnp.maximum(m, 1e-8)) / scale_inputs for m in per_r]
+    total = jnp.einsum("bit,bts->bis", sum(ki * ci for ki, ci in zip(k, coefs)), targets,
+                       precision=_HI)
+  else:
+    total, per_r = 0.0, []
+    for coef in coefs:
+      f = jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)  # scale_inputs · force
+      mean_sq = jnp.mean(f * f) * inv_sq
+      total = total + f * (jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs)
+      per_r.append(mean_sq)
+    per_r = tuple(per_r)
   goal = sg(old_gen / scale_inputs + total)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))
-  return loss, scale, tuple(per_r)
+  return loss, scale, per_r
 
 
 def deng_drift_loss(x: Array, pos: Array, neg: Array | None = None, **kwargs) -> Array:
@@ -360,11 +423,16 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
     info = {"scale": scale, **{f"loss_{r}": v for r, v in zip(temperatures, per_r)}}
     return _validation.nan_unless(weights_valid, (loss, info))
   old_gen = sg(gen)
-  t_neg = jnp.concatenate([old_gen, neg], axis=1)                   # [B, T_n, S]
+  # Centred on the targets' mean per group (distances and the force, whose coefficients sum
+  # to zero per row, do not change; less cancellation in the distances).
+  centre = ((jnp.sum(old_gen, 1, keepdims=True) + jnp.sum(neg, 1, keepdims=True)
+             + jnp.sum(pos, 1, keepdims=True)) / (c_g + neg.shape[1] + pos.shape[1]))
+  centred_gen, pos_c = old_gen - centre, pos - centre
+  t_neg = jnp.concatenate([centred_gen, neg - centre], axis=1)      # [B, T_n, S]
   w_tneg = jnp.concatenate([w_gen, w_neg], axis=1)                  # [B, T_n]
   # Squared distances are clamped at 0 and NaN on overflow; max(NaN, 1e-8) stays NaN.
-  dist_n = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, t_neg), 1e-8))  # [B,C_g,T_n]
-  dist_p = jnp.sqrt(jnp.maximum(distances.batched_sqdist(old_gen, pos), 1e-8))    # [B,C_g,C_p]
+  dist_n = jnp.sqrt(jnp.maximum(distances.batched_sqdist(centred_gen, t_neg), 1e-8))
+  dist_p = jnp.sqrt(jnp.maximum(distances.batched_sqdist(centred_gen, pos_c), 1e-8))
 
   n_t = t_neg.shape[1] + pos.shape[1]
   w_mean = (jnp.sum(w_tneg) + jnp.sum(w_pos)) / (b * n_t)
@@ -375,7 +443,7 @@ def deng_drift_loss_with_info(x: Array, pos: Array, neg: Array | None = None, *,
   self_mask = jnp.pad(jnp.eye(c_g, dtype=jnp.float32), ((0, 0), (0, t_neg.shape[1] - c_g)))
   dn_n = dist_n / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask[None]
   dn_p = dist_p / jnp.maximum(scale, 1e-3)
-  operands = (dn_n, dn_p, t_neg / scale_inputs, pos / scale_inputs, w_tneg, w_pos)
+  operands = (dn_n, dn_p, t_neg / scale_inputs, pos_c / scale_inputs, w_tneg, w_pos)
 
   row_min = jnp.minimum(jnp.min(dn_n, -1), jnp.min(dn_p, -1))               # [B, C_g]
   col_min_n, col_min_p = jnp.min(dn_n, -2), jnp.min(dn_p, -2)                # [B, T_*]

@@ -53,29 +53,42 @@ def large_path(monkeypatch):
   monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0)
 
 
-@pytest.mark.parametrize("large", [False, True])
+def _force_path(monkeypatch, path):
+  """``direct`` / ``gram``: the small-problem path with that evaluation of the force;
+  ``large``: the large-problem path."""
+  from drifting_jax import deng
+  monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0 if path == "large" else 2 ** 40)
+  monkeypatch.setattr(deng, "_GRAM", path == "gram")
+
+
+@pytest.mark.parametrize("path", ["direct", "gram", "large"])
+@pytest.mark.parametrize("offset", [0.0, 100.0])
 @pytest.mark.parametrize("with_neg", [False, True])
-def test_matches_reference_number_for_number(with_neg, large, monkeypatch):
-  if large:
-    from drifting_jax import deng
-    monkeypatch.setattr(deng, "_LARGE_ENTRIES", 0)
+def test_matches_reference_number_for_number(with_neg, offset, path, monkeypatch):
+  """float32 against the float64 transcription at 2e-4, also far from the origin (offset
+  100: the distances' ``‖x‖² + ‖y‖² − 2x·y`` would cancel without the centring)."""
+  _force_path(monkeypatch, path)
   rng = np.random.default_rng(0)
   b, cg, cp, cn, s = 3, 8, 6, 4, 5
-  gen = rng.normal(size=(b, cg, s))
-  pos = rng.normal(size=(b, cp, s)) + 0.5
-  neg = rng.normal(size=(b, cn, s)) if with_neg else np.zeros((b, 0, s))
+  gen = rng.normal(size=(b, cg, s)) + offset
+  pos = rng.normal(size=(b, cp, s)) + 0.5 + offset
+  neg = rng.normal(size=(b, cn, s)) + offset if with_neg else np.zeros((b, 0, s))
   wg, wp = rng.uniform(0.5, 1.5, (b, cg)), rng.uniform(0.5, 1.5, (b, cp))
   wn = rng.uniform(0.5, 1.5, (b, neg.shape[1]))
   temps = (0.02, 0.05, 0.2)
-  ref_loss, ref_info, _, _ = reference(gen, pos, neg, wg, wp, wn, temps)
+  ref_loss, ref_info, force, s_in = reference(gen, pos, neg, wg, wp, wn, temps)
   f32 = lambda a: jnp.asarray(a, jnp.float32)
-  loss, info = dj.deng_drift_loss_with_info(
-      f32(gen), f32(pos), f32(neg) if with_neg else None, weight_gen=f32(wg),
+  call = lambda g: dj.deng_drift_loss_with_info(
+      g, f32(pos), f32(neg) if with_neg else None, weight_gen=f32(wg),
       weight_pos=f32(wp), weight_neg=f32(wn) if with_neg else None, temperatures=temps)
+  loss, info = call(f32(gen))
   assert loss.dtype == jnp.float32 and loss.shape == (b,)
   np.testing.assert_allclose(loss, ref_loss, rtol=2e-4)
   for key, val in ref_info.items():
     np.testing.assert_allclose(info[key], val, rtol=2e-4, err_msg=key)
+  grad = jax.grad(lambda g: jnp.sum(call(g)[0]))(f32(gen))
+  expected = -2 * force / (s_in * cg * s)
+  np.testing.assert_allclose(grad, expected, atol=1e-3 * np.abs(expected).max())
 
 
 def test_gradient_is_minus_force_direction():
