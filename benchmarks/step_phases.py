@@ -23,7 +23,9 @@ far a phase is from what this CPU could do.
 
 Configurations: ``pixels`` is ``experiments/configs/mnist_small_cpu.py``'s step;
 ``features`` is ``experiments/configs/mnist_features_cpu.py``'s (the MAE encoder preset,
-randomly initialised: a trained one costs the same) on random MNIST-shaped data.
+randomly initialised: a trained one costs the same) on random MNIST-shaped data;
+``features_cached`` the same with ``cache_real_features`` (the real images' streams computed
+once before training and gathered per batch: its ``features_pos`` phase is empty).
 Writes ``benchmarks/results/step_phases.json``.
 """
 
@@ -84,6 +86,7 @@ def config(name: str):
     return apply_overrides(load_config(CONFIGS / "mnist_small_cpu.py"), common)
   return apply_overrides(load_config(CONFIGS / "mnist_features_cpu.py"),
                          {**common, "feature_encoder": "mae_random", "init_from": None,
+                          "cache_real_features": name == "features_cached",
                           "feature_kwargs": {"stages": ["stage1", "stage2"],
                                              "feature_sets": ["loc", "mean_std"],
                                              "include_pixels": True,
@@ -191,8 +194,8 @@ def markdown(results: list[dict]) -> str:
 
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--configs", nargs="+", default=["pixels", "features"],
-                 choices=["pixels", "features"])
+  p.add_argument("--configs", nargs="+", default=["pixels", "features", "features_cached"],
+                 choices=["pixels", "features", "features_cached"])
   p.add_argument("--repeats", type=int, default=11)
   p.add_argument("--out", default=str(RESULTS / "step_phases.json"))
   args = p.parse_args(argv)

@@ -118,9 +118,11 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
                                  f"mae:{runs_dir / encoder_run(encoder, quick=quick).name}")
     if encoder == "random":
       over["feature_kwargs"] = dict(over["feature_kwargs"], encoder="mae_mnist_cpu")
-  if quick:
+  if quick:  # (the 60k-image feature table would dominate a 2-step smoke run)
     over.update(num_steps=2, norm_warmup=4, warmup_steps=1, checkpoint_every=2,
                 sample_every=0)
+    if encoder is not None:
+      over["cache_real_features"] = False
   return _sweep.Run(f"{recipe}_s{seed}", apply_overrides(cfg, over),
                     {"recipe": recipe, "seed": seed, "encoder": encoder or "none"})
 

@@ -187,6 +187,52 @@ def test_features_cfg_bank_bf16_step(digits):
   assert run.model.dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("guidance", [False, True])
+def test_cached_real_features_give_the_same_steps(digits, guidance):
+  """``cache_real_features``: the real images' streams computed once at start give the
+  steps of encoding the positives (and CFG negatives) every step, to float round-off."""
+  kw = dict(feature_encoder="random_conv", num_steps=3,
+            feature_kwargs={"channels": (4, 8), "include_pixels": True})
+  if guidance:
+    kw.update(model_overrides={"latent": 32, "num_upsamples": 0, "cfg_embed": True},
+              objective="drifting-laplace", bandwidth=0.1, guidance=True, num_uncond=4,
+              objective_kwargs={"official": True, "temperatures": (0.05, 0.2)})
+  out = []
+  for cache in (False, True):
+    run = ImageTask(tiny(cache_real_features=cache, **kw), dataset=digits)
+    assert isinstance(run.data.images, dict) == cache
+    runner = run.runner()
+    state, bank = _init(run)
+    metrics = []
+    for i in range(run.total_steps):  # 2 statistics-only batches, then 3 updates
+      step = runner.stats if i < run.warmup else runner.train
+      state, bank, m = step(state, bank, run.data)
+      metrics.append({k: float(v) for k, v in m.items()})
+    out.append((state, metrics))
+  (s0, m0), (s1, m1) = out
+  assert [set(m) for m in m0] == [set(m) for m in m1]
+  for a, b in zip(m0, m1):
+    for k in a:
+      assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k
+  chex.assert_trees_all_close(s1.params, s0.params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(s1.norm, s0.norm, rtol=1e-5)
+  assert len(m0) == 5 and m0[-1]["grad_norm"] > 0
+
+
+def test_cached_real_features_bad_input(digits):
+  from drifting_jax.data import class_conditional
+  with pytest.raises(ValueError, match="cache_real_features"):
+    validate_config(tiny(cache_real_features=True, memory_bank=True))
+  data = class_conditional.class_data(digits.images, digits.labels, num_classes=10)
+  n = digits.images.shape[0]
+  with pytest.raises(ValueError, match="features"):
+    class_conditional.with_features(data, {})
+  with pytest.raises(ValueError, match=r"features\['a'\]"):
+    class_conditional.with_features(data, {"a": np.zeros((n - 1, 3))})
+  with pytest.raises(ValueError, match=r"features\['a'\]"):
+    class_conditional.with_features(data, {"a": np.zeros(n)})
+
+
 def test_feature_extractor_is_frozen_and_differentiable():
   ext = features.make_feature_extractor("random_conv", image_shape=(8, 8, 1), channels=(4, 8))
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 1))

@@ -109,13 +109,15 @@ def sample_class_batch(key: jax.Array, images: jax.Array, index: ClassIndex, *,
 
   Args:
     key: PRNG key; the batch is a deterministic function of it.
-    images: ``[N, H, W, C]`` dataset images.
+    images: ``[N, H, W, C]`` dataset images, or any pytree of ``[N, ...]`` arrays (e.g.
+      precomputed feature streams of the images), gathered leaf by leaf.
     index: :class:`ClassIndex` of the dataset labels.
     num_classes_per_step: ``N_c``, classes per step (Franz et al.: 5).
     num_pos: ``N_pos``, positives per class (Franz et al.: 96).
 
   Returns:
-    :class:`ClassBatch` with ``pos [N_c, N_pos, H, W, C]`` and ``class_ids [N_c]``.
+    :class:`ClassBatch` with ``pos [N_c, N_pos, H, W, C]`` (or the pytree, each leaf
+    ``[N_c, N_pos, ...]``) and ``class_ids [N_c]``.
   """
   num_classes, width = index.table.shape
   if not 1 <= num_classes_per_step <= num_classes:
@@ -130,7 +132,8 @@ def sample_class_batch(key: jax.Array, images: jax.Array, index: ClassIndex, *,
   _, class_ids = jax.lax.top_k(g, num_classes_per_step)
   slots = random_subset(k_pos, index.counts[class_ids], width, num_pos)  # [N_c, N_pos]
   idx = jnp.take_along_axis(index.table[class_ids], slots, axis=1)
-  return ClassBatch(jnp.take(images, idx, axis=0), class_ids.astype(jnp.int32))
+  return ClassBatch(jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), images),
+                    class_ids.astype(jnp.int32))
 
 
 class ClassConditionalSampler:

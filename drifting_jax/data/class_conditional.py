@@ -20,12 +20,19 @@ import numpy as np
 from drifting_jax.data import batching, memory_bank
 from drifting_jax.grouped import sample_cfg_scale
 
-__all__ = ["ClassData", "ImageBatch", "class_data", "fill_bank", "make_batch_fn"]
+__all__ = ["ClassData", "ImageBatch", "class_data", "fill_bank", "make_batch_fn",
+           "with_features"]
 
 
 class ClassData(NamedTuple):
   """A labelled dataset on device: ``images [N, H, W, C]``, ``labels [N]`` and the per-class
-  index (:class:`~drifting_jax.data.batching.ClassIndex`)."""
+  index (:class:`~drifting_jax.data.batching.ClassIndex`).
+
+  ``images`` may instead be a dict of ``[N, ...]`` arrays — the feature streams of the images
+  under a frozen encoder, computed once (:func:`with_features`): batches then carry those
+  streams (``ImageBatch.pos`` / ``uncond`` are dicts) and the training step uses them as the
+  real samples' features. A memory bank stores images and needs the images themselves.
+  """
 
   images: jax.Array
   labels: jax.Array
@@ -36,11 +43,13 @@ class ImageBatch(NamedTuple):
   """One class-grouped batch (leading axis: class groups ``G``, sharded over devices).
 
   Attributes:
-    pos: ``[G, N_pos, H, W, C]`` real images of each group's class.
+    pos: ``[G, N_pos, H, W, C]`` real images of each group's class (a dict of feature
+      streams ``[G, N_pos, ...]`` when the data holds features, :func:`with_features`).
     class_ids: ``[G]`` int32 class of each group.
     group_ids: ``[G]`` int32 global index of each group in the step's batch (the generator
       noise of a group is drawn from it, so it does not depend on the device layout).
-    uncond: ``[G, N_unc, H, W, C]`` unconditional real images (CFG negatives) or None.
+    uncond: ``[G, N_unc, H, W, C]`` unconditional real images (CFG negatives; a dict as
+      ``pos``) or None.
     cfg_scale: ``[G]`` CFG scale α of each group or None.
   """
 
@@ -61,6 +70,27 @@ def class_data(images, labels, *, num_classes: int) -> ClassData:
   """
   index = batching.build_class_index(labels, num_classes=num_classes)
   return ClassData(jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32), index)
+
+
+def with_features(data: ClassData, features: dict[str, jax.Array]) -> ClassData:
+  """``data`` with its images replaced by their precomputed feature streams.
+
+  Args:
+    data: a :class:`ClassData` of images.
+    features: ``{stream: [N, ...]}``, row ``i`` the features of image ``i``.
+
+  Raises:
+    ValueError: unless ``features`` is a non-empty dict of arrays with ``N`` rows each.
+  """
+  n = int(data.labels.shape[0])
+  if not isinstance(features, dict) or not features:
+    raise ValueError(f"`features` must be a non-empty dict of [N, ...] arrays, got "
+                     f"{type(features).__name__}")
+  for name, v in features.items():
+    if np.ndim(v) < 2 or np.shape(v)[0] != n:
+      raise ValueError(f"`features[{name!r}]` must have {n} rows (one per image) and a "
+                       f"feature axis, got shape {np.shape(v)}")
+  return data._replace(images={k: jnp.asarray(v) for k, v in features.items()})
 
 
 def nonempty_classes(data: ClassData) -> int:
@@ -123,14 +153,15 @@ def make_batch_fn(*, seed: int, num_classes_per_step: int, num_pos: int, num_unc
 
   def batch_fn(bank, data: ClassData, step):
     k_cls, k_pos, k_push, k_unc, k_cfg = jax.random.split(jax.random.fold_in(data_key, step), 5)
-    n = data.images.shape[0]
+    n = data.labels.shape[0]
     uncond = None
     if bank is None:
       batch = batching.sample_class_batch(k_cls, data.images, data.index,
                                           num_classes_per_step=g, num_pos=m)
       pos, class_ids = batch.pos, batch.class_ids
       if guidance:
-        uncond = data.images[jax.random.randint(k_unc, (g, u), 0, n)]
+        idx = jax.random.randint(k_unc, (g, u), 0, n)
+        uncond = jax.tree_util.tree_map(lambda a: a[idx], data.images)
     else:
       idx = jax.random.randint(k_push, (bank_push,), 0, n)
       bank = memory_bank.push(bank, data.images[idx], data.labels[idx])

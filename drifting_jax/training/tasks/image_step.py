@@ -17,7 +17,9 @@ the options of Secretly-SM App. G.1-G.2 / Table 2: memory bank, CFG, EMA, featur
   ``q̃ = (1 − γ) q_θ(·|c) + γ p(·|∅)``, α = 1/(1 − γ)); computed with Deng et al.'s
   loss (:func:`drifting_jax.deng.deng_drift_loss`, the only one with weighted negatives);
 * optional feature streams (:mod:`drifting_jax.models.encoders`): one drift problem per
-  stream and group, losses summed, each stream with its own kernel-width state.
+  stream and group, losses summed, each stream with its own kernel-width state; the real
+  images' streams come precomputed in the batch when the data holds them (the encoder is
+  frozen: ``cache_real_features``).
 
 The step functions are pure ``(state, batch, rng) -> (state, metrics)`` on a
 :class:`~drifting_jax.training.state.TrainState` (with ``ema_params`` and ``norm``) and an
@@ -82,9 +84,12 @@ def _pmean(tree: Any, axis_name: str | None) -> Any:
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
-def _streams(extractor: FeatureExtractor, images: jax.Array) -> dict[str, jax.Array]:
+def _streams(extractor: FeatureExtractor, images: Any) -> dict[str, jax.Array]:
   """``[G, N, H, W, C] -> {stream: [G, N, D_s] or [G, N, L_s, D_s]}`` (location streams keep
-  their location axis)."""
+  their location axis); a dict (the real images' streams, computed once:
+  :func:`~drifting_jax.data.class_conditional.with_features`) is returned as it is."""
+  if isinstance(images, dict):
+    return images
   g, n = images.shape[:2]
   out = extractor.apply(images.reshape(g * n, *images.shape[2:]))
   return {k: v.reshape(g, n, *v.shape[1:]) if v.ndim == 3 else v.reshape(g, n, -1)

@@ -48,7 +48,7 @@ from drifting_jax.training.tasks import image_step
 from drifting_jax.training.tasks.base import Stepper, Task
 from drifting_jax.training.tasks.encoder import load_encoder
 
-__all__ = ["ImageConfig", "ImageTask", "generate_images"]
+__all__ = ["ImageConfig", "ImageTask", "feature_table", "generate_images"]
 
 
 @register
@@ -99,6 +99,11 @@ class ImageConfig(DriftRunConfig):
     sample_every: sample-grid interval (iterations; 0 = only at the end).
     samples_per_class: grid columns per class.
     sample_cfg_scale: CFG scale of the sample grids.
+    cache_real_features: compute the frozen encoder's streams of every training image once
+      at start (a progress bar; memory: N × the streams' size, e.g. 1.3 GB for MNIST with
+      ``mnist_features_cpu``'s streams) and draw the real samples' features from that table
+      instead of encoding the positives every step (the same values up to float round-off;
+      not with ``memory_bank``).
     init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
       whose parameters and EMA initialize this run (its optimizer starts afresh): e.g.
       pixel-space pre-training followed by feature-space fine-tuning.
@@ -120,7 +125,7 @@ class ImageConfig(DriftRunConfig):
       "feature_kwargs": Kind(dict), "parallel": Choice(("auto", "none", "mesh", "pmap")),
       "group_chunks": POSITIVE_INT, "compiler_options": Kind(dict), "sample_every": COUNT,
       "samples_per_class": POSITIVE_INT, "sample_cfg_scale": POSITIVE,
-      "init_from": Kind(str, none=True),
+      "init_from": Kind(str, none=True), "cache_real_features": Kind(bool),
   }
   AMENDABLE: ClassVar[tuple[str, ...]] = RunConfig.AMENDABLE + (
       "sample_every", "samples_per_class", "sample_cfg_scale", "parallel", "compiler_options")
@@ -170,9 +175,13 @@ class ImageConfig(DriftRunConfig):
   samples_per_class: int = 10
   sample_cfg_scale: float = 1.0
   init_from: str | None = None
+  cache_real_features: bool = False
 
   def check(self) -> None:
     super().check()
+    if self.cache_real_features and self.memory_bank:
+      raise ValueError("`cache_real_features=True` needs `memory_bank=False` (the bank stores "
+                       "images, the cache their features)")
     Num(low=self.cfg_min, strict=False)("cfg_max", self.cfg_max)
     if self.num_classes_per_step % self.group_chunks:
       raise ValueError(f"`group_chunks` ({self.group_chunks}) must divide "
@@ -215,6 +224,36 @@ def _save_grid(images, path: str, nrow: int) -> None:
   x = x[..., :3] if x.shape[-1] >= 3 else x[..., :1]  # latents: preview the first channels
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   image_data.save_image_grid(np.clip(x, -1.0, 1.0), path, nrow=nrow)
+
+
+def feature_table(extractor: Any, images: Any, *, batch_size: int = 500,
+                  progress: bool = False) -> dict[str, jax.Array]:
+  """The extractor's streams of every image, ``{stream: [N, D_s] or [N, L_s, D_s]}`` (the
+  shapes the training step gives the streams of a batch), computed in batches.
+
+  Args:
+    extractor: a :class:`~drifting_jax.models.encoders.FeatureExtractor`.
+    images: ``[N, H, W, C]`` images.
+    batch_size: images per compiled call (the last batch is padded, not recompiled).
+    progress: show a progress bar.
+  """
+  images = np.asarray(images)
+  n = images.shape[0]
+  apply = jax.jit(extractor.apply)
+  chunks: dict[str, list[np.ndarray]] = {name: [] for name in extractor.names}
+  starts = range(0, n, batch_size)
+  if progress:
+    from tqdm.auto import tqdm
+    starts = tqdm(starts, desc="real features", unit="batch")
+  for i in starts:
+    x = images[i:i + batch_size]
+    pad = batch_size - x.shape[0]
+    if pad:
+      x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    for name, v in apply(jnp.asarray(x)).items():
+      v = np.asarray(v)
+      chunks[name].append((v if v.ndim == 3 else v.reshape(v.shape[0], -1))[:batch_size - pad])
+  return {name: jnp.asarray(np.concatenate(c)) for name, c in chunks.items()}
 
 
 def _feature_extractor(cfg: ImageConfig, shape: tuple[int, int, int]):
@@ -318,6 +357,9 @@ class ImageTask(Task):
       if cfg.num_classes_per_step > class_conditional.nonempty_classes(data):
         raise ValueError(f"`num_classes_per_step` ({cfg.num_classes_per_step}) exceeds the "
                          f"non-empty classes of the dataset")
+      if cfg.cache_real_features:
+        data = class_conditional.with_features(
+            data, feature_table(self.extractor, data.images, progress=cfg.progress))
       self.data = data
 
   # ---------------------------------------------------------------------------- building
