@@ -192,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
   md = _sweep.markdown_table(
       ["recipe", "what", "seeds", f"Inception FID-{n}", "P", "R", "F1", "generator train (min)"],
       [[c["recipe"], RECIPES[c["recipe"]][2], c.get("inception_fid_n", 0),
-        _sweep.pm(c.get("inception_fid"), c.get("inception_fid_std")),
-        _sweep.pm(c.get("inception_precision"), c.get("inception_precision_std"), ".3f"),
-        _sweep.pm(c.get("inception_recall"), c.get("inception_recall_std"), ".3f"),
-        _sweep.pm(c.get("inception_f1"), c.get("inception_f1_std"), ".3f"),
+        _sweep.pm(c.get("inception_fid"), _spread(c, "inception_fid")),
+        _sweep.pm(c.get("inception_precision"), _spread(c, "inception_precision"), ".3f"),
+        _sweep.pm(c.get("inception_recall"), _spread(c, "inception_recall"), ".3f"),
+        _sweep.pm(c.get("inception_f1"), _spread(c, "inception_f1"), ".3f"),
         f"{c.get('train_wall_s', math.nan) / 60:.1f}"] for c in cells])
   md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
   result = {"command": _common.command("mnist_features.py", argv), "encoders": enc_rows,
@@ -211,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return result
 
 
+def _spread(cell: dict, key: str) -> float | None:
+  """The sample std over seeds, or None for a single seed (no spread measured, not ± 0)."""
+  return cell.get(f"{key}_std") if cell.get(f"{key}_n", 0) > 1 else None
+
+
 def _figure(cells, rows, runs_dir: pathlib.Path, floor: float):
   import matplotlib.image as mpimg
   plt = _common.pyplot()
@@ -219,7 +224,11 @@ def _figure(cells, rows, runs_dir: pathlib.Path, floor: float):
   ax = axes[0, 0]
   names = [c["recipe"] for c in cells]
   ax.bar(range(len(cells)), [c.get("inception_fid", np.nan) for c in cells],
-         yerr=[c.get("inception_fid_std", 0.0) for c in cells], capsize=3, color="tab:blue")
+         yerr=[_spread(c, "inception_fid") or 0.0 for c in cells], capsize=3,
+         color="tab:blue")
+  for i, c in enumerate(cells):  # seeds per bar (error bar: std over them when > 1)
+    ax.annotate(f"n={c.get('inception_fid_n', 0)}", (i, c.get("inception_fid", 0.0)),
+                ha="center", va="bottom", fontsize=6)
   ax.axhline(floor, color="gray", ls=":", label=f"real vs real ({floor:.2f})")
   ax.set_xticks(range(len(cells)))
   ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
