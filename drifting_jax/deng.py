@@ -21,9 +21,8 @@ entries (the shapes training calls, e.g. Franz et al.'s (5, 96, 784)) are bound 
 matmuls and by the number of operations: they follow the algorithm as written, on the
 concatenated targets, with two max-shifted softmaxes per temperature; when ``S`` is large
 against ``T``, ``mean(force²)`` comes from the targets' Gram matrix and the normalized
-forces are summed before one force matmul. Larger ones evaluate step 4 with one exponential per entry and temperature,
-the scheme below. With normalized
-distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
+forces are summed before one force matmul. Larger ones evaluate step 4 with one exponential
+per entry and temperature, the scheme below. With normalized distances ``d``, their row minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
 ``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
 targets is ``Σ_t exp(−(d − ρ_i)/R) = e^{(ρ_i − g)/2R} Σ_t E · e^{−(κ_t − g)/2R}``, the column
 one ``Σ_i exp(−(d − κ_t)/R) = e^{(κ_t − g)/2R} Σ_i E · e^{−(ρ_i − g)/2R}`` (two weighted sums of
@@ -339,6 +338,8 @@ def _loss_small(gen, neg, pos, weights, temperatures):
                     * twice, axis=(1, 2, 3))
             + jnp.sum(jnp.einsum("rbit,btu->rbiu", c_other, zz, precision=_HI) * c_other,
                       axis=(1, 2, 3)))
+    # (a mean square: round-off may take the quadratic form a hair below 0)
+    quad = jnp.maximum(quad, 0.0)
     per_r = tuple(quad[i] / (b * c_g * s) * inv_sq for i in range(len(temperatures)))
     k = [jax.lax.rsqrt(jnp.maximum(m, 1e-8)) / scale_inputs for m in per_r]
     total = jnp.einsum("bit,bts->bis", sum(ki * ci for ki, ci in zip(k, coefs)), targets,
