@@ -23,7 +23,8 @@ concatenated targets, with two max-shifted softmaxes per temperature; when ``S``
 against ``T``, ``mean(force²)`` comes from the targets' Gram matrix and the normalized
 forces are summed before one force matmul. Larger ones evaluate step 4 with one exponential
 per entry and temperature, the scheme below. With normalized distances ``d``, their row
-minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let ``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
+minima ``ρ_i``, column minima ``κ_t`` and group minimum ``g``, let
+``E = exp(−(d − (ρ_i + κ_t)/2)/R)`` (at most 1). The row normalizer of the softmax over the
 targets is ``Σ_t exp(−(d − ρ_i)/R) = e^{(ρ_i − g)/2R} Σ_t E · e^{−(κ_t − g)/2R}``, the column
 one ``Σ_i exp(−(d − κ_t)/R) = e^{(κ_t − g)/2R} Σ_i E · e^{−(ρ_i − g)/2R}`` (two weighted sums of
 the same ``E``), and ``sqrt(softmax_targets · softmax_gen) = E / sqrt(row · column
