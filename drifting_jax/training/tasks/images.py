@@ -101,7 +101,7 @@ class ImageConfig(DriftRunConfig):
     sample_cfg_scale: CFG scale of the sample grids.
     cache_real_features: compute the frozen encoder's streams of every training image once
       at start (a progress bar; memory: N × the streams' size, e.g. 1.3 GB for MNIST with
-      ``mnist_features_cpu``'s streams) and draw the real samples' features from that table
+      ``mnist_features_cpu``'s streams, twice that while it is built) and draw the real samples' features from that table
       instead of encoding the positives every step (the same values up to float round-off;
       not with ``memory_bank``).
     init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
@@ -240,20 +240,23 @@ def feature_table(extractor: Any, images: Any, *, batch_size: int = 500,
   images = np.asarray(images)
   n = images.shape[0]
   apply = jax.jit(extractor.apply)
-  chunks: dict[str, list[np.ndarray]] = {name: [] for name in extractor.names}
+  table: dict[str, np.ndarray] = {}  # filled in place: one host copy of the table
   starts = range(0, n, batch_size)
   if progress:
     from tqdm.auto import tqdm
     starts = tqdm(starts, desc="real features", unit="batch")
   for i in starts:
     x = images[i:i + batch_size]
-    pad = batch_size - x.shape[0]
-    if pad:
-      x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    m = x.shape[0]
+    if m < batch_size:  # the last batch padded to the compiled size
+      x = np.concatenate([x, np.repeat(x[-1:], batch_size - m, axis=0)])
     for name, v in apply(jnp.asarray(x)).items():
       v = np.asarray(v)
-      chunks[name].append((v if v.ndim == 3 else v.reshape(v.shape[0], -1))[:batch_size - pad])
-  return {name: jnp.asarray(np.concatenate(c)) for name, c in chunks.items()}
+      v = v if v.ndim == 3 else v.reshape(v.shape[0], -1)
+      if name not in table:
+        table[name] = np.empty((n, *v.shape[1:]), v.dtype)
+      table[name][i:i + m] = v[:m]
+  return {name: jax.device_put(table.pop(name)) for name in list(table)}
 
 
 def _feature_extractor(cfg: ImageConfig, shape: tuple[int, int, int]):
