@@ -198,8 +198,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _sweep.pm(c.get("inception_f1"), _spread(c, "inception_f1"), ".3f"),
         f"{c.get('train_wall_s', math.nan) / 60:.1f}"] for c in cells])
   md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
+  paired = paired_differences(rows)
+  for p in paired:
+    md += (f"\n{p['recipe']} − {p['control']} on the same pixel runs (seeds {p['seeds']}): "
+           f"FID {_sweep.pm(p['fid_diff'], p['fid_diff_std'])}, precision "
+           f"{_sweep.pm(p['precision_diff'], p['precision_diff_std'], '+.3f')}, recall "
+           f"{_sweep.pm(p['recall_diff'], p['recall_diff_std'], '+.3f')}\n")
   result = {"command": _common.command("mnist_features.py", argv), "encoders": enc_rows,
-            "pixel_runs": pix_rows, "runs": rows, "table": cells,
+            "pixel_runs": pix_rows, "runs": rows, "table": cells, "paired": paired,
             "inception_fid_real_vs_real": floor, "wall_s": timer.seconds,
             "environment": _common.environment()}
   out = runs_dir if quick else args.out_dir
@@ -209,6 +215,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
     _common.save_figure(_figure(cells, rows, runs_dir, floor), NAME, out)
   print(md)
   return result
+
+
+#: (recipe, control) pairs compared seed by seed: both start from the same pixel run
+PAIRS = (("feat_loc_ms_lr1e3", "feat_pixels_only"),)
+
+
+def paired_differences(rows: Sequence[dict]) -> list[dict]:
+  """Per-seed ``recipe − control`` differences of FID, precision and recall for
+  :data:`PAIRS` (the seeds both finished; the same pixel run and sampling seed, so the
+  initialization's share of the seed-to-seed spread cancels): mean and sample std over the
+  seeds (std None for one seed)."""
+  ok = {(r["recipe"], r["seed"]): r for r in rows
+        if r.get("status") == "ok" and "inception_fid" in r}
+  out = []
+  for recipe, control in PAIRS:
+    seeds = sorted(s for (rc, s) in ok if rc == recipe and (control, s) in ok)
+    if not seeds:
+      continue
+    p = {"recipe": recipe, "control": control, "seeds": seeds}
+    for key in ("fid", "precision", "recall"):
+      d = [ok[(recipe, s)][f"inception_{key}"] - ok[(control, s)][f"inception_{key}"]
+           for s in seeds]
+      m, sd, k = _sweep.mean_std(d)
+      p.update({f"{key}_diff": m, f"{key}_diff_std": sd if k > 1 else None,
+                f"{key}_diff_per_seed": d})
+    out.append(p)
+  return out
 
 
 def _spread(cell: dict, key: str) -> float | None:

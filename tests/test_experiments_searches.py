@@ -238,3 +238,25 @@ def test_mnist_features_quick(tmp_path, monkeypatch):
   assert all(r["status"] == "ok" and np.isfinite(r["inception_fid"]) for r in result["runs"])
   # finished runs are skipped: the second call trains nothing and returns the same rows
   assert mnist_features.main(["--quick", "--runs-dir", str(tmp_path)])["runs"] == result["runs"]
+
+
+def test_mnist_features_paired_differences():
+  """Seed-by-seed recipe − control differences over the seeds both finished."""
+  from experiments import mnist_features
+  recipe, control = mnist_features.PAIRS[0]
+  row = lambda rc, s, fid, p, r: {"recipe": rc, "seed": s, "status": "ok", "inception_fid": fid,
+                                  "inception_precision": p, "inception_recall": r}
+  rows = [row(recipe, 0, 20.0, 0.5, 0.4), row(control, 0, 21.0, 0.4, 0.4),
+          row(recipe, 1, 22.0, 0.6, 0.5), row(control, 1, 21.0, 0.5, 0.3),
+          row(recipe, 2, 30.0, 0.1, 0.1),  # no control for seed 2: left out
+          {"recipe": control, "seed": 2, "status": "error"}]
+  (p,) = mnist_features.paired_differences(rows)
+  assert p["seeds"] == [0, 1] and p["fid_diff_per_seed"] == [-1.0, 1.0]
+  assert p["fid_diff"] == 0.0 and p["fid_diff_std"] == pytest.approx(2 ** 0.5)
+  assert p["precision_diff"] == pytest.approx(0.1)
+  # recall differences 0.0 and 0.2: mean 0.1, sample std 0.1·√2
+  assert p["recall_diff"] == pytest.approx(0.1)
+  assert p["recall_diff_std"] == pytest.approx(0.1 * 2 ** 0.5)
+  (one,) = mnist_features.paired_differences(rows[:2])
+  assert one["fid_diff_std"] is None  # one seed: no spread, not 0
+  assert mnist_features.paired_differences(rows[4:]) == []
