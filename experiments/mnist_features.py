@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
   paired = paired_differences(rows)
   for p in paired:
-    md += (f"\n{p['recipe']} − {p['control']} on the same pixel runs (seeds {p['seeds']}): "
+    md += (f"\n{p['recipe']} − {p['control']} on the same pixel runs (seeds "
+           f"{', '.join(map(str, p['seeds']))}): "
            f"FID {_sweep.pm(p['fid_diff'], p['fid_diff_std'])}, precision "
            f"{_sweep.pm(p['precision_diff'], p['precision_diff_std'], '+.3f')}, recall "
            f"{_sweep.pm(p['recall_diff'], p['recall_diff_std'], '+.3f')}\n")
