@@ -202,9 +202,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for p in paired:
     md += (f"\n{p['recipe']} − {p['control']} on the same pixel runs (seeds "
            f"{', '.join(map(str, p['seeds']))}): "
-           f"FID {_sweep.pm(p['fid_diff'], p['fid_diff_std'])}, precision "
-           f"{_sweep.pm(p['precision_diff'], p['precision_diff_std'], '+.3f')}, recall "
-           f"{_sweep.pm(p['recall_diff'], p['recall_diff_std'], '+.3f')}\n")
+           f"FID {_signed(p['fid_diff'], p['fid_diff_std'], 2)}, precision "
+           f"{_signed(p['precision_diff'], p['precision_diff_std'], 3)}, recall "
+           f"{_signed(p['recall_diff'], p['recall_diff_std'], 3)}\n")
   result = {"command": _common.command("mnist_features.py", argv), "encoders": enc_rows,
             "pixel_runs": pix_rows, "runs": rows, "table": cells, "paired": paired,
             "inception_fid_real_vs_real": floor, "wall_s": timer.seconds,
@@ -243,6 +243,13 @@ def paired_differences(rows: Sequence[dict]) -> list[dict]:
                 f"{key}_diff_per_seed": d})
     out.append(p)
   return out
+
+
+def _signed(mean: float, std: float | None, digits: int) -> str:
+  """``"+0.025 ± 0.007"`` (a signed mean; no spread for one seed; ``0.00`` never ``-0.00``)."""
+  m = f"{mean + 0.0:+.{digits}f}".replace("-0." + "0" * digits, "0." + "0" * digits)
+  m = m.replace("+0." + "0" * digits, "0." + "0" * digits)
+  return m if std is None else f"{m} ± {std:.{digits}f}"
 
 
 def _spread(cell: dict, key: str) -> float | None:
