@@ -52,24 +52,29 @@ def _check_images(name: str, images) -> None:
     raise ValueError(f"`{name}` contains NaN or inf values.")
 
 
-def _batched(fn, x: np.ndarray, batch_size: int, *, progress: bool = False) -> np.ndarray:
-  """Applies a jitted ``fn`` to ``x`` in fixed-size batches (last one padded) -> numpy."""
+def _batched(fn, x: np.ndarray, batch_size: int, *, progress: bool = False,
+             desc: str = "features") -> Any:
+  """Applies a jitted ``fn`` to ``x`` in fixed-size batches (last one padded) -> numpy: an
+  array, or the pytree of arrays ``fn`` returns, each filled in place batch by batch."""
   if int(batch_size) < 1:
     raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
   n = x.shape[0]
   b = min(int(batch_size), n)
-  out = []
+  out = None
   starts = range(0, n, b)
   if progress:
     from tqdm.auto import tqdm
-    starts = tqdm(starts, desc="features", unit="batch")
+    starts = tqdm(starts, desc=desc, unit="batch")
   for i in starts:
     chunk = x[i:i + b]
-    pad = b - chunk.shape[0]
-    if pad:
-      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-    out.append(np.asarray(fn(jnp.asarray(chunk)))[:b - pad])
-  return np.concatenate(out)
+    m = chunk.shape[0]
+    if m < b:
+      chunk = np.concatenate([chunk, np.zeros((b - m,) + chunk.shape[1:], chunk.dtype)])
+    got = jax.tree_util.tree_map(np.asarray, fn(jnp.asarray(chunk)))
+    if out is None:
+      out = jax.tree_util.tree_map(lambda v: np.empty((n,) + v.shape[1:], v.dtype), got)
+    jax.tree_util.tree_map(lambda o, v: o.__setitem__(slice(i, i + m), v[:m]), out, got)
+  return out
 
 
 # ============================================================================ classifier

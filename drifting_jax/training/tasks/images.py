@@ -101,8 +101,8 @@ class ImageConfig(DriftRunConfig):
     sample_cfg_scale: CFG scale of the sample grids.
     cache_real_features: compute the frozen encoder's streams of every training image once
       at start (a progress bar; memory: N × the streams' size, e.g. 1.3 GB for MNIST with
-      ``mnist_features_cpu``'s streams, twice that while it is built) and draw the real samples' features from that table
-      instead of encoding the positives every step (the same values up to float round-off;
+      ``mnist_features_cpu``'s streams, twice that while it is built) and draw the real
+      samples' features from that table instead of encoding the positives every step (the same values up to float round-off;
       not with ``memory_bank``).
     init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
       whose parameters and EMA initialize this run (its optimizer starts afresh): e.g.
@@ -237,25 +237,15 @@ def feature_table(extractor: Any, images: Any, *, batch_size: int = 500,
     batch_size: images per compiled call (the last batch is padded, not recompiled).
     progress: show a progress bar.
   """
-  images = np.asarray(images)
-  n = images.shape[0]
-  apply = jax.jit(extractor.apply)
-  table: dict[str, np.ndarray] = {}  # filled in place: one host copy of the table
-  starts = range(0, n, batch_size)
-  if progress:
-    from tqdm.auto import tqdm
-    starts = tqdm(starts, desc="real features", unit="batch")
-  for i in starts:
-    x = images[i:i + batch_size]
-    m = x.shape[0]
-    if m < batch_size:  # the last batch padded to the compiled size
-      x = np.concatenate([x, np.repeat(x[-1:], batch_size - m, axis=0)])
-    for name, v in apply(jnp.asarray(x)).items():
-      v = np.asarray(v)
-      v = v if v.ndim == 3 else v.reshape(v.shape[0], -1)
-      if name not in table:
-        table[name] = np.empty((n, *v.shape[1:]), v.dtype)
-      table[name][i:i + m] = v[:m]
+  from drifting_jax.metrics.features import _batched
+
+  @jax.jit
+  def streams(x):  # the shapes image_step gives a batch's streams, per image
+    return {k: v if v.ndim == 3 else v.reshape(v.shape[0], -1)
+            for k, v in extractor.apply(x).items()}
+
+  table = _batched(streams, np.asarray(images), batch_size, progress=progress,
+                   desc="real features")  # one host copy, filled in place
   return {name: jax.device_put(table.pop(name)) for name in list(table)}
 
 
