@@ -279,7 +279,9 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   :func:`_gram_is_cheaper`, the mean square of each temperature's force is
   ``Σ_i coef_i G coef_iᵀ / (C_g S)`` with the centred targets' Gram matrix ``G`` (its
   ``[C_g, T]`` rows are the distances' cross term), and the normalized forces are summed
-  *before* the one force matmul ``(Σ_R k_R coef_R) @ targets``.
+  *before* the one force matmul ``(Σ_R k_R coef_R) @ targets``. The temperatures'
+  coefficients are stacked along the rows (``[B, R·C_g, T]``), so each product is batch-major
+  (no transposes) and the direct evaluation's force products are one product.
 
   Returns:
     ``(loss [B], scale, mean squared force per temperature)``.
@@ -312,6 +314,7 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   # The force is linear in the targets: it is computed on the unscaled targets and the
   # 1 / scale_inputs folded into its mean square and its normalization (no [B, T, S] pass).
   inv_sq = 1.0 / jnp.square(scale_inputs)
+  n_r = len(temperatures)
   coefs = []
   for r in temperatures:
     logits = -dn / r
@@ -323,36 +326,35 @@ def _loss_small(gen, neg, pos, weights, temperatures):
     a = jnp.sqrt(jnp.maximum(soft, 1e-6))
     if w is not None:
       a = a * w[:, None, :]
-    sum_n = jnp.sum(jnp.where(is_neg, a, 0.0), -1, keepdims=True)
-    sum_p = jnp.sum(jnp.where(is_neg, 0.0, a), -1, keepdims=True)
+    sum_n = jnp.sum(a[..., :n_neg], -1, keepdims=True)
+    sum_p = jnp.sum(a[..., n_neg:], -1, keepdims=True)
     # coefficients −A_neg · Σ A_pos and A_pos · Σ A_neg; Σ coef · x is exactly 0
     coefs.append(a * jnp.where(is_neg, -sum_p, sum_n))
+  # the temperatures stacked along the rows, [B, R·C_g, T]: batch-major operands, so the
+  # products below need no transposes, and one product serves every temperature
+  stacked = jnp.concatenate(coefs, axis=1)
   if use_gram:
     # Σ_i coef_i G coef_iᵀ with G = [[X, Y], [Yᵀ, Z]] (gen / other targets blocks, cross =
     # [X, Y]) = Σ (c_g @ cross) ⊙ [c_g, 2 c_o] + Σ (c_o @ Z) ⊙ c_o, no [T, T] buffer
     rest = targets[:, c_g:]
     zz = jnp.einsum("bis,bjs->bij", rest, rest, precision=_HI)                # [B, T-C, T-C]
-    stacked = jnp.stack(coefs)                                               # [R, B, C_g, T]
-    c_gen, c_other = stacked[..., :c_g], stacked[..., c_g:]
     twice = np.where(np.arange(n_t) < c_g, 1.0, 2.0).astype(np.float32)
-    quad = (jnp.sum(jnp.einsum("rbij,bjt->rbit", c_gen, cross, precision=_HI) * stacked
-                    * twice, axis=(1, 2, 3))
-            + jnp.sum(jnp.einsum("rbit,btu->rbiu", c_other, zz, precision=_HI) * c_other,
-                      axis=(1, 2, 3)))
+    quad = (jnp.sum((jnp.einsum("bki,bit->bkt", stacked[..., :c_g], cross, precision=_HI)
+                     * stacked * twice).reshape(b, n_r, -1), axis=(0, 2))
+            + jnp.sum((jnp.einsum("bkt,btu->bku", stacked[..., c_g:], zz, precision=_HI)
+                       * stacked[..., c_g:]).reshape(b, n_r, -1), axis=(0, 2)))
     # (a mean square: round-off may take the quadratic form a hair below 0)
-    quad = jnp.maximum(quad, 0.0)
-    per_r = tuple(quad[i] / (b * c_g * s) * inv_sq for i in range(len(temperatures)))
-    k = [jax.lax.rsqrt(jnp.maximum(m, 1e-8)) / scale_inputs for m in per_r]
-    total = jnp.einsum("bit,bts->bis", sum(ki * ci for ki, ci in zip(k, coefs)), targets,
+    mean_sq = jnp.maximum(quad, 0.0) / (b * c_g * s) * inv_sq                # [R]
+    k = jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs
+    total = jnp.einsum("bit,bts->bis", sum(k[i] * coefs[i] for i in range(n_r)), targets,
                        precision=_HI)
   else:
-    total, per_r = 0.0, []
-    for coef in coefs:
-      f = jnp.einsum("bit,bts->bis", coef, targets, precision=_HI)  # scale_inputs · force
-      mean_sq = jnp.mean(f * f) * inv_sq
-      total = total + f * (jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs)
-      per_r.append(mean_sq)
-    per_r = tuple(per_r)
+    f = jnp.einsum("bkt,bts->bks", stacked, targets,
+                   precision=_HI).reshape(b, n_r, c_g, s)  # scale_inputs · force
+    mean_sq = jnp.mean(f * f, axis=(0, 2, 3)) * inv_sq                        # [R]
+    k = jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs
+    total = jnp.sum(f * k[:, None, None], axis=1)
+  per_r = tuple(mean_sq[i] for i in range(n_r))
   goal = sg(old_gen / scale_inputs + total)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))
   return loss, scale, per_r
