@@ -17,7 +17,8 @@ the per-round ratio to the reference (the two ran back to back in that round, so
 phase of the machine cancels; quartiles recorded) (3 temperatures, positives =
 generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples);
 Franz's shape is also timed as the grouped training losses call it (one group per call under
-``jax.vmap``). Each row records the temporary-buffer size of both compiled calls, the loss
+``jax.vmap``), and six smaller problems (``EXTRA_SHAPES``: feature streams, toy data) the
+same way (rows with ``"extra": true``). Each row records the temporary-buffer size of both compiled calls, the loss
 and gradient differences, and the distance spread in units of ``min(R)`` (the
 one-exponential path is taken below 140)::
 
@@ -41,6 +42,8 @@ import drifting_jax as dj
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 SHAPES = ((1, 1024, 256), (5, 96, 784), (1, 256, 256))
+#: smaller problems (feature streams, toy data), timed the same way; rows marked "extra"
+EXTRA_SHAPES = ((5, 96, 256), (5, 96, 64), (5, 96, 16), (4, 128, 128), (2, 64, 32), (8, 32, 16))
 TEMPS = (0.02, 0.05, 0.2)
 sg = jax.lax.stop_gradient
 
@@ -137,7 +140,9 @@ def _max_spread_over_r(gen, pos) -> float:
 
 def run(repeats: int) -> list[dict]:
   rows = []
-  for shape, vmapped in [(s, False) for s in SHAPES] + [(SHAPES[1], True)]:
+  cases = ([(s, False) for s in SHAPES] + [(SHAPES[1], True)]
+           + [(s, False) for s in EXTRA_SHAPES])
+  for shape, vmapped in cases:
     kx, kp = jax.random.split(jax.random.PRNGKey(sum(shape)))
     gen = jax.random.normal(kx, shape)
     pos = jax.random.normal(kp, shape) + 0.3
@@ -161,7 +166,8 @@ def run(repeats: int) -> list[dict]:
     g_ours, g_ref = jax.grad(lambda g: jnp.sum(ours(g, pos)))(gen), jax.grad(
         lambda g: jnp.sum(ref(g, pos)))(gen)
     grad_rel = float(jnp.max(jnp.abs(g_ours - g_ref)) / jnp.max(jnp.abs(g_ref)))
-    row = {"shape": list(shape), "vmapped_over_groups": vmapped, "forward_ms": fwd,
+    row = {"shape": list(shape), "vmapped_over_groups": vmapped,
+           "extra": shape in EXTRA_SHAPES, "forward_ms": fwd,
            "value_and_grad_ms": grad,
            "ratio_forward": fwd["ours"] / fwd["reference"],
            "ratio_value_and_grad": grad["ours"] / grad["reference"],

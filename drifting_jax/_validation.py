@@ -3,8 +3,8 @@
 Every check raises ``ValueError`` naming the offending argument and what was expected.
 Shape checks use static shapes, so they also run while tracing under ``jit``; value checks
 (NaN/inf, positivity, squared-norm range) raise only on concrete arrays. On tracers they
-register a ``jax.experimental.checkify`` check with the same message instead (a no-op
-unless the caller runs under ``checkify``, e.g. through :func:`drifting_jax.checked`),
+register a ``jax.experimental.checkify`` check with the same message instead (only while
+:func:`drifting_jax.checked` traces: :func:`registering_checks`),
 and the functions that use a traced hyperparameter replace it by NaN where it is invalid
 (:func:`positive_or_nan`), so that invalid traced values give NaN outputs, never finite
 ones. :func:`as_float` casts inputs to a float dtype before any arithmetic.
@@ -116,14 +116,34 @@ def check_points(name: str, x: Any, *, dim: int | None = None, min_size: int = 1
   check_sqnorm_range(name, x)  # eager: overflowing squared distances are an error, not NaN
 
 
+# Whether traced checks are registered: only while :func:`drifting_jax.checked` traces. A
+# jitted program holding a ``checkify`` check carries an error effect even where the compiler
+# removes the check, and such a program is dispatched by ``jax.jit``'s Python path instead of
+# its C++ one (60–80 µs more per call on this project's CPU, against 13 µs for a small
+# call). A jit-cache-sensitive user context, so a function traced outside ``checked`` is
+# retraced inside it (tests/test_bad_inputs.py).
+_REGISTER_CHECKS = (jax.make_user_context(False) if hasattr(jax, "make_user_context")
+                    else None)
+
+
+def registering_checks():
+  """Context manager under which :func:`traced_check` registers its checks."""
+  if _REGISTER_CHECKS is None:
+    import contextlib
+    return contextlib.nullcontext()
+  return _REGISTER_CHECKS(True)
+
+
 def traced_check(valid: Any, message: str, *values: Any) -> None:
   """Registers a ``checkify`` check ``valid`` (reduced with ``all``) with ``message``.
 
-  A no-op unless the computation runs under ``jax.experimental.checkify.checkify``
-  (:func:`drifting_jax.checked`); then a false ``valid`` raises ``message`` formatted with
-  ``values`` (``{}`` placeholders). Costs nothing under a plain ``jit``: the check and its
-  predicate are removed by the compiler.
+  Registered only while :func:`drifting_jax.checked` traces (:func:`registering_checks`;
+  on a JAX without ``jax.make_user_context``, always): there, a false ``valid`` raises
+  ``message`` formatted with ``values`` (``{}`` placeholders). Elsewhere nothing is traced,
+  so a plain ``jit`` of a library function keeps ``jax.jit``'s fast dispatch.
   """
+  if _REGISTER_CHECKS is not None and not _REGISTER_CHECKS.value:
+    return
   checkify.debug_check(jnp.all(jnp.asarray(valid)), message,
                        *(jnp.asarray(v) for v in values))
 

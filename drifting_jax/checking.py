@@ -5,8 +5,10 @@ the values are traced and cannot raise; invalid traced hyperparameters (a bandwi
 ``<= 0``, ``alpha <= 0``, negative weights, ...) then give NaN outputs, and NaN inputs
 give NaN outputs for the rows they touch. For an *error* instead, run the computation
 through :func:`checked`: the library registers a ``jax.experimental.checkify`` check for
-every such value (a no-op, removed by the compiler, unless the computation runs under
-``checkify``), and :func:`checked` turns the first failed one into an exception whose
+every such value while :func:`checked` traces (elsewhere nothing is registered, so a
+plain ``jax.jit`` of a library function keeps JAX's fast dispatch path; functions jitted
+outside are retraced inside, the setting being part of ``jit``'s cache key), and
+:func:`checked` turns the first failed one into an exception whose
 message names the argument, e.g. ``ValueError: `bandwidth` must be a finite positive
 number, got -0.5.``
 
@@ -39,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify, io_callback
+
+from drifting_jax import _validation
 
 __all__ = ["checked"]
 
@@ -132,7 +136,8 @@ def checked(fn: Callable[..., Any], *, errors: Any = None,
       return out
 
     dyn = [leaf for leaf, d in zip(leaves, dynamic) if d]
-    err, out = checkify.checkify(inner, errors=errors)(*dyn)
+    with _validation.registering_checks():
+      err, out = checkify.checkify(inner, errors=errors)(*dyn)
     if all(not isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(err)):
       exc = _exception(err)
       if exc is not None:

@@ -298,8 +298,10 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   sq = jnp.sum(targets * targets, axis=-1)                                   # [B, T]
   cross = jnp.einsum("bis,bts->bit", targets[:, :c_g], targets, precision=_HI)  # [B, C_g, T]
   d2 = sq[:, :c_g, None] + sq[:, None, :] - 2.0 * cross
-  # as distances.sqdist: clamped at 0, NaN on overflow; max(NaN, 1e-8) stays NaN
-  d2 = jnp.where(jnp.isfinite(d2), jnp.maximum(d2, 0.0), jnp.nan)
+  # clamped at 0 (and 1e-8) as distances.sqdist; an overflow (inf, or NaN from inf − inf)
+  # reaches the feature scale, which is then NaN, and so is every output — the guard sits
+  # on that scalar, not on [B, C_g, T] (a select there kept XLA from fusing the distances
+  # into the product that computes them)
   dist = jnp.sqrt(jnp.maximum(d2, 1e-8))                                     # [B, C_g, T]
   if weights is None:
     w = None
@@ -307,6 +309,7 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   else:
     w = jnp.concatenate(weights, axis=1)                                   # [B, T]
     scale = jnp.sum(dist * w[:, None, :]) / (c_g * jnp.sum(w))
+  scale = jnp.where(jnp.isfinite(scale), scale, jnp.nan)
   scale_inputs = jnp.maximum(scale / jnp.sqrt(float(s)), 1e-3)
   self_mask = np.pad(np.eye(c_g, dtype=np.float32), ((0, 0), (0, n_t - c_g)))
   dn = dist / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask
@@ -350,10 +353,13 @@ def _loss_small(gen, neg, pos, weights, temperatures):
                        precision=_HI)
   else:
     f = jnp.einsum("bkt,bts->bks", stacked, targets,
-                   precision=_HI).reshape(b, n_r, c_g, s)  # scale_inputs · force
-    mean_sq = jnp.mean(f * f, axis=(0, 2, 3)) * inv_sq                        # [R]
+                   precision=_HI)  # scale_inputs · force, [B, R·C_g, S]
+    f = [f[:, i * c_g:(i + 1) * c_g] for i in range(n_r)]
+    # per temperature (a [B, R, C_g, S] buffer reduced over axes (0, 2, 3), and summed over R,
+    # took 4× the time of the product itself at (1, 256, 256))
+    mean_sq = jnp.stack([jnp.mean(jnp.square(fi)) for fi in f]) * inv_sq       # [R]
     k = jax.lax.rsqrt(jnp.maximum(mean_sq, 1e-8)) / scale_inputs
-    total = jnp.sum(f * k[:, None, None], axis=1)
+    total = sum(k[i] * f[i] for i in range(n_r))
   per_r = tuple(mean_sq[i] for i in range(n_r))
   goal = sg(old_gen / scale_inputs + total)
   loss = jnp.mean(jnp.square(gen / scale_inputs - goal), axis=(-1, -2))

@@ -553,6 +553,30 @@ def test_nan_guard_compiles_to_no_callback():
   assert not re.search(r"custom-call\(", hlo), [l for l in hlo.splitlines() if "custom-call(" in l]
 
 
+
+def test_jitted_library_function_has_no_effect_outside_checked():
+  """Outside ``checked`` no check is traced: the jaxpr has no (checkify error) effect, which
+  would send every call of the jitted function through JAX's slower Python dispatch."""
+  x = jnp.asarray(cloud(24, N, D, dtype=np.float32))[None]
+  fns = {"deng_drift_loss": lambda a: dj.deng_drift_loss(a, a + 1.0),
+         "drift_field": lambda a: dj.drift_field(a[0], a[0] + 1.0, a[0],
+                                                 kernel=dj.gaussian(0.5))}
+  for name, fn in fns.items():
+    assert not jax.make_jaxpr(fn)(x).effects, name
+    with _validation.registering_checks():  # what `checked` traces under
+      assert jax.make_jaxpr(fn)(x).effects, name
+
+
+def test_checked_retraces_a_function_jitted_outside():
+  """A jitted function first traced outside ``checked`` (no checks in its cached program)
+  still raises inside it: the check setting is part of jit's cache key."""
+  fn = jax.jit(_mmd_loss)
+  x = jnp.asarray(_X)
+  assert np.isnan(float(fn(x, jnp.float32(-0.5))))            # plain jit: NaN
+  with pytest.raises(ValueError, match="bandwidth"):
+    dj.checked(fn)(x, jnp.float32(-0.5))
+  assert np.isnan(float(fn(x, jnp.float32(-0.5))))            # and plain again afterwards
+
 # ------------------------------------------------ 5. NaN inputs under jit: NaN rows, not 0
 # name -> fn(x) with a NaN in x[0, 0]: the affected outputs are NaN (rows of x for fields
 # and KDEs, the whole value for losses and scalar summaries); the others stay finite.
