@@ -98,6 +98,28 @@ def pixel_run(seed: int, steps: int, *, quick: bool = False) -> _sweep.Run:
       load_config(CONFIGS / "mnist_small_cpu.py"), over), {"seed": seed, "steps": steps})
 
 
+#: the recipe whose pipeline's wall clock the pixel baseline ``pixels_same_budget`` gets
+BUDGET_RECIPE = "feat_loc_ms_lr1e3"
+
+
+def same_budget_steps(rows: Sequence[dict]) -> int | None:
+  """Steps of ``pixels_same_budget``: the wall clock of :data:`BUDGET_RECIPE`'s pipeline
+  (its encoder's training, the ``PIXEL_STEPS`` pixel phase and the feature phase; each the
+  fastest of its finished runs) times the pixel phase's rate (its fastest run), so that the
+  pixel baseline trains as long as the whole feature recipe. ``None`` until all three ran.
+  """
+  ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s")]
+  encoder = RECIPES[BUDGET_RECIPE][0]
+  enc = [r["train_wall_s"] for r in ok if r.get("name") == f"encoder_{encoder}"]
+  pix = [r for r in ok if r.get("name", "").startswith(f"pixels_n{PIXEL_STEPS}_s")
+         and r.get("steps_per_sec")]
+  feat = [r["train_wall_s"] for r in ok if r.get("recipe") == BUDGET_RECIPE]
+  if not (enc and pix and feat):
+    return None
+  wall = min(enc) + min(r["train_wall_s"] for r in pix) + min(feat)
+  return int(wall * max(r["steps_per_sec"] for r in pix))
+
+
 def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
                   pixel_steps: int | None = None, quick: bool = False) -> _sweep.Run:
   """The generator run of ``recipe`` (the pixel baseline trains ``pixel_steps`` steps)."""
@@ -165,19 +187,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     pix_rows = _sweep.sweep([pixel_run(s, PIXEL_STEPS, quick=quick) for s in args.seeds]
                             if need_pix else [], runs_dir=runs_dir, ledger=ledger,
                             collect_only=args.table_only, on_row=log)
-    enc_wall = max((r["train_wall_s"] for r in enc_rows if "train_wall_s" in r), default=0.0)
-    pix_wall = max((r["train_wall_s"] for r in pix_rows if "train_wall_s" in r), default=0.0)
-    pix_rate = next((r["steps_per_sec"] for r in pix_rows if r.get("steps_per_sec")), None)
     rows = []
     for recipe in recipes:
       steps = None
-      if RECIPES[recipe][0] is None:  # the wall clock of the first finished feature recipe
-        feats = [r for r in ledger.rows() if r.get("encoder") not in (None, "none")
-                 and "recipe" in r and r.get("status") == "ok"]
-        if feats and pix_rate:
-          steps = int((enc_wall + pix_wall + feats[0]["train_wall_s"]) * pix_rate)
-        elif not quick:
-          print(f"{recipe}: waits for a finished feature recipe (its budget)", flush=True)
+      if RECIPES[recipe][0] is None:  # the wall clock of BUDGET_RECIPE's whole pipeline
+        steps = same_budget_steps(ledger.rows())
+        if steps is None and not quick:
+          print(f"{recipe}: waits for a finished {BUDGET_RECIPE} (its budget)", flush=True)
           continue
       runs = [generator_run(recipe, s, runs_dir, pixel_steps=steps, quick=quick)
               for s in args.seeds]

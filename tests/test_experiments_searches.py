@@ -260,3 +260,21 @@ def test_mnist_features_paired_differences():
   (one,) = mnist_features.paired_differences(rows[:2])
   assert one["fid_diff_std"] is None  # one seed: no spread, not 0
   assert mnist_features.paired_differences(rows[4:]) == []
+
+
+def test_mnist_features_same_budget_steps():
+  """The pixel baseline gets the budget recipe's encoder + pixel phase + feature phase wall
+  clock (the fastest finished run of each) at the pixel phase's fastest rate."""
+  from experiments import mnist_features as mf
+  enc = mf.RECIPES[mf.BUDGET_RECIPE][0]
+  pix = lambda s, wall, rate: {"name": f"pixels_n{mf.PIXEL_STEPS}_s{s}", "status": "ok",
+                               "train_wall_s": wall, "steps_per_sec": rate}
+  rows = [{"name": f"encoder_{enc}", "status": "ok", "train_wall_s": 100.0},
+          {"name": f"encoder_{enc}_cls", "status": "ok", "train_wall_s": 1.0},  # not its encoder
+          pix(0, 300.0, 5.0), pix(1, 200.0, 8.0),
+          {"name": "x_s0", "recipe": mf.BUDGET_RECIPE, "status": "ok", "train_wall_s": 400.0},
+          {"name": "x_s1", "recipe": mf.BUDGET_RECIPE, "status": "ok", "train_wall_s": 350.0},
+          {"name": "y_s0", "recipe": "feat_loc", "status": "ok", "train_wall_s": 10.0}]
+  assert mf.same_budget_steps(rows) == int((100.0 + 200.0 + 350.0) * 8.0)
+  assert mf.same_budget_steps([r for r in rows if r.get("recipe") != mf.BUDGET_RECIPE]) is None
+  assert mf.same_budget_steps(rows[1:]) is None  # its encoder has not run
