@@ -123,19 +123,23 @@ def test_jit_and_bad_input():
 
 
 @pytest.mark.parametrize("path", ["direct", "gram", "large"])
-@pytest.mark.parametrize("big", [1e20, 3e38])
-def test_traced_overflow_gives_nan_everywhere(path, big, monkeypatch):
+def test_traced_overflow_gives_nan_everywhere(path, monkeypatch):
   """A traced sample whose squared distances overflow (inf, or inf − inf) makes the loss,
   the scale and the gradient NaN on every path — never a finite number — with and without
   a zero weight on that sample."""
   _force_path(monkeypatch, path)
-  gen = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 4)).at[0, 0, 0].set(big)
+  gen = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 4))
   pos = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 4))
   for w in (None, jnp.ones((2, 8)).at[0, 0].set(0.0)):
-    loss, info = jax.jit(lambda a: dj.deng_drift_loss_with_info(a, pos, weight_gen=w))(gen)
-    grad = jax.jit(jax.grad(lambda a: jnp.sum(dj.deng_drift_loss(a, pos, weight_gen=w))))(gen)
-    assert np.all(np.isnan(np.asarray(loss))) and np.isnan(float(info["scale"]))
-    assert np.all(np.isnan(np.asarray(grad)))
+    fn = jax.jit(lambda a: (dj.deng_drift_loss_with_info(a, pos, weight_gen=w),
+                            jax.grad(lambda b: jnp.sum(dj.deng_drift_loss(b, pos,
+                                                                          weight_gen=w)))(a)))
+    for big in (1e20, 3e38):
+      (loss, info), grad = fn(gen.at[0, 0, 0].set(big))
+      assert np.all(np.isnan(np.asarray(loss))) and np.isnan(float(info["scale"]))
+      assert np.all(np.isnan(np.asarray(grad)))
+
+
 @pytest.mark.parametrize("shape", [(3, 8, 6, 4, 5), (2, 32, 40, 0, 16)])
 def test_one_exponential_path_equals_log_domain_path(shape, monkeypatch, large_path):
   """The one-exponential evaluation of step 4 (taken when the distance spread allows) gives
