@@ -314,6 +314,7 @@ def _loss_small(gen, neg, pos, weights, temperatures):
   self_mask = np.pad(np.eye(c_g, dtype=np.float32), ((0, 0), (0, n_t - c_g)))
   dn = dist / jnp.maximum(scale, 1e-3) + _SELF_MASK * self_mask
   is_neg = np.arange(n_t) < n_neg                                            # static [T]
+  sum_mask = np.stack([is_neg, ~is_neg], axis=1).astype(np.float32)          # [T, 2]
   # The force is linear in the targets: it is computed on the unscaled targets and the
   # 1 / scale_inputs folded into its mean square and its normalization (no [B, T, S] pass).
   inv_sq = 1.0 / jnp.square(scale_inputs)
@@ -329,8 +330,10 @@ def _loss_small(gen, neg, pos, weights, temperatures):
     a = jnp.sqrt(jnp.maximum(soft, 1e-6))
     if w is not None:
       a = a * w[:, None, :]
-    sum_n = jnp.sum(a[..., :n_neg], -1, keepdims=True)
-    sum_p = jnp.sum(a[..., n_neg:], -1, keepdims=True)
+    # the row sums over the negatives and over the positives as one product with a
+    # constant [T, 2] mask (two sliced sums materialized both slices first)
+    sums = jnp.einsum("bit,tk->bik", a, sum_mask, precision=_HI)
+    sum_n, sum_p = sums[..., :1], sums[..., 1:]
     # coefficients −A_neg · Σ A_pos and A_pos · Σ A_neg; Σ coef · x is exactly 0
     coefs.append(a * jnp.where(is_neg, -sum_p, sum_n))
   # the temperatures stacked along the rows, [B, R·C_g, T]: batch-major operands, so the
