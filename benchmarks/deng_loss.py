@@ -18,9 +18,9 @@ phase of the machine cancels; quartiles recorded) (3 temperatures, positives =
 generated, no extra negatives), forward and value-and-grad (w.r.t. the generated samples);
 Franz's shape is also timed as the grouped training losses call it (one group per call under
 ``jax.vmap``), and six smaller problems (``EXTRA_SHAPES``: feature streams, toy data) the
-same way (rows with ``"extra": true``). Each row records the temporary-buffer size of both compiled calls, the loss
-and gradient differences, and the distance spread in units of ``min(R)`` (the
-one-exponential path is taken below 140)::
+same way (rows with ``"extra": true``). Each row records the temporary-buffer size of both
+compiled calls, the loss and gradient differences, and the distance spread in units of
+``min(R)`` (the one-exponential path is taken below 140)::
 
     python benchmarks/deng_loss.py          # writes benchmarks/results/deng_loss.json
 """

@@ -355,9 +355,9 @@ def _loss_small(gen, neg, pos, weights, temperatures):
     total = jnp.einsum("bit,bts->bis", sum(k[i] * coefs[i] for i in range(n_r)), targets,
                        precision=_HI)
   else:
-    f = jnp.einsum("bkt,bts->bks", stacked, targets,
-                   precision=_HI)  # scale_inputs · force, [B, R·C_g, S]
-    f = [f[:, i * c_g:(i + 1) * c_g] for i in range(n_r)]
+    f_all = jnp.einsum("bkt,bts->bks", stacked, targets,
+                       precision=_HI)  # scale_inputs · force, [B, R·C_g, S]
+    f = [f_all[:, i * c_g:(i + 1) * c_g] for i in range(n_r)]
     # per temperature (a [B, R, C_g, S] buffer reduced over axes (0, 2, 3), and summed over R,
     # took 4× the time of the product itself at (1, 256, 256))
     mean_sq = jnp.stack([jnp.mean(jnp.square(fi)) for fi in f]) * inv_sq       # [R]

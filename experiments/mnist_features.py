@@ -110,7 +110,8 @@ def same_budget_steps(rows: Sequence[dict]) -> int | None:
   """
   ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s")]
   encoder = RECIPES[BUDGET_RECIPE][0]
-  enc = [r["train_wall_s"] for r in ok if r.get("name") == f"encoder_{encoder}"]
+  enc_name = encoder_run(encoder).name
+  enc = [r["train_wall_s"] for r in ok if r.get("name") == enc_name]
   pix = [r for r in ok if r.get("name", "").startswith(f"pixels_n{PIXEL_STEPS}_s")
          and r.get("steps_per_sec")]
   feat = [r["train_wall_s"] for r in ok if r.get("recipe") == BUDGET_RECIPE]

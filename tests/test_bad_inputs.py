@@ -553,7 +553,6 @@ def test_nan_guard_compiles_to_no_callback():
   assert not re.search(r"custom-call\(", hlo), [l for l in hlo.splitlines() if "custom-call(" in l]
 
 
-
 def test_jitted_library_function_has_no_effect_outside_checked():
   """Outside ``checked`` no check is traced: the jaxpr has no (checkify error) effect, which
   would send every call of the jitted function through JAX's slower Python dispatch."""
@@ -576,6 +575,7 @@ def test_checked_retraces_a_function_jitted_outside():
   with pytest.raises(ValueError, match="bandwidth"):
     dj.checked(fn)(x, jnp.float32(-0.5))
   assert np.isnan(float(fn(x, jnp.float32(-0.5))))            # and plain again afterwards
+
 
 # ------------------------------------------------ 5. NaN inputs under jit: NaN rows, not 0
 # name -> fn(x) with a NaN in x[0, 0]: the affected outputs are NaN (rows of x for fields

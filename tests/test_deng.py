@@ -120,8 +120,6 @@ def test_jit_and_bad_input():
     dj.deng_drift_loss(gen, pos, temperatures=(0.0,))
 
 
-
-
 @pytest.mark.parametrize("path", ["direct", "gram", "large"])
 def test_traced_overflow_gives_nan_everywhere(path, monkeypatch):
   """A traced sample whose squared distances overflow (inf, or inf − inf) makes the loss,

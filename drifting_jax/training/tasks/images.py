@@ -102,8 +102,8 @@ class ImageConfig(DriftRunConfig):
     cache_real_features: compute the frozen encoder's streams of every training image once
       at start (a progress bar; memory: N × the streams' size, e.g. 1.3 GB for MNIST with
       ``mnist_features_cpu``'s streams, twice that while it is built) and draw the real
-      samples' features from that table instead of encoding the positives every step (the same values up to float round-off;
-      not with ``memory_bank``).
+      samples' features from that table instead of encoding the positives every step (the
+      same values up to float round-off; not with ``memory_bank``).
     init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
       whose parameters and EMA initialize this run (its optimizer starts afresh): e.g.
       pixel-space pre-training followed by feature-space fine-tuning.
