@@ -3,9 +3,10 @@
 Every run goes through the library's trainer and the shared sweep machinery (resumable: a
 run with a ledger row is skipped; rows in ``experiments/results/mnist_features_runs/``):
 
-* encoders (the ``encoder`` task): ``mae`` (``experiments/configs/mnist_mae.py``) and
-  ``mae_cls`` (the same with the class head, ``cls_weight = 1``); the ``random`` control
-  needs no training (``feature_encoder="mae_random"``);
+* encoders (the ``encoder`` task): ``mae`` (``experiments/configs/mnist_mae.py``),
+  ``mae_cls`` (the same with the class head, ``cls_weight = 1``) and ``mae_deep`` (three
+  blocks in the 7×7 stage, for the block-output streams); the ``random`` control needs no
+  training (``feature_encoder="mae_random"``);
 * pixel-space pre-training: ``mnist_small_cpu`` for ``PIXEL_STEPS`` steps;
 * generators: ``experiments/configs/mnist_features_cpu.py`` initialized from the pixel run,
   with the recipe's feature sets / encoder (:data:`RECIPES`), and the pixel-space baseline
@@ -45,7 +46,12 @@ PIXEL_STEPS = 6000
 INCEPTION_N = 5000
 
 #: encoder name -> overrides of mnist_mae.py
-ENCODERS: dict[str, dict[str, Any]] = {"mae": {}, "mae_cls": {"cls_weight": 1.0}}
+ENCODERS: dict[str, dict[str, Any]] = {
+    "mae": {}, "mae_cls": {"cls_weight": 1.0},
+    # three blocks in the 7×7 stage: the one mae_mnist_cpu layout that records a block
+    # output ("stage2_block1"; every second block that is not the stage's last), for the
+    # ablation's "+ block outputs" row
+    "mae_deep": {"encoder_overrides": {"blocks": [1, 1, 3]}}}
 _LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
            "include_pixels": True}
 #: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None (the
@@ -72,10 +78,16 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
         **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]},
         "learning_rate": 1e-3},
         "ablation (lr 1e-3): + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)"),
-    "feat_all": ("mae", {"feature_kwargs": {
+    # the last row needs block outputs, which mae_mnist_cpu (one block per stage) does not
+    # record: both rows on the deeper encoder, so that the block streams are the only change
+    "feat_loc_ms_patch_deep": ("mae_deep", {"feature_kwargs": {
+        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]},
+        "learning_rate": 1e-3},
+        "ablation (lr 1e-3): feat_loc_ms_patch on the encoder with 3 blocks at 7×7"),
+    "feat_all": ("mae_deep", {"feature_kwargs": {
         **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std", "blocks"],
         "patch_sizes": [2]}, "learning_rate": 1e-3},
-        "ablation (lr 1e-3): + the outputs of every second residual block"),
+        "ablation (lr 1e-3): + the mean/std of the 7×7 stage's second block output"),
 }
 
 

@@ -76,6 +76,15 @@ def test_multiscale_features_match_their_definitions():
   with pytest.raises(ValueError, match="patch_sizes"):
     multiscale_features({"stage1": a[:, :6, :6]}, images, stages=("stage1",),
                         patch_sizes=(4,))
+  # "blocks" where the selected stages record no block output would add no stream
+  with pytest.raises(ValueError, match="feature_sets.*blocks"):
+    multiscale_features({"stage0": a, "stage0_block1": blk, "stage1": a[:, :6, :6]}, images,
+                        stages=("stage1",), feature_sets=("loc", "blocks"))
+  # ... and the default feature sets leave it out there (every other set stays)
+  names = set(multiscale_features({"stage1": a[:, :6, :6]}, images, stages=("stage1",),
+                                  patch_sizes=(2,)))
+  assert names == {"stage1/loc", "stage1/mean", "stage1/std", "stage1/p2_mean",
+                   "stage1/p2_std", "input/rms"}
 
 
 def test_frozen_encoder_passes_gradients_to_images_not_to_its_parameters():

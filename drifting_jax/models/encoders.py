@@ -138,7 +138,7 @@ def _std(x: jax.Array, axis) -> jax.Array:
 
 
 def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array, *,
-                        stages: Sequence[str], feature_sets: Sequence[str] = FEATURE_SETS,
+                        stages: Sequence[str], feature_sets: Sequence[str] | None = None,
                         patch_sizes: Sequence[int] = (2, 4)) -> dict[str, jax.Array]:
   """Deng et al.'s multi-scale features of encoder activations (official ``get_activations``).
 
@@ -149,7 +149,9 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
   * ``"patch_mean_std"``: ``<stage>/p<k>_mean`` and ``<stage>/p<k>_std`` ``[B, (h/k)(w/k), c]``
     over the ``k × k`` patches, for each ``k`` in ``patch_sizes`` that divides ``h`` and ``w``;
   * ``"blocks"``: ``<block>/mean`` and ``<block>/std`` ``[B, c]`` of every recorded residual
-    block output of the stage (``<stage>_block<j>`` in ``activations``);
+    block output of the stage (``<stage>_block<j>`` in ``activations``;
+    :class:`~drifting_jax.models.mae.MAEResNet` records every second block that is not the
+    stage's last, so a stage needs at least 3 blocks to have one);
 
   and ``"input_rms"``: ``input/rms`` ``[B, 1]``, the root-mean-square of each input image.
 
@@ -157,13 +159,19 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
     activations: ``{name: [B, h, w, c]}`` (e.g. :class:`~drifting_jax.models.mae.MAEResNet`'s).
     images: ``[B, H, W, C]`` the encoder's input.
     stages: the stage names to use.
-    feature_sets: a subset of :data:`FEATURE_SETS`.
+    feature_sets: a subset of :data:`FEATURE_SETS` (default: all of them, without
+      ``"blocks"`` when the selected stages record no block output).
     patch_sizes: patch sizes of ``"patch_mean_std"``.
 
   Raises:
-    ValueError: an unknown stage or feature set, or a patch size that divides none of the
-      selected stages' maps.
+    ValueError: an unknown stage or feature set, a patch size that divides none of the
+      selected stages' maps, or ``"blocks"`` asked for where no selected stage records a
+      block output (it would add no stream).
   """
+  blocks = {s: sorted(k for k in activations if k.startswith(f"{s}_block")) for s in stages}
+  if feature_sets is None:
+    feature_sets = tuple(f for f in FEATURE_SETS
+                         if f != "blocks" or any(blocks.get(s) for s in stages))
   unknown = sorted(set(feature_sets) - set(FEATURE_SETS))
   if unknown or not feature_sets:
     raise ValueError(f"`feature_sets` must be a non-empty subset of {FEATURE_SETS}, got "
@@ -172,6 +180,10 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
   if missing or not stages:
     raise ValueError(f"`stages` must be non-empty names among {sorted(activations)}, got "
                      f"{tuple(stages)}.")
+  if "blocks" in feature_sets and not any(blocks[s] for s in stages):
+    raise ValueError(f"`feature_sets` asks for 'blocks', but none of the stages "
+                     f"{tuple(stages)} records a block output (an MAEResNet stage needs at "
+                     f"least 3 blocks); drop 'blocks' or use a deeper encoder.")
   if "patch_mean_std" in feature_sets:
     for k in patch_sizes:
       if not isinstance(k, int) or k < 2 or not any(
@@ -198,7 +210,7 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
         out[f"{name}/p{k}_mean"] = jnp.mean(cells, axis=2)
         out[f"{name}/p{k}_std"] = _std(cells, 2)
     if "blocks" in feature_sets:
-      for block in sorted(k for k in activations if k.startswith(f"{name}_block")):
+      for block in blocks[name]:
         x = activations[block].astype(jnp.float32)
         out[f"{block}/mean"] = jnp.mean(x, axis=(1, 2))
         out[f"{block}/std"] = _std(x.reshape(x.shape[0], -1, x.shape[-1]), 1)
@@ -210,7 +222,7 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
 
 def mae_extractor(module: nn.Module, variables: Any, *, image_shape: Sequence[int],
                   stages: Sequence[str] | None = None,
-                  feature_sets: Sequence[str] = FEATURE_SETS,
+                  feature_sets: Sequence[str] | None = None,
                   patch_sizes: Sequence[int] = (2, 4),
                   include_pixels: bool = False) -> FeatureExtractor:
   """The frozen multi-scale feature extractor of a :class:`~drifting_jax.models.mae.MAEResNet`.
@@ -236,7 +248,8 @@ def mae_extractor(module: nn.Module, variables: Any, *, image_shape: Sequence[in
                         example)
   if stages is None:
     stages = sorted(k for k in acts if "_block" not in k)
-  stages, feature_sets = tuple(stages), tuple(feature_sets)
+  stages = tuple(stages)
+  feature_sets = None if feature_sets is None else tuple(feature_sets)
   patch_sizes = tuple(patch_sizes)
 
   def apply(images):
