@@ -64,6 +64,12 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "feat_cls_loc_ms": ("mae_cls", {"feature_kwargs": _LOC_MS},
                         "the same with the encoder trained with the class head"),
     "pixels_same_budget": (None, {}, "mnist_small_cpu in pixel space, same wall clock"),
+    # the lever the ablation points to, the generator: a local nonlinear read-out (8 maps,
+    # a hidden 3×3 conv with SiLU, then the 3×3 filter) in pixel space for the pixel
+    # phase's 6,000 steps, beside pixels_n6000 (mnist_small_cpu's 4 maps + one 3×3 filter)
+    "pixels_readout2": (None, {"num_steps": PIXEL_STEPS, "model_overrides": {
+        "readout_kernel": 3, "readout_channels": 8, "readout_depth": 2}},
+        "pixel space, 6,000 steps, read-out 8 maps + hidden 3×3 conv (SiLU) + 3×3 conv"),
     # the lever "a feature phase that moves the generator": the pixel phase's learning rate
     "feat_loc_ms_lr1e3": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 1e-3},
                           "feat_loc_ms at the pixel phase's learning rate 1e-3 (not 3e-4)"),
@@ -139,10 +145,10 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
   from drifting_jax.training import apply_overrides, load_config
   encoder, over, _ = RECIPES[recipe]
   over = dict(over, seed=seed, progress=False)
-  if encoder is None:  # pixel space for the whole budget (steps from the measured pixel rate)
+  if encoder is None:  # pixel space (pixels_same_budget: steps from the measured pixel rate)
     cfg = load_config(CONFIGS / "mnist_small_cpu.py")
-    over = {"seed": seed, "progress": False, "sample_every": 0,
-            "num_steps": pixel_steps or cfg.num_steps}
+    over = dict(over, sample_every=0)
+    over["num_steps"] = pixel_steps or over.get("num_steps", cfg.num_steps)
   else:
     cfg = load_config(CONFIGS / "mnist_features_cpu.py")
     over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
@@ -203,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = []
     for recipe in recipes:
       steps = None
-      if RECIPES[recipe][0] is None:  # the wall clock of BUDGET_RECIPE's whole pipeline
+      if RECIPES[recipe][0] is None and "num_steps" not in RECIPES[recipe][1]:
+        # the wall clock of BUDGET_RECIPE's whole pipeline
         steps = same_budget_steps(ledger.rows())
         if steps is None and not quick:
           print(f"{recipe}: waits for a finished {BUDGET_RECIPE} (its budget)", flush=True)

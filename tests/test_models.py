@@ -137,6 +137,15 @@ def test_mlp_generator_options():
   assert conv.apply(cv, big, jnp.array([0, 1, 10])).shape == (3, 28, 28, 1)
   with pytest.raises(ValueError, match="readout_kernel"):
     init_params(get_model("mnist_small_cpu", readout_kernel=3), jax.random.key(0))
+  # a two-layer read-out: one hidden 3x3 conv of the 4 maps with SiLU, then the filter
+  deep = get_model("mnist_mlp_cpu", latent=32, readout_kernel=3, readout_channels=4,
+                   readout_depth=2)
+  dv = init_params(deep, jax.random.key(0))
+  assert dv["params"]["readout_hidden_0"]["kernel"].shape == (3, 3, 4, 4)
+  assert dv["params"]["readout_conv"]["kernel"].shape == (3, 3, 4, 1)
+  assert deep.apply(dv, big, jnp.array([0, 1, 10])).shape == (3, 28, 28, 1)
+  with pytest.raises(ValueError, match="readout_depth"):
+    init_params(get_model("mnist_mlp_cpu", latent=32, readout_depth=2), jax.random.key(0))
   # without LayerNorm and tanh the same generator is unbounded
   linear = get_model("mnist_mlp_cpu", latent=32, out_activation="none", layer_norm=False)
   lv = init_params(linear, jax.random.key(0))

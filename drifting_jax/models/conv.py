@@ -21,8 +21,9 @@ DiT-S/2 of Franz et al. §5.1 for CPU experiments, not a paper architecture:
 Options for the MLP form: ``layer_norm`` (pre-LayerNorm before every dense layer and the
 read-out), ``residual`` (``z <- z + SiLU(Dense(LN(z)) + c)``) and ``out_activation="tanh"``
 (outputs bounded to the data range ``[-1, 1]``); ``readout_kernel = k > 0`` makes the MLP
-read-out ``readout_channels`` maps of ``H × W`` followed by one ``k × k`` convolution to
-``C`` channels (a learned local filter on the output: neighbouring pixels share evidence).
+read-out ``readout_channels`` maps of ``H × W`` followed by ``k × k`` convolutions to
+``C`` channels (a learned local filter on the output: neighbouring pixels share evidence):
+``readout_depth - 1`` hidden ones (``readout_channels`` maps each, SiLU) and the last.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ class ConvGenerator(nn.Module):
     layer_norm: LayerNorm before every trunk layer and the read-out.
     residual: residual trunk layers (``z + layer(z)``).
     out_activation: ``"none"`` or ``"tanh"`` (bounded output, for data in ``[-1, 1]``).
-    readout_kernel: MLP form only: size of a final ``k × k`` convolution (0 = none).
-    readout_channels: MLP form only: maps the dense read-out produces before that conv.
+    readout_kernel: MLP form only: size of the read-out's ``k × k`` convolutions (0 = none).
+    readout_channels: MLP form only: maps the dense read-out produces before those convs
+      (and the width of the hidden ones).
+    readout_depth: MLP form only: ``k × k`` convolutions of the read-out (1: one linear
+      filter; more: ``readout_depth - 1`` hidden ones with SiLU, a local nonlinear read-out).
     dtype, param_dtype: compute and parameter dtypes (output is always float32).
   """
 
@@ -77,6 +81,7 @@ class ConvGenerator(nn.Module):
   out_activation: str = "none"
   readout_kernel: int = 0
   readout_channels: int = 1
+  readout_depth: int = 1
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -84,7 +89,7 @@ class ConvGenerator(nn.Module):
     """Raises ``ValueError`` naming the offending attribute."""
     _validation.check_fields(
         self, positive=("channels", "num_classes", "latent", "conv_channels",
-                        "readout_channels", "style_codebook_size"),
+                        "readout_channels", "readout_depth", "style_codebook_size"),
         nonneg=("depth", "num_upsamples", "num_style_tokens", "readout_kernel"))
     check_image_size(self.image_size)
     h, w, _ = image_shape(self)
@@ -93,6 +98,9 @@ class ConvGenerator(nn.Module):
       raise ValueError(f"`image_size` {(h, w)} must be divisible by 2**num_upsamples = {f}.")
     if self.readout_kernel and self.num_upsamples:
       raise ValueError("`readout_kernel` applies to the MLP form only (num_upsamples=0).")
+    if self.readout_depth > 1 and not self.readout_kernel:
+      raise ValueError(f"`readout_depth` > 1 needs a conv read-out (readout_kernel > 0), got "
+                       f"readout_depth={self.readout_depth}, readout_kernel=0.")
     if self.out_activation not in ("none", "tanh"):
       raise ValueError(f"`out_activation` must be 'none' or 'tanh', got {self.out_activation!r}.")
 
@@ -133,6 +141,8 @@ class ConvGenerator(nn.Module):
       r = self.readout_channels
       g = nn.Dense(h * w * r, name="readout", **kw)(z).reshape(b, h, w, r)
       k = self.readout_kernel
+      for i in range(self.readout_depth - 1):
+        g = nn.silu(nn.Conv(r, (k, k), padding="SAME", name=f"readout_hidden_{i}", **kw)(g))
       out = nn.Conv(ch, (k, k), padding="SAME", name="readout_conv", **kw)(g)
       return squash(out.astype(jnp.float32))
     if n == 0:
