@@ -257,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 #: (recipe, control) pairs compared seed by seed: both start from the same pixel run
-PAIRS = (("feat_loc_ms_lr1e3", "feat_pixels_only"),)
+PAIRS = (("feat_loc_ms_lr1e3", "feat_pixels_only"),   # do the features matter at all
+         ("feat_loc_ms_patch", "feat_loc_ms_lr1e3"),  # + patch mean/std
+         ("feat_all", "feat_loc_ms_patch_deep"))      # + block outputs (deeper encoder)
 
 
 def paired_differences(rows: Sequence[dict]) -> list[dict]:
