@@ -9,8 +9,9 @@ run with a ledger row is skipped; rows in ``experiments/results/mnist_features_r
   training (``feature_encoder="mae_random"``);
 * pixel-space pre-training: ``mnist_small_cpu`` for ``PIXEL_STEPS`` steps;
 * generators: ``experiments/configs/mnist_features_cpu.py`` initialized from the pixel run,
-  with the recipe's feature sets / encoder (:data:`RECIPES`), and the pixel-space baseline
-  ``mnist_small_cpu`` at the same wall-clock budget;
+  with the recipe's feature sets / encoder (:data:`RECIPES`); and pixel-space recipes of
+  ``mnist_small_cpu``: the baseline at the same wall-clock budget and generator variants
+  for a fixed number of steps (beside the pixel run, scored with ``drifting-jax eval``);
 
 each generator scored with Inception FID-5k / precision / recall / F1 against MNIST test
 images, beside the real-vs-real value (``drifting-jax eval --fid inception``). The table
@@ -48,14 +49,15 @@ INCEPTION_N = 5000
 #: encoder name -> overrides of mnist_mae.py
 ENCODERS: dict[str, dict[str, Any]] = {
     "mae": {}, "mae_cls": {"cls_weight": 1.0},
-    # three blocks in the 7×7 stage: the one mae_mnist_cpu layout that records a block
-    # output ("stage2_block1"; every second block that is not the stage's last), for the
-    # ablation's "+ block outputs" row
+    # three blocks in the 7×7 stage: the smallest change of mae_mnist_cpu that records a
+    # block output ("stage2_block1"; every second block that is not the stage's last), for
+    # the ablation's "+ block outputs" row
     "mae_deep": {"encoder_overrides": {"blocks": [1, 1, 3]}}}
 _LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
            "include_pixels": True}
-#: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None (the
-#: pixel baseline), overrides of mnist_features_cpu.py, what)
+#: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None
+#: (pixel space), overrides (of mnist_features_cpu.py; of mnist_small_cpu.py for pixel space,
+#: whose steps are the same-budget count unless the overrides give ``num_steps``), what)
 RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # the first three rows ran at lr 3e-4 (mnist_features_cpu's rate then; now 1e-3)
     "feat_loc_ms": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 3e-4},

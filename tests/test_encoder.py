@@ -87,6 +87,24 @@ def test_multiscale_features_match_their_definitions():
                    "stage1/p2_std", "input/rms"}
 
 
+def test_block_streams_need_a_stage_with_three_blocks():
+  """MAEResNet records every second block that is not its stage's last: with (1, 3) blocks
+  the second stage has ``stage1_block1``, whose mean/std streams the extractor adds; with one
+  block per stage asking for them is an error naming the argument."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 1))
+  deep = mae.get_encoder("mae_mnist_cpu", widths=(4, 8), blocks=(1, 3))
+  dv = deep.init(jax.random.PRNGKey(1), x)
+  opts = dict(image_shape=(8, 8, 1), stages=("stage0", "stage1"), feature_sets=("blocks",))
+  ext = mae_extractor(deep, dv, **opts)
+  assert ext.names == ("stage1_block1/mean", "stage1_block1/std")
+  block = deep.apply(dv, x, decode=False)["activations"]["stage1_block1"]
+  np.testing.assert_allclose(ext.apply(x)["stage1_block1/mean"], block.mean(axis=(1, 2)),
+                             rtol=1e-5, atol=1e-6)
+  shallow = mae.get_encoder("mae_mnist_cpu", widths=(4, 8), blocks=(1, 1))
+  with pytest.raises(ValueError, match="feature_sets"):
+    mae_extractor(shallow, shallow.init(jax.random.PRNGKey(1), x), **opts)
+
+
 def test_frozen_encoder_passes_gradients_to_images_not_to_its_parameters():
   model = mae.get_encoder("mae_mnist_cpu", widths=(4, 8), blocks=(1, 1))
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 1))

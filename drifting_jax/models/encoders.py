@@ -168,7 +168,9 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
       selected stages' maps, or ``"blocks"`` asked for where no selected stage records a
       block output (it would add no stream).
   """
-  blocks = {s: sorted(k for k in activations if k.startswith(f"{s}_block")) for s in stages}
+  stages = tuple(stages)
+  blocks = {s: sorted((k for k in activations if k.startswith(f"{s}_block")),
+                      key=lambda k: (len(k), k)) for s in stages}  # block3 before block11
   if feature_sets is None:
     feature_sets = tuple(f for f in FEATURE_SETS
                          if f != "blocks" or any(blocks.get(s) for s in stages))
