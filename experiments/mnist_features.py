@@ -299,30 +299,38 @@ def _spread(cell: dict, key: str) -> float | None:
   return cell.get(f"{key}_std") if cell.get(f"{key}_n", 0) > 1 else None
 
 
-def _figure(cells, rows, runs_dir: pathlib.Path, floor: float):
+def _figure(cells, rows, runs_dir: pathlib.Path, floor: float, *, cols: int = 4):
+  """Inception FID per recipe (horizontal bars, mean ± std over its seeds) above the seed-0
+  sample grid of every recipe, ``cols`` grids per row."""
   import matplotlib.image as mpimg
   plt = _common.pyplot()
-  fig, axes = plt.subplots(1, len(cells) + 1, figsize=(3.4 * (len(cells) + 1), 3.6),
-                           squeeze=False)
-  ax = axes[0, 0]
+  grid_rows = math.ceil(len(cells) / cols)
+  fig = plt.figure(figsize=(3.2 * cols, 0.32 * len(cells) + 1.6 + 3.1 * grid_rows))
+  gs = fig.add_gridspec(1 + grid_rows, cols,
+                        height_ratios=[0.32 * len(cells) + 1.0] + [3.0] * grid_rows)
+  ax = fig.add_subplot(gs[0, :])
   names = [c["recipe"] for c in cells]
-  ax.bar(range(len(cells)), [c.get("inception_fid", np.nan) for c in cells],
-         yerr=[_spread(c, "inception_fid") or 0.0 for c in cells], capsize=3,
-         color="tab:blue")
-  for i, c in enumerate(cells):  # seeds per bar (error bar: std over them when > 1)
-    ax.annotate(f"n={c.get('inception_fid_n', 0)}", (i, c.get("inception_fid", 0.0)),
-                ha="center", va="bottom", fontsize=6)
-  ax.axhline(floor, color="gray", ls=":", label=f"real vs real ({floor:.2f})")
-  ax.set_xticks(range(len(cells)))
-  ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
-  ax.set_ylabel(f"Inception FID-{INCEPTION_N}")
-  ax.legend(fontsize=7)
-  for a, c in zip(axes[0, 1:], cells):
+  fids = [c.get("inception_fid", np.nan) for c in cells]
+  ax.barh(range(len(cells)), fids, xerr=[_spread(c, "inception_fid") or 0.0 for c in cells],
+          capsize=3, color="tab:blue")
+  for i, (c, f) in enumerate(zip(cells, fids)):  # seeds per bar (error bar: std when > 1)
+    ax.annotate(f" {f:.2f} (n={c.get('inception_fid_n', 0)})",
+                (f + (_spread(c, "inception_fid") or 0.0), i), va="center", fontsize=7)
+  ax.axvline(floor, color="gray", ls=":", label=f"real vs real ({floor:.2f})")
+  ax.set_yticks(range(len(cells)))
+  ax.set_yticklabels(names, fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlim(0, np.nanmax(fids + [floor]) * 1.2)
+  ax.set_xlabel(f"Inception FID-{INCEPTION_N} (lower is better)")
+  ax.legend(fontsize=7, loc="lower right")
+  for k, c in enumerate(cells):
+    a = fig.add_subplot(gs[1 + k // cols, k % cols])
     seed0 = next((r for r in rows if r.get("recipe") == c["recipe"]), None)
     grid = runs_dir / seed0["name"] / "samples.png" if seed0 else None
     if grid is not None and grid.exists():
       a.imshow(mpimg.imread(grid), cmap="gray")
-    a.set_title(f"{c['recipe']}\nFID {c.get('inception_fid', math.nan):.1f}", fontsize=8)
+    a.set_title(f"{c['recipe']} (seed {seed0['seed'] if seed0 else '-'})\n"
+                f"FID {c.get('inception_fid', math.nan):.1f}", fontsize=8)
     a.axis("off")
   fig.tight_layout()
   return fig
