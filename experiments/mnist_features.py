@@ -329,8 +329,10 @@ def _figure(cells, rows, runs_dir: pathlib.Path, floor: float, *, cols: int = 4)
     grid = runs_dir / seed0["name"] / "samples.png" if seed0 else None
     if grid is not None and grid.exists():
       a.imshow(mpimg.imread(grid), cmap="gray")
-    a.set_title(f"{c['recipe']} (seed {seed0['seed'] if seed0 else '-'})\n"
-                f"FID {c.get('inception_fid', math.nan):.1f}", fontsize=8)
+    n = c.get("inception_fid_n", 0)
+    a.set_title(f"{c['recipe']} (samples: seed {seed0['seed'] if seed0 else '-'})\n"
+                f"FID {c.get('inception_fid', math.nan):.1f}"
+                + (f" (mean of {n} seeds)" if n > 1 else ""), fontsize=8)
     a.axis("off")
   fig.tight_layout()
   return fig
