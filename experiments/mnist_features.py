@@ -55,6 +55,8 @@ ENCODERS: dict[str, dict[str, Any]] = {
     "mae_deep": {"encoder_overrides": {"blocks": [1, 1, 3]}}}
 _LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
            "include_pixels": True}
+# + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)
+_PATCH = {**_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]}
 #: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None
 #: (pixel space), overrides (of mnist_features_cpu.py; of mnist_small_cpu.py for pixel space,
 #: whose steps are the same-budget count unless the overrides give ``num_steps``), what)
@@ -84,19 +86,14 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "feat_loc": ("mae", {"feature_kwargs": {**_LOC_MS, "feature_sets": ["loc"]},
                          "learning_rate": 1e-3},
                  "ablation (lr 1e-3): per-location features only (+ pixels)"),
-    "feat_loc_ms_patch": ("mae", {"feature_kwargs": {
-        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]},
-        "learning_rate": 1e-3},
+    "feat_loc_ms_patch": ("mae", {"feature_kwargs": _PATCH, "learning_rate": 1e-3},
         "ablation (lr 1e-3): + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)"),
     # the last row needs block outputs, which mae_mnist_cpu (one block per stage) does not
     # record: both rows on the deeper encoder, so that the block streams are the only change
-    "feat_loc_ms_patch_deep": ("mae_deep", {"feature_kwargs": {
-        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]},
-        "learning_rate": 1e-3},
+    "feat_loc_ms_patch_deep": ("mae_deep", {"feature_kwargs": _PATCH, "learning_rate": 1e-3},
         "ablation (lr 1e-3): feat_loc_ms_patch on the encoder with 3 blocks at 7×7"),
     "feat_all": ("mae_deep", {"feature_kwargs": {
-        **_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std", "blocks"],
-        "patch_sizes": [2]}, "learning_rate": 1e-3},
+        **_PATCH, "feature_sets": [*_PATCH["feature_sets"], "blocks"]}, "learning_rate": 1e-3},
         "ablation (lr 1e-3): + the mean/std of the 7×7 stage's second block output"),
 }
 

@@ -171,9 +171,9 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
   stages = tuple(stages)
   blocks = {s: sorted((k for k in activations if k.startswith(f"{s}_block")),
                       key=lambda k: (len(k), k)) for s in stages}  # block3 before block11
+  has_blocks = any(blocks.values())
   if feature_sets is None:
-    feature_sets = tuple(f for f in FEATURE_SETS
-                         if f != "blocks" or any(blocks.get(s) for s in stages))
+    feature_sets = tuple(f for f in FEATURE_SETS if f != "blocks" or has_blocks)
   unknown = sorted(set(feature_sets) - set(FEATURE_SETS))
   if unknown or not feature_sets:
     raise ValueError(f"`feature_sets` must be a non-empty subset of {FEATURE_SETS}, got "
@@ -182,7 +182,7 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
   if missing or not stages:
     raise ValueError(f"`stages` must be non-empty names among {sorted(activations)}, got "
                      f"{tuple(stages)}.")
-  if "blocks" in feature_sets and not any(blocks[s] for s in stages):
+  if "blocks" in feature_sets and not has_blocks:
     raise ValueError(f"`feature_sets` asks for 'blocks', but none of the stages "
                      f"{tuple(stages)} records a block output (an MAEResNet stage needs at "
                      f"least 3 blocks); drop 'blocks' or use a deeper encoder.")
