@@ -8,8 +8,9 @@ run with a ledger row is skipped; rows in ``experiments/results/mnist_features_r
   blocks in the 7×7 stage, for the block-output streams); the ``random`` control needs no
   training (``feature_encoder="mae_random"``);
 * pixel-space pre-training: ``mnist_small_cpu`` for ``PIXEL_STEPS`` steps;
-* generators: ``experiments/configs/mnist_features_cpu.py`` initialized from the pixel run,
-  with the recipe's feature sets / encoder (:data:`RECIPES`); and pixel-space recipes of
+* generators: ``experiments/configs/mnist_features_cpu.py`` initialized from the pixel run
+  (or from a pixel-space recipe's run, :data:`INIT_FROM`), with the recipe's feature sets /
+  encoder (:data:`RECIPES`); and pixel-space recipes of
   ``mnist_small_cpu``: the baseline at the same wall-clock budget and generator variants
   for a fixed number of steps (beside the pixel run, scored with ``drifting-jax eval``);
 
@@ -95,7 +96,26 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "feat_all": ("mae_deep", {"feature_kwargs": {
         **_PATCH, "feature_sets": [*_PATCH["feature_sets"], "blocks"]}, "learning_rate": 1e-3},
         "ablation (lr 1e-3): + the mean/std of the 7×7 stage's second block output"),
+    # the two levers together: the patch recipe's feature phase on the two-layer read-out,
+    # initialized from pixels_readout2 (INIT_FROM) instead of pixels_n6000
+    "feat_patch_readout2": ("mae", {"feature_kwargs": _PATCH, "learning_rate": 1e-3},
+        "feat_loc_ms_patch's phase from pixels_readout2 (the two-layer read-out)"),
 }
+#: feature recipes initialized from a pixel-space recipe's run of the same seed (with that
+#: recipe's ``model_overrides``) instead of ``mnist_small_cpu``'s ``PIXEL_STEPS`` run
+INIT_FROM: dict[str, str] = {"feat_patch_readout2": "pixels_readout2"}
+
+
+def with_init_recipes(recipes: Sequence[str]) -> list[str]:
+  """``recipes`` with the pixel-space recipe of every :data:`INIT_FROM` entry before it."""
+  out: list[str] = []
+  for r in recipes:
+    src = INIT_FROM.get(r)
+    if src is not None and src not in out:
+      out.append(src)
+    if r not in out:
+      out.append(r)
+  return out
 
 
 def encoder_run(name: str, *, quick: bool = False) -> _sweep.Run:
@@ -153,6 +173,10 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
   else:
     cfg = load_config(CONFIGS / "mnist_features_cpu.py")
     over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
+    if recipe in INIT_FROM:  # a pixel-space recipe's run of this seed, and its generator
+      src = INIT_FROM[recipe]
+      over["init_from"] = str(runs_dir / f"{src}_s{seed}")
+      over["model_overrides"] = dict(RECIPES[src][1]["model_overrides"])
     if encoder == "pixels":  # the feature phase's schedule on the pixel stream alone
       over["feature_encoder"], over["feature_kwargs"] = None, {}
     else:
@@ -190,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   unknown = sorted(set(recipes) - set(RECIPES))
   if unknown:
     raise SystemExit(f"unknown recipes {unknown}; known: {sorted(RECIPES)}")
+  recipes = with_init_recipes(recipes)
   runs_dir = args.runs_dir
   ledger = _sweep.Ledger(runs_dir / "ledger" if quick else LEDGER)
   n = 20 if quick else INCEPTION_N
@@ -203,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             on_row=log, score=lambda run, wd, st: {
                                 k: st["metrics"][k] for k in ("knn_accuracy", "recon_loss")
                                 if k in st["metrics"]})
-    need_pix = any(RECIPES[r][0] is not None for r in recipes)
+    need_pix = any(RECIPES[r][0] is not None and r not in INIT_FROM for r in recipes)
     pix_rows = _sweep.sweep([pixel_run(s, PIXEL_STEPS, quick=quick) for s in args.seeds]
                             if need_pix else [], runs_dir=runs_dir, ledger=ledger,
                             collect_only=args.table_only, on_row=log)

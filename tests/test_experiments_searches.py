@@ -278,3 +278,21 @@ def test_mnist_features_same_budget_steps():
   assert mf.same_budget_steps(rows) == int((100.0 + 200.0 + 350.0) * 8.0)
   assert mf.same_budget_steps([r for r in rows if r.get("recipe") != mf.BUDGET_RECIPE]) is None
   assert mf.same_budget_steps(rows[1:]) is None  # its encoder has not run
+
+
+def test_mnist_features_init_from(tmp_path):
+  """A recipe initialized from a pixel-space recipe's run gets that run's path and generator,
+  and the pixel-space recipe is run before it (also when not asked for)."""
+  from experiments import mnist_features
+  recipe, src = next(iter(mnist_features.INIT_FROM.items()))
+  assert mnist_features.RECIPES[src][0] is None  # the source trains in pixel space
+  assert mnist_features.with_init_recipes([recipe]) == [src, recipe]
+  assert mnist_features.with_init_recipes([recipe, src, "feat_loc"]) == [src, recipe, "feat_loc"]
+  cfg = mnist_features.generator_run(recipe, 1, tmp_path).config
+  assert cfg.init_from == str(tmp_path / f"{src}_s1")
+  assert dict(cfg.model_overrides) == mnist_features.RECIPES[src][1]["model_overrides"]
+  src_cfg = mnist_features.generator_run(src, 1, tmp_path).config
+  assert dict(src_cfg.model_overrides) == dict(cfg.model_overrides)
+  # the other feature recipes keep mnist_small_cpu's pixel run and generator
+  other = mnist_features.generator_run("feat_loc", 1, tmp_path).config
+  assert other.init_from.endswith(f"pixels_n{mnist_features.PIXEL_STEPS}_s1")
