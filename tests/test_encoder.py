@@ -87,6 +87,39 @@ def test_multiscale_features_match_their_definitions():
                    "stage1/p2_std", "input/rms"}
 
 
+def test_default_patch_sizes_are_the_official_ones_that_fit():
+  """Without ``patch_sizes`` the official 2 and 4 are used where they divide a selected map
+  (MNIST's 14×14 and 7×7 maps: 2×2 only); where neither does, the default feature sets leave
+  the patch streams out and asking for them is an error naming ``patch_sizes``."""
+  rng = np.random.default_rng(1)
+  acts = {"stage1": rng.normal(size=(2, 14, 14, 3)).astype(np.float32),
+          "stage2": rng.normal(size=(2, 7, 7, 3)).astype(np.float32)}
+  images = rng.normal(size=(2, 28, 28, 1)).astype(np.float32)
+  out = multiscale_features(acts, images, stages=("stage1", "stage2"))
+  assert {k for k in out if "/p" in k} == {"stage1/p2_mean", "stage1/p2_std"}
+  cells = acts["stage1"].reshape(2, 7, 2, 7, 2, 3).mean(axis=(2, 4)).reshape(2, 49, 3)
+  np.testing.assert_allclose(out["stage1/p2_mean"], cells, rtol=1e-5, atol=1e-6)
+  eight = {"s": rng.normal(size=(2, 8, 8, 3)).astype(np.float32)}
+  assert {k for k in multiscale_features(eight, images, stages=("s",)) if "/p" in k} == {
+      "s/p2_mean", "s/p2_std", "s/p4_mean", "s/p4_std"}
+  only7 = multiscale_features(acts, images, stages=("stage2",))
+  assert set(only7) == {"stage2/loc", "stage2/mean", "stage2/std", "input/rms"}
+  with pytest.raises(ValueError, match="patch_sizes"):
+    multiscale_features(acts, images, stages=("stage2",), feature_sets=("patch_mean_std",))
+  with pytest.raises(ValueError, match="patch_sizes"):  # a given size must divide a map
+    multiscale_features(acts, images, stages=("stage1", "stage2"), patch_sizes=(2, 4))
+  # the MNIST preset's extractor on its 14×14 and 7×7 stages works with the default patch
+  # sizes (before, the 4×4 default raised there); with every stage, 4×4 is used at 28×28
+  model = mae.get_encoder("mae_mnist_cpu")
+  x = jnp.zeros((1, 28, 28, 1))
+  v = model.init(jax.random.PRNGKey(0), x)
+  ext = mae_extractor(model, v, image_shape=(28, 28, 1), stages=("stage1", "stage2"),
+                      feature_sets=("patch_mean_std",))
+  assert ext.names == ("stage1/p2_mean", "stage1/p2_std")
+  names = mae_extractor(model, v, image_shape=(28, 28, 1)).names
+  assert {n for n in names if "/p4_" in n} == {"stage0/p4_mean", "stage0/p4_std"}
+
+
 def test_block_streams_need_a_stage_with_three_blocks():
   """MAEResNet records every second block that is not its stage's last: with (1, 3) blocks
   the second stage has ``stage1_block1``, whose mean/std streams the extractor adds; with one

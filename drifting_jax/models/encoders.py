@@ -28,13 +28,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ConvFeatureEncoder", "FEATURE_SETS", "FeatureExtractor", "from_flax",
+__all__ = ["ConvFeatureEncoder", "DEFAULT_PATCH_SIZES", "FEATURE_SETS", "FeatureExtractor",
+           "from_flax",
            "make_feature_extractor", "multiscale_features", "mae_extractor", "pixel_extractor",
            "FEATURE_ENCODERS"]
 
 FEATURE_ENCODERS = ("pixels", "random_conv", "mae_random")
 # Deng et al.'s feature sets of an encoder stage (official `get_activations`)
 FEATURE_SETS = ("loc", "mean_std", "patch_mean_std", "blocks", "input_rms")
+#: the official patch sizes of ``"patch_mean_std"`` (each used where it divides the map)
+DEFAULT_PATCH_SIZES = (2, 4)
 
 
 class FeatureExtractor(NamedTuple):
@@ -139,7 +142,7 @@ def _std(x: jax.Array, axis) -> jax.Array:
 
 def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array, *,
                         stages: Sequence[str], feature_sets: Sequence[str] | None = None,
-                        patch_sizes: Sequence[int] = (2, 4)) -> dict[str, jax.Array]:
+                        patch_sizes: Sequence[int] | None = None) -> dict[str, jax.Array]:
   """Deng et al.'s multi-scale features of encoder activations (official ``get_activations``).
 
   For each stage output ``a [B, h, w, c]`` in ``stages``:
@@ -160,40 +163,52 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
     images: ``[B, H, W, C]`` the encoder's input.
     stages: the stage names to use.
     feature_sets: a subset of :data:`FEATURE_SETS` (default: all of them, without
-      ``"blocks"`` when the selected stages record no block output).
-    patch_sizes: patch sizes of ``"patch_mean_std"``.
+      ``"blocks"`` when the selected stages record no block output and without
+      ``"patch_mean_std"`` when no default patch size divides their maps).
+    patch_sizes: patch sizes of ``"patch_mean_std"`` (default: those of
+      :data:`DEFAULT_PATCH_SIZES` that divide the map of a selected stage — the official
+      2×2 and 4×4 where they fit; given sizes must each divide one).
 
   Raises:
-    ValueError: an unknown stage or feature set, a patch size that divides none of the
-      selected stages' maps, or ``"blocks"`` asked for where no selected stage records a
-      block output (it would add no stream).
+    ValueError: an unknown stage or feature set, a given patch size that divides none of the
+      selected stages' maps (or ``"patch_mean_std"`` asked for where no default size does),
+      or ``"blocks"`` asked for where no selected stage records a block output (it would
+      add no stream).
   """
   stages = tuple(stages)
-  blocks = {s: sorted((k for k in activations if k.startswith(f"{s}_block")),
-                      key=lambda k: (len(k), k)) for s in stages}  # block3 before block11
-  has_blocks = any(blocks.values())
-  if feature_sets is None:
-    feature_sets = tuple(f for f in FEATURE_SETS if f != "blocks" or has_blocks)
-  unknown = sorted(set(feature_sets) - set(FEATURE_SETS))
-  if unknown or not feature_sets:
-    raise ValueError(f"`feature_sets` must be a non-empty subset of {FEATURE_SETS}, got "
-                     f"{tuple(feature_sets)}.")
   missing = [s for s in stages if s not in activations]
   if missing or not stages:
     raise ValueError(f"`stages` must be non-empty names among {sorted(activations)}, got "
                      f"{tuple(stages)}.")
+  blocks = {s: sorted((k for k in activations if k.startswith(f"{s}_block")),
+                      key=lambda k: (len(k), k)) for s in stages}  # block3 before block11
+  has_blocks = any(blocks.values())
+  divides = lambda k: any(activations[s].shape[1] % k == 0 and activations[s].shape[2] % k == 0
+                          for s in stages)
+  explicit_patches = patch_sizes is not None
+  patch_sizes = (tuple(patch_sizes) if explicit_patches else
+                 tuple(k for k in DEFAULT_PATCH_SIZES if divides(k)))
+  if feature_sets is None:
+    feature_sets = tuple(f for f in FEATURE_SETS if (f != "blocks" or has_blocks) and (
+        f != "patch_mean_std" or patch_sizes))
+  unknown = sorted(set(feature_sets) - set(FEATURE_SETS))
+  if unknown or not feature_sets:
+    raise ValueError(f"`feature_sets` must be a non-empty subset of {FEATURE_SETS}, got "
+                     f"{tuple(feature_sets)}.")
+  maps = {s: activations[s].shape[1:3] for s in stages}
+  if "patch_mean_std" in feature_sets and not patch_sizes:
+    raise ValueError(f"`patch_sizes`: none of the default sizes {DEFAULT_PATCH_SIZES} "
+                     f"divides a selected stage's map ({maps}); pass `patch_sizes` dividing "
+                     f"one, or drop 'patch_mean_std' from `feature_sets`.")
   if "blocks" in feature_sets and not has_blocks:
     raise ValueError(f"`feature_sets` asks for 'blocks', but none of the stages "
                      f"{tuple(stages)} records a block output (an MAEResNet stage needs at "
                      f"least 3 blocks); drop 'blocks' or use a deeper encoder.")
   if "patch_mean_std" in feature_sets:
     for k in patch_sizes:
-      if not isinstance(k, int) or k < 2 or not any(
-          activations[s].shape[1] % k == 0 and activations[s].shape[2] % k == 0
-          for s in stages):
+      if not isinstance(k, int) or k < 2 or not divides(k):
         raise ValueError(f"`patch_sizes` must be ints >= 2 dividing the map of a selected "
-                         f"stage ({ {s: activations[s].shape[1:3] for s in stages} }), got "
-                         f"{k!r}.")
+                         f"stage ({maps}), got {k!r}.")
   out: dict[str, jax.Array] = {}
   for name in stages:
     a = activations[name].astype(jnp.float32)
@@ -225,7 +240,7 @@ def multiscale_features(activations: Mapping[str, jax.Array], images: jax.Array,
 def mae_extractor(module: nn.Module, variables: Any, *, image_shape: Sequence[int],
                   stages: Sequence[str] | None = None,
                   feature_sets: Sequence[str] | None = None,
-                  patch_sizes: Sequence[int] = (2, 4),
+                  patch_sizes: Sequence[int] | None = None,
                   include_pixels: bool = False) -> FeatureExtractor:
   """The frozen multi-scale feature extractor of a :class:`~drifting_jax.models.mae.MAEResNet`.
 
@@ -252,7 +267,7 @@ def mae_extractor(module: nn.Module, variables: Any, *, image_shape: Sequence[in
     stages = sorted(k for k in acts if "_block" not in k)
   stages = tuple(stages)
   feature_sets = None if feature_sets is None else tuple(feature_sets)
-  patch_sizes = tuple(patch_sizes)
+  patch_sizes = None if patch_sizes is None else tuple(patch_sizes)
 
   def apply(images):
     a = module.apply(variables, images, decode=False)["activations"]
