@@ -22,6 +22,7 @@ images, beside the real-vs-real value (``drifting-jax eval --fid inception``). T
     python experiments/mnist_features.py                    # every recipe, seed 0
     python experiments/mnist_features.py --only feat_loc_ms --seeds 0 1 2
     python experiments/mnist_features.py --table-only       # collect the ledger
+    python experiments/mnist_features.py --only pixels_readout2 --seeds 0 1 2 --score-pixel-runs
     python experiments/mnist_features.py --quick            # smoke test (seconds)
 
 Needs MNIST (``$DRIFTING_JAX_MNIST``) and the converted Inception weights.
@@ -160,6 +161,30 @@ def same_budget_steps(rows: Sequence[dict]) -> int | None:
   return int(wall * max(r["steps_per_sec"] for r in pix))
 
 
+#: the table's name of the scored pixel runs (``--score-pixel-runs``)
+PIXEL_RECIPE = f"pixels_n{PIXEL_STEPS}"
+
+
+def describe(recipe: str) -> str:
+  """The table's "what" of a recipe (or of the scored pixel runs)."""
+  if recipe == PIXEL_RECIPE:
+    return (f"the pixel runs alone ({PIXEL_STEPS:,} steps of mnist_small_cpu, one 3×3 "
+            f"filter read-out): every feature phase's initialization")
+  return RECIPES[recipe][2]
+
+
+def score_pixel_run(row: dict, runs_dir: pathlib.Path, ledger: _sweep.Ledger, *, n: int,
+                    quick: bool) -> dict:
+  """The finished pixel run of ``row`` with its Inception FID-``n`` metrics (sampling seed =
+  the run's seed; cached in its run directory), written back to its ledger row."""
+  if row.get("status") != "ok" or "inception_fid" in row:
+    return row
+  m = _sweep.evaluate_cached(runs_dir / row["name"], f"eval_inception_{n}", num_samples=n,
+                             fid="inception", seed=int(row["seed"]), progress=not quick)
+  return ledger.put(row["name"], row | {k: v for k, v in m.items()
+                                         if k.startswith("inception_")})
+
+
 def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
                   pixel_steps: int | None = None, quick: bool = False) -> _sweep.Run:
   """The generator run of ``recipe`` (the pixel baseline trains ``pixel_steps`` steps)."""
@@ -208,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--seeds", type=int, nargs="+", default=[0])
   p.add_argument("--runs-dir", type=pathlib.Path, default=pathlib.Path("runs/mnist_features"))
   p.add_argument("--table-only", action="store_true", help="only collect the ledger")
+  p.add_argument("--score-pixel-runs", action="store_true",
+                 help="also score the seeds' pixel runs (the feature recipes' initialization "
+                      "and pixels_readout2's control) with Inception FID")
   args = p.parse_args(argv)
   quick = args.quick
   recipes = args.only or list(RECIPES)
@@ -228,11 +256,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             on_row=log, score=lambda run, wd, st: {
                                 k: st["metrics"][k] for k in ("knn_accuracy", "recon_loss")
                                 if k in st["metrics"]})
-    need_pix = any(RECIPES[r][0] is not None and r not in INIT_FROM for r in recipes)
-    pix_rows = _sweep.sweep([pixel_run(s, PIXEL_STEPS, quick=quick) for s in args.seeds]
-                            if need_pix else [], runs_dir=runs_dir, ledger=ledger,
-                            collect_only=args.table_only, on_row=log)
-    rows = []
+    need_pix = args.score_pixel_runs or any(
+        RECIPES[r][0] is not None and r not in INIT_FROM for r in recipes)
+    pix_rows = _sweep.sweep([pixel_run(s, PIXEL_STEPS, quick=quick) for s in args.seeds],
+                            runs_dir=runs_dir, ledger=ledger, on_row=log,
+                            collect_only=args.table_only or not need_pix)
+    if args.score_pixel_runs and not args.table_only:
+      pix_rows = [score_pixel_run(r, runs_dir, ledger, n=n, quick=quick) for r in pix_rows]
+    # a scored pixel run is a row of its own (the initialization every feature phase starts
+    # from, and the one-filter control of pixels_readout2)
+    rows = [dict(r, recipe=PIXEL_RECIPE) for r in pix_rows if "inception_fid" in r]
     for recipe in recipes:
       steps = None
       if RECIPES[recipe][0] is None and "num_steps" not in RECIPES[recipe][1]:
@@ -253,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if "inception_fid_real_vs_real" in r), math.nan)
   md = _sweep.markdown_table(
       ["recipe", "what", "seeds", f"Inception FID-{n}", "P", "R", "F1", "generator train (min)"],
-      [[c["recipe"], RECIPES[c["recipe"]][2], c.get("inception_fid_n", 0),
+      [[c["recipe"], describe(c["recipe"]), c.get("inception_fid_n", 0),
         _sweep.pm(c.get("inception_fid"), _spread(c, "inception_fid")),
         _sweep.pm(c.get("inception_precision"), _spread(c, "inception_precision"), ".3f"),
         _sweep.pm(c.get("inception_recall"), _spread(c, "inception_recall"), ".3f"),
@@ -262,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
   paired = paired_differences(rows)
   for p in paired:
-    md += (f"\n{p['recipe']} − {p['control']} on the same pixel runs (seeds "
+    md += (f"\n{p['recipe']} − {p['control']} seed by seed (seeds "
            f"{', '.join(map(str, p['seeds']))}): "
            f"FID {_signed(p['fid_diff'], p['fid_diff_std'], 2)}, precision "
            f"{_signed(p['precision_diff'], p['precision_diff_std'], 3)}, recall "
@@ -280,17 +313,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return result
 
 
-#: (recipe, control) pairs compared seed by seed: both start from the same pixel run
-PAIRS = (("feat_loc_ms_lr1e3", "feat_pixels_only"),   # do the features matter at all
+#: (recipe, control) pairs compared seed by seed (same seeds; the feature recipes also start
+#: from the same pixel run)
+PAIRS = (("pixels_readout2", PIXEL_RECIPE),             # the two-layer read-out, same seeds
+         ("feat_loc_ms_lr1e3", "feat_pixels_only"),   # do the features matter at all
          ("feat_loc_ms_patch", "feat_loc_ms_lr1e3"),  # + patch mean/std
          ("feat_all", "feat_loc_ms_patch_deep"))      # + block outputs (deeper encoder)
 
 
 def paired_differences(rows: Sequence[dict]) -> list[dict]:
   """Per-seed ``recipe − control`` differences of FID, precision and recall for
-  :data:`PAIRS` (the seeds both finished; the same pixel run and sampling seed, so the
-  initialization's share of the seed-to-seed spread cancels): mean and sample std over the
-  seeds (std None for one seed)."""
+  :data:`PAIRS` (the seeds both finished; the same seed and sampling seed — for the feature
+  recipes the same pixel run — so the initialization's share of the seed-to-seed spread
+  cancels): mean and sample std over the seeds (std None for one seed)."""
   ok = {(r["recipe"], r["seed"]): r for r in rows
         if r.get("status") == "ok" and "inception_fid" in r}
   out = []

@@ -296,3 +296,28 @@ def test_mnist_features_init_from(tmp_path):
   # the other feature recipes keep mnist_small_cpu's pixel run and generator
   other = mnist_features.generator_run("feat_loc", 1, tmp_path).config
   assert other.init_from.endswith(f"pixels_n{mnist_features.PIXEL_STEPS}_s1")
+
+
+@pytest.mark.skipif(find_mnist() is None or default_inception_path() is None,
+                    reason="needs MNIST ($DRIFTING_JAX_MNIST) and converted Inception weights")
+@pytest.mark.slow  # trains a pixel run and a read-out run, scores both
+def test_mnist_features_scores_pixel_runs(tmp_path, monkeypatch):
+  """--score-pixel-runs scores the seeds' pixel runs into their ledger rows; they become the
+  pixel row of the table and the control of pixels_readout2 seed by seed."""
+  from experiments import mnist_features
+  monkeypatch.setenv("DRIFTING_JAX_CACHE", str(tmp_path / "cache"))
+  args = ["--quick", "--runs-dir", str(tmp_path), "--only", "pixels_readout2"]
+  plain = mnist_features.main(args)
+  assert [c["recipe"] for c in plain["table"]] == ["pixels_readout2"]  # nothing scored yet
+  assert all("inception_fid" not in r for r in plain["pixel_runs"])
+  result = mnist_features.main([*args, "--score-pixel-runs"])
+  (pix,) = result["pixel_runs"]
+  assert np.isfinite(pix["inception_fid"]) and pix["seed"] == 0
+  assert (tmp_path / "ledger" / f"{pix['name']}.json").exists()
+  assert [c["recipe"] for c in result["table"]] == [mnist_features.PIXEL_RECIPE,
+                                                    "pixels_readout2"]
+  (pair,) = result["paired"]
+  readout = next(r for r in result["runs"] if r["recipe"] == "pixels_readout2")
+  assert pair["fid_diff_per_seed"] == [readout["inception_fid"] - pix["inception_fid"]]
+  # collected again without the flag: the scored row stays
+  assert mnist_features.main([*args, "--table-only"])["paired"] == result["paired"]
