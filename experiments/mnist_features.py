@@ -101,10 +101,13 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # initialized from pixels_readout2 (INIT_FROM) instead of pixels_n6000
     "feat_patch_readout2": ("mae", {"feature_kwargs": _PATCH, "learning_rate": 1e-3},
         "feat_loc_ms_patch's phase from pixels_readout2 (the two-layer read-out)"),
+    "feat_pixels_only_readout2": ("pixels", {"learning_rate": 1e-3},
+        "its control: the same phase from pixels_readout2 on the pixels alone (no encoder)"),
 }
 #: feature recipes initialized from a pixel-space recipe's run of the same seed (with that
 #: recipe's ``model_overrides``) instead of ``mnist_small_cpu``'s ``PIXEL_STEPS`` run
-INIT_FROM: dict[str, str] = {"feat_patch_readout2": "pixels_readout2"}
+INIT_FROM: dict[str, str] = {"feat_patch_readout2": "pixels_readout2",
+                             "feat_pixels_only_readout2": "pixels_readout2"}
 
 
 def with_init_recipes(recipes: Sequence[str]) -> list[str]:
@@ -318,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 PAIRS = (("pixels_readout2", PIXEL_RECIPE),             # the two-layer read-out, same seeds
          ("feat_loc_ms_lr1e3", "feat_pixels_only"),   # do the features matter at all
          ("feat_loc_ms_patch", "feat_loc_ms_lr1e3"),  # + patch mean/std
-         ("feat_all", "feat_loc_ms_patch_deep"))      # + block outputs (deeper encoder)
+         ("feat_all", "feat_loc_ms_patch_deep"),      # + block outputs (deeper encoder)
+         ("feat_patch_readout2", "feat_pixels_only_readout2"))  # the features, better generator
 
 
 def paired_differences(rows: Sequence[dict]) -> list[dict]:
