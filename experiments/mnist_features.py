@@ -46,6 +46,8 @@ NAME = "mnist_features"
 CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
 LEDGER = pathlib.Path(__file__).resolve().parent / "results" / f"{NAME}_runs"
 PIXEL_STEPS = 6000
+#: the pixel runs' name prefix, and the table's name of the scored ones (``--score-pixel-runs``)
+PIXEL_RECIPE = f"pixels_n{PIXEL_STEPS}"
 INCEPTION_N = 5000
 
 #: encoder name -> overrides of mnist_mae.py
@@ -155,17 +157,13 @@ def same_budget_steps(rows: Sequence[dict]) -> int | None:
   encoder = RECIPES[BUDGET_RECIPE][0]
   enc_name = encoder_run(encoder).name
   enc = [r["train_wall_s"] for r in ok if r.get("name") == enc_name]
-  pix = [r for r in ok if r.get("name", "").startswith(f"pixels_n{PIXEL_STEPS}_s")
+  pix = [r for r in ok if r.get("name", "").startswith(f"{PIXEL_RECIPE}_s")
          and r.get("steps_per_sec")]
   feat = [r["train_wall_s"] for r in ok if r.get("recipe") == BUDGET_RECIPE]
   if not (enc and pix and feat):
     return None
   wall = min(enc) + min(r["train_wall_s"] for r in pix) + min(feat)
   return int(wall * max(r["steps_per_sec"] for r in pix))
-
-
-#: the table's name of the scored pixel runs (``--score-pixel-runs``)
-PIXEL_RECIPE = f"pixels_n{PIXEL_STEPS}"
 
 
 def describe(recipe: str) -> str:
