@@ -180,10 +180,8 @@ def score_pixel_run(row: dict, runs_dir: pathlib.Path, ledger: _sweep.Ledger, *,
   the run's seed; cached in its run directory), written back to its ledger row."""
   if row.get("status") != "ok" or "inception_fid" in row:
     return row
-  m = _sweep.evaluate_cached(runs_dir / row["name"], f"eval_inception_{n}", num_samples=n,
-                             fid="inception", seed=int(row["seed"]), progress=not quick)
-  return ledger.put(row["name"], row | {k: v for k, v in m.items()
-                                         if k.startswith("inception_")})
+  return ledger.put(row["name"], row | inception_metrics(runs_dir / row["name"],
+                                                         int(row["seed"]), n=n, quick=quick))
 
 
 def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
@@ -219,12 +217,17 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
                     {"recipe": recipe, "seed": seed, "encoder": encoder or "none"})
 
 
+def inception_metrics(workdir: pathlib.Path, seed: int, *, n: int, quick: bool) -> dict:
+  """Inception FID-``n`` / precision / recall / F1 of a finished run (sampling seed
+  ``seed``; cached in its run directory), with their real-vs-real values."""
+  m = _sweep.evaluate_cached(workdir, f"eval_inception_{n}", num_samples=n,
+                             fid="inception", seed=seed, progress=not quick)
+  return {k: v for k, v in m.items() if k.startswith("inception_")}
+
+
 def score(run: _sweep.Run, workdir: pathlib.Path, status: dict, *, n: int,
           quick: bool) -> dict:
-  m = _sweep.evaluate_cached(workdir, f"eval_inception_{n}", num_samples=n,
-                             fid="inception", seed=int(run.params.get("seed", 0)),
-                             progress=not quick)
-  return {k: v for k, v in m.items() if k.startswith("inception_")} | {
+  return inception_metrics(workdir, int(run.params.get("seed", 0)), n=n, quick=quick) | {
       "train_wall_s": status["train_wall_s"]}
 
 
