@@ -22,8 +22,10 @@ far a phase is from what this CPU could do.
     python benchmarks/step_phases.py --configs pixels --repeats 5
 
 Configurations: ``pixels`` is ``experiments/configs/mnist_small_cpu.py``'s step;
-``features`` is ``experiments/configs/mnist_features_cpu.py``'s (the MAE encoder preset,
-randomly initialised: a trained one costs the same) on random MNIST-shaped data;
+``features`` is ``experiments/configs/mnist_features_cpu.py``'s step with
+``mnist_small_cpu``'s generator and the per-location + global mean/std streams of the 14×14
+and 7×7 stages and the pixels (the MAE encoder preset, randomly initialised: a trained one
+costs the same) on random MNIST-shaped data;
 ``features_cached`` the same with ``cache_real_features`` (the real images' streams computed
 once before training and gathered per batch: its ``features_pos`` phase is empty).
 Writes ``benchmarks/results/step_phases.json``.
@@ -84,8 +86,10 @@ def config(name: str):
   common = {"norm_warmup": 0, "progress": False, "dataset": "fake"}
   if name == "pixels":
     return apply_overrides(load_config(CONFIGS / "mnist_small_cpu.py"), common)
+  small = load_config(CONFIGS / "mnist_small_cpu.py")
   return apply_overrides(load_config(CONFIGS / "mnist_features_cpu.py"),
                          {**common, "feature_encoder": "mae_random", "init_from": None,
+                          "model_overrides": dict(small.model_overrides),
                           "cache_real_features": name == "features_cached",
                           "feature_kwargs": {"stages": ["stage1", "stage2"],
                                              "feature_sets": ["loc", "mean_std"],

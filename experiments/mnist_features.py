@@ -61,9 +61,12 @@ _LOC_MS = {"stages": ["stage1", "stage2"], "feature_sets": ["loc", "mean_std"],
            "include_pixels": True}
 # + 2×2 patch mean/std (4×4 divides neither 14×14 nor 7×7)
 _PATCH = {**_LOC_MS, "feature_sets": ["loc", "mean_std", "patch_mean_std"], "patch_sizes": [2]}
+# the two-layer read-out (experiments/configs/mnist_readout2_cpu.py's generator)
+_READOUT2 = {"readout_kernel": 3, "readout_channels": 8, "readout_depth": 2}
 #: recipe -> (encoder, "random", "pixels" (the feature phase on the pixels alone) or None
-#: (pixel space), overrides (of mnist_features_cpu.py; of mnist_small_cpu.py for pixel space,
-#: whose steps are the same-budget count unless the overrides give ``num_steps``), what)
+#: (pixel space), overrides (of mnist_features_cpu.py, whose generator is replaced by that of
+#: the pixel run it starts from; of mnist_small_cpu.py for pixel space, whose steps are the
+#: same-budget count for :data:`BUDGETS` recipes), what)
 RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # the first three rows ran at lr 3e-4 (mnist_features_cpu's rate then; now 1e-3)
     "feat_loc_ms": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 3e-4},
@@ -76,8 +79,7 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # the lever the ablation points to, the generator: a local nonlinear read-out (8 maps,
     # a hidden 3×3 conv with SiLU, then the 3×3 filter) in pixel space for the pixel
     # phase's 6,000 steps, beside pixels_n6000 (mnist_small_cpu's 4 maps + one 3×3 filter)
-    "pixels_readout2": (None, {"num_steps": PIXEL_STEPS, "model_overrides": {
-        "readout_kernel": 3, "readout_channels": 8, "readout_depth": 2}},
+    "pixels_readout2": (None, {"num_steps": PIXEL_STEPS, "model_overrides": _READOUT2},
         "pixel space, 6,000 steps, read-out 8 maps + hidden 3×3 conv (SiLU) + 3×3 conv"),
     # the lever "a feature phase that moves the generator": the pixel phase's learning rate
     "feat_loc_ms_lr1e3": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 1e-3},
@@ -105,6 +107,10 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
         "feat_loc_ms_patch's phase from pixels_readout2 (the two-layer read-out)"),
     "feat_pixels_only_readout2": ("pixels", {"learning_rate": 1e-3},
         "its control: the same phase from pixels_readout2 on the pixels alone (no encoder)"),
+    # and its same-wall-clock control: the read-out generator in pixel space for as long as
+    # feat_patch_readout2's whole pipeline (encoder + pixel phase + feature phase) takes
+    "pixels_readout2_same_budget": (None, {"model_overrides": _READOUT2},
+        "pixels_readout2's generator in pixel space, feat_patch_readout2's wall clock"),
 }
 #: feature recipes initialized from a pixel-space recipe's run of the same seed (with that
 #: recipe's ``model_overrides``) instead of ``mnist_small_cpu``'s ``PIXEL_STEPS`` run
@@ -143,23 +149,27 @@ def pixel_run(seed: int, steps: int, *, quick: bool = False) -> _sweep.Run:
       load_config(CONFIGS / "mnist_small_cpu.py"), over), {"seed": seed, "steps": steps})
 
 
-#: the recipe whose pipeline's wall clock the pixel baseline ``pixels_same_budget`` gets
-BUDGET_RECIPE = "feat_loc_ms_lr1e3"
+#: same-wall-clock pixel baselines -> the feature recipe whose whole pipeline's wall clock
+#: they get (they train the generator that recipe's pixel phase trains)
+BUDGETS: dict[str, str] = {"pixels_same_budget": "feat_loc_ms_lr1e3",
+                           "pixels_readout2_same_budget": "feat_patch_readout2"}
 
 
-def same_budget_steps(rows: Sequence[dict]) -> int | None:
-  """Steps of ``pixels_same_budget``: the wall clock of :data:`BUDGET_RECIPE`'s pipeline
-  (its encoder's training, the ``PIXEL_STEPS`` pixel phase and the feature phase; each the
-  fastest of its finished runs) times the pixel phase's rate (its fastest run), so that the
-  pixel baseline trains as long as the whole feature recipe. ``None`` until all three ran.
+def same_budget_steps(rows: Sequence[dict], baseline: str = "pixels_same_budget"
+                      ) -> int | None:
+  """Steps of the pixel baseline ``baseline``: the wall clock of its :data:`BUDGETS` recipe's
+  pipeline (its encoder's training, its pixel phase — the ``PIXEL_STEPS`` run, or its
+  :data:`INIT_FROM` recipe's run — and the feature phase; each the fastest of its finished
+  runs) times the pixel phase's rate (its fastest run), so that the pixel baseline trains
+  as long as the whole feature recipe. ``None`` until all three ran.
   """
+  budget = BUDGETS[baseline]
   ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s")]
-  encoder = RECIPES[BUDGET_RECIPE][0]
-  enc_name = encoder_run(encoder).name
+  enc_name = encoder_run(RECIPES[budget][0]).name
   enc = [r["train_wall_s"] for r in ok if r.get("name") == enc_name]
-  pix = [r for r in ok if r.get("name", "").startswith(f"{PIXEL_RECIPE}_s")
-         and r.get("steps_per_sec")]
-  feat = [r["train_wall_s"] for r in ok if r.get("recipe") == BUDGET_RECIPE]
+  prefix = f"{INIT_FROM.get(budget, PIXEL_RECIPE)}_s"
+  pix = [r for r in ok if r.get("name", "").startswith(prefix) and r.get("steps_per_sec")]
+  feat = [r["train_wall_s"] for r in ok if r.get("recipe") == budget]
   if not (enc and pix and feat):
     return None
   wall = min(enc) + min(r["train_wall_s"] for r in pix) + min(feat)
@@ -190,15 +200,18 @@ def generator_run(recipe: str, seed: int, runs_dir: pathlib.Path, *,
   from drifting_jax.training import apply_overrides, load_config
   encoder, over, _ = RECIPES[recipe]
   over = dict(over, seed=seed, progress=False)
-  if encoder is None:  # pixel space (pixels_same_budget: steps from the measured pixel rate)
-    cfg = load_config(CONFIGS / "mnist_small_cpu.py")
+  small = load_config(CONFIGS / "mnist_small_cpu.py")
+  if encoder is None:  # pixel space (BUDGETS: steps from the measured pixel rate)
+    cfg = small
     over = dict(over, sample_every=0)
     over["num_steps"] = pixel_steps or over.get("num_steps", cfg.num_steps)
-  else:
+  else:  # from the pixel run of this seed, with that run's generator
     cfg = load_config(CONFIGS / "mnist_features_cpu.py")
-    over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
-    if recipe in INIT_FROM:  # a pixel-space recipe's run of this seed, and its generator
-      src = INIT_FROM[recipe]
+    src = INIT_FROM.get(recipe)
+    if src is None:  # mnist_small_cpu's PIXEL_STEPS run
+      over["init_from"] = str(runs_dir / pixel_run(seed, PIXEL_STEPS, quick=quick).name)
+      over["model_overrides"] = dict(small.model_overrides)
+    else:  # a pixel-space recipe's run
       over["init_from"] = str(runs_dir / f"{src}_s{seed}")
       over["model_overrides"] = dict(RECIPES[src][1]["model_overrides"])
     if encoder == "pixels":  # the feature phase's schedule on the pixel stream alone
@@ -272,11 +285,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = [dict(r, recipe=PIXEL_RECIPE) for r in pix_rows if "inception_fid" in r]
     for recipe in recipes:
       steps = None
-      if RECIPES[recipe][0] is None and "num_steps" not in RECIPES[recipe][1]:
-        # the wall clock of BUDGET_RECIPE's whole pipeline
-        steps = same_budget_steps(ledger.rows())
+      if recipe in BUDGETS:  # the wall clock of its budget recipe's whole pipeline
+        steps = same_budget_steps(ledger.rows(), recipe)
         if steps is None and not quick:
-          print(f"{recipe}: waits for a finished {BUDGET_RECIPE} (its budget)", flush=True)
+          print(f"{recipe}: waits for a finished {BUDGETS[recipe]} (its budget)", flush=True)
           continue
       runs = [generator_run(recipe, s, runs_dir, pixel_steps=steps, quick=quick)
               for s in args.seeds]
@@ -323,7 +335,8 @@ PAIRS = (("pixels_readout2", PIXEL_RECIPE),             # the two-layer read-out
          ("feat_loc_ms_lr1e3", "feat_pixels_only"),   # do the features matter at all
          ("feat_loc_ms_patch", "feat_loc_ms_lr1e3"),  # + patch mean/std
          ("feat_all", "feat_loc_ms_patch_deep"),      # + block outputs (deeper encoder)
-         ("feat_patch_readout2", "feat_pixels_only_readout2"))  # the features, better generator
+         ("feat_patch_readout2", "feat_pixels_only_readout2"),  # the features, better generator
+         ("feat_patch_readout2", "pixels_readout2_same_budget"))  # vs training pixels longer
 
 
 def paired_differences(rows: Sequence[dict]) -> list[dict]:

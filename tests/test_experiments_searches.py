@@ -262,22 +262,48 @@ def test_mnist_features_paired_differences():
   assert mnist_features.paired_differences(rows[4:]) == []
 
 
-def test_mnist_features_same_budget_steps():
-  """The pixel baseline gets the budget recipe's encoder + pixel phase + feature phase wall
-  clock (the fastest finished run of each) at the pixel phase's fastest rate."""
+@pytest.mark.parametrize("baseline", ["pixels_same_budget", "pixels_readout2_same_budget"])
+def test_mnist_features_same_budget_steps(baseline):
+  """A pixel baseline gets its budget recipe's encoder + pixel phase + feature phase wall
+  clock (the fastest finished run of each) at the pixel phase's fastest rate; the pixel phase
+  is the run the budget recipe starts from (another pixel recipe's runs do not count)."""
   from experiments import mnist_features as mf
-  enc = mf.RECIPES[mf.BUDGET_RECIPE][0]
-  pix = lambda s, wall, rate: {"name": f"pixels_n{mf.PIXEL_STEPS}_s{s}", "status": "ok",
-                               "train_wall_s": wall, "steps_per_sec": rate}
+  budget = mf.BUDGETS[baseline]
+  enc = mf.RECIPES[budget][0]
+  src = mf.INIT_FROM.get(budget, mf.PIXEL_RECIPE)
+  other = next(p for p in (mf.PIXEL_RECIPE, *mf.INIT_FROM.values()) if p != src)
+  pix = lambda name, s, wall, rate: {"name": f"{name}_s{s}", "status": "ok",
+                                     "train_wall_s": wall, "steps_per_sec": rate}
   rows = [{"name": f"encoder_{enc}", "status": "ok", "train_wall_s": 100.0},
           {"name": f"encoder_{enc}_cls", "status": "ok", "train_wall_s": 1.0},  # not its encoder
-          pix(0, 300.0, 5.0), pix(1, 200.0, 8.0),
-          {"name": "x_s0", "recipe": mf.BUDGET_RECIPE, "status": "ok", "train_wall_s": 400.0},
-          {"name": "x_s1", "recipe": mf.BUDGET_RECIPE, "status": "ok", "train_wall_s": 350.0},
+          pix(src, 0, 300.0, 5.0), pix(src, 1, 200.0, 8.0), pix(other, 0, 1.0, 99.0),
+          {"name": "x_s0", "recipe": budget, "status": "ok", "train_wall_s": 400.0},
+          {"name": "x_s1", "recipe": budget, "status": "ok", "train_wall_s": 350.0},
           {"name": "y_s0", "recipe": "feat_loc", "status": "ok", "train_wall_s": 10.0}]
-  assert mf.same_budget_steps(rows) == int((100.0 + 200.0 + 350.0) * 8.0)
-  assert mf.same_budget_steps([r for r in rows if r.get("recipe") != mf.BUDGET_RECIPE]) is None
-  assert mf.same_budget_steps(rows[1:]) is None  # its encoder has not run
+  assert mf.same_budget_steps(rows, baseline) == int((100.0 + 200.0 + 350.0) * 8.0)
+  assert mf.same_budget_steps([r for r in rows if r.get("recipe") != budget], baseline) is None
+  assert mf.same_budget_steps(rows[1:], baseline) is None  # its encoder has not run
+  # it trains the generator of its budget recipe's pixel phase
+  cfg = mf.generator_run(baseline, 0, pathlib.Path("runs"), pixel_steps=123).config
+  assert cfg.num_steps == 123
+  assert dict(cfg.model_overrides) == dict(mf.generator_run(budget, 0, pathlib.Path(
+      "runs")).config.model_overrides)
+
+
+def test_mnist_features_configs_are_the_recipes(tmp_path):
+  """``mnist_features_cpu.py`` is the best recipe's feature phase and ``mnist_readout2_cpu.py``
+  its pixel phase: the committed config files train what the table reports (up to the run
+  paths, the seed and the sweep's progress / sampling settings)."""
+  from drifting_jax.training import config_to_dict, load_config
+  from experiments import mnist_features as mf
+  skip = {"seed", "progress", "sample_every", "init_from", "feature_encoder"}
+  cmp = lambda c: {k: v for k, v in config_to_dict(c).items() if k not in skip}
+  feat = mf.generator_run("feat_patch_readout2", 0, tmp_path).config
+  assert cmp(feat) == cmp(load_config(mf.CONFIGS / "mnist_features_cpu.py"))
+  assert feat.feature_encoder == f"mae:{tmp_path / 'encoder_mae'}"
+  assert cmp(load_config(mf.CONFIGS / "mnist_mae.py")) == cmp(mf.encoder_run("mae").config)
+  pix = mf.generator_run("pixels_readout2", 0, tmp_path).config
+  assert cmp(pix) == cmp(load_config(mf.CONFIGS / "mnist_readout2_cpu.py"))
 
 
 def test_mnist_features_init_from(tmp_path):

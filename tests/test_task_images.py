@@ -26,8 +26,8 @@ from drifting_jax.training import (ImageConfig, ImageTask, apply_overrides, load
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
 # Unoptimised XLA code compiles about twice as fast; these programs run only a few steps.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
-IMAGE_CONFIGS = ("mnist_dit_s2", "mnist_small_cpu", "mnist_small_cpu_v01", "digits_cpu",
-                 "imagenet_latent_ditgen_b")
+IMAGE_CONFIGS = ("mnist_dit_s2", "mnist_small_cpu", "mnist_small_cpu_v01", "mnist_readout2_cpu",
+                 "digits_cpu", "imagenet_latent_ditgen_b")
 
 
 def tiny(**kw) -> ImageConfig:

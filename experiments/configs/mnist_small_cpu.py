@@ -1,4 +1,4 @@
-"""MNIST on 2 CPU cores: the project's best CPU recipe (Inception FID-5k in EXPERIMENTS.md).
+"""MNIST in pixel space on 2 CPU cores: the quickest image recipe (EXPERIMENTS.md §11).
 
 Franz et al.'s MNIST recipe (§5.1, Table 3) scaled to a CPU budget. Same as the paper:
 pixel-space loss, 5 classes × 96 real × 96 generated samples per step, per-class kNN
