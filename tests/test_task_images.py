@@ -352,3 +352,38 @@ def test_init_from_starts_a_run_from_another_runs_parameters(tmp_path, digits):
                    init_from=str(tmp_path / "pixels")), load_data=False).init_state()
   with pytest.raises(ValueError, match="init_from.*not an image run"):
     make_task(tiny(init_from=str(tmp_path / "nowhere")), load_data=False).init_state()
+
+
+def test_init_from_is_read_once(tmp_path, digits):
+  """A run started from another run's parameters needs that run only at its start: it
+  resumes, samples and evaluates after the source is gone; a misfitting or missing source
+  fails before the data (and a feature table) load."""
+  import shutil
+  from drifting_jax.training import load_run
+  train(tiny(num_steps=3, sample_every=0), tmp_path / "pixels", dataset=digits)
+  fine = tiny(num_steps=4, sample_every=0, checkpoint_every=2,
+              init_from=str(tmp_path / "pixels"))
+  part = train(fine, tmp_path / "fine", dataset=digits, until=fine.norm_warmup + 2)
+  shutil.rmtree(tmp_path / "pixels")
+  _, restored = load_run(tmp_path / "fine")  # what sample / eval read
+  chex.assert_trees_all_equal(restored.params, part.state.params)
+  out = train(fine, tmp_path / "fine", dataset=digits)  # resumes from its checkpoint
+  assert int(out.state.step) == fine.norm_warmup + 4 and np.isfinite(out.metrics["loss"])
+  # a fresh run from the missing source, or from a run of another generator
+  with pytest.raises(ValueError, match="init_from.*not an image run"):
+    train(fine, tmp_path / "fresh", dataset=_Boom())
+  with pytest.raises(ValueError, match="init_from.*not an image run"):
+    train(fine, tmp_path / "fine", dataset=_Boom(), force_new=True)
+  assert os.listdir(tmp_path / "fine" / "checkpoints")  # nothing was moved aside
+  train(tiny(num_steps=2, sample_every=0, model_overrides={"latent": 16, "num_upsamples": 0}),
+        tmp_path / "small", dataset=digits)
+  with pytest.raises(ValueError, match="init_from.*do not fit"):
+    train(dataclasses.replace(fine, init_from=str(tmp_path / "small")), dataset=_Boom())
+  assert not os.path.exists(tmp_path / "fresh" / "checkpoints")
+
+
+class _Boom:
+  """A dataset that fails when it is looked at (the check must come first)."""
+
+  def __getattr__(self, name):
+    raise AssertionError(f"the dataset was read ({name}) before `init_from` was checked")

@@ -36,7 +36,7 @@ from drifting_jax.training import checkpoint as ckpt, driver, rundir
 from drifting_jax.training.config import (RunConfig, config_from_dict, config_to_dict,
                                           resolve_config)
 from drifting_jax.training.state import TrainState
-from drifting_jax.training.tasks import Task, make_task
+from drifting_jax.training.tasks import Task, get_task, make_task
 
 __all__ = ["Hook", "TrainResult", "evaluate_run", "load_run", "restore_run", "sample_run",
            "train"]
@@ -110,7 +110,10 @@ def train(config: Any = None, workdir: str | os.PathLike | None = None, *,
   cfg = resolve_config(config, overrides)
   if until is not None:
     until = _validation.check_int("until", until, minimum=0)
-  task = make_task(cfg, dataset=dataset, objective=objective)
+  task_type = get_task(cfg)
+  if force_new or not _has_checkpoint(workdir):  # fail before the data load, not after
+    task_type.check_start(cfg)
+  task = task_type(cfg, dataset=dataset, objective=objective)
   if workdir is None:
     return _train_session(task, None, hooks, until)
   workdir = os.path.abspath(os.fspath(workdir))
@@ -119,6 +122,13 @@ def train(config: Any = None, workdir: str | os.PathLike | None = None, *,
     if force_new:
       rundir.move_aside(workdir, task.all_run_files)
     return _train_session(task, workdir, hooks, until)
+
+
+def _has_checkpoint(workdir: str | os.PathLike | None) -> bool:
+  if workdir is None:
+    return False
+  d = os.path.join(os.fspath(workdir), ckpt.CHECKPOINT_DIR)
+  return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
 
 
 def _normalizer(cfg: RunConfig) -> Callable[[dict], dict]:
@@ -134,10 +144,11 @@ def _train_session(task: Task, workdir: str | None, hooks: Sequence[Hook],
     manager = ckpt.make_manager(os.path.join(workdir, ckpt.CHECKPOINT_DIR),
                                 max_to_keep=cfg.max_to_keep)
   try:
-    state = task.init_state()
+    latest = None if manager is None else manager.latest_step()
+    # a fresh start, or the shapes a checkpoint restores into
+    state = task.init_state() if latest is None else task.template_state()
     log = None
     if manager is not None:
-      latest = manager.latest_step()
       if main:  # refuse before reading the checkpoint with this config's shapes
         rundir.record_config(workdir, config_to_dict(cfg), step=latest or 0,
                              amendable=task.amendable, normalize=_normalizer(cfg))
@@ -191,7 +202,7 @@ def restore_run(path: str | os.PathLike, *, load_data: bool = False
   """
   def build(record):
     task = make_task(config_from_dict(record), load_data=load_data)
-    return task, task.init_state(), task.cfg.max_to_keep
+    return task, task.template_state(), task.cfg.max_to_keep
 
   return ckpt.restore_run_state(path, build)
 

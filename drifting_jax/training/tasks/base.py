@@ -6,7 +6,8 @@ trainer owns the run directory, the lock, the config record, checkpoints (one
 :class:`~drifting_jax.training.state.TrainState` format), the NaN guard and the loop; the
 task supplies:
 
-* ``init_state()`` — the fresh state at step 0;
+* ``init_state()`` — the fresh state at step 0 (``template_state()``: one to restore a
+  checkpoint into);
 * ``total_steps`` — iterations of the whole run;
 * ``start(state)`` — a :class:`Stepper` that runs iteration ``it`` (``step(it) ->
   metrics``) and hands back the current state (``state()``);
@@ -91,6 +92,18 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def init_state(self) -> TrainState:
     """The fresh state at iteration 0 (from ``cfg.seed``)."""
+
+  @classmethod
+  def check_start(cls, cfg: RunConfig) -> None:
+    """Checks what only a fresh start reads (an image run's ``init_from``) before the task
+    is built and its data loaded; raises ``ValueError``. The trainer calls it when the run
+    directory holds no checkpoint."""
+
+  def template_state(self) -> TrainState:
+    """A state shaped like this task's checkpoints, to restore one into (resuming, sampling,
+    evaluating). ``init_state()`` unless the fresh state reads something a checkpoint
+    replaces anyway (an image run's ``init_from``), which a finished run must not need."""
+    return self.init_state()
 
   @abc.abstractmethod
   def start(self, state: TrainState) -> Stepper:

@@ -264,15 +264,47 @@ def _feature_extractor(cfg: ImageConfig, shape: tuple[int, int, int]):
                      f"{name!r}: {e}") from None
 
 
+def _source_config(path: str, record: dict) -> ImageConfig:
+  """The config of the ``init_from`` run at ``path`` (``record``: its ``config.json``)."""
+  if record.get("task") != "images":
+    raise ValueError(f"`init_from` {path!r} is not an image run (expected a config.json "
+                     f"with task 'images', found {record.get('task', 'toy')!r})")
+  return dataclasses.replace(config_from_dict(record), init_from=None)
+
+
+def _misfit(path: str, src: ImageConfig) -> ValueError:
+  return ValueError(f"`init_from` {path!r} trained another generator ({src.model} with "
+                    f"overrides {src.model_overrides}): its parameters do not fit")
+
+
+def _param_shapes(model: Any) -> Any:
+  return jax.eval_shape(lambda key: presets.init_params(model, key), jax.random.PRNGKey(0))
+
+
+def _check_init_from(path: str, model: Any) -> None:
+  """``init_from`` is an image run whose config's generator has ``model``'s parameter
+  shapes (cheap: no data, no checkpoint read; :func:`_pretrained` restores and checks the
+  checkpoint itself)."""
+  try:
+    _, _, run_dir = ckpt.resolve_checkpoint(path)
+  except ValueError as e:
+    raise ValueError(f"`init_from` {path!r} is not an image run ({e})") from None
+  record = rundir.load_config_record(run_dir)
+  if record is None:
+    raise ValueError(f"`init_from` {run_dir!r} has no config.json")
+  src = _source_config(path, record)
+  other = presets.get_model(src.model, **dict(src.model_overrides))
+  shapes = lambda t: jax.tree.map(lambda x: x.shape, t)
+  a, b = _param_shapes(model), _param_shapes(other)
+  if jax.tree.structure(a) != jax.tree.structure(b) or shapes(a) != shapes(b):
+    raise _misfit(path, src)
+
+
 def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
   """``(params, ema_params)`` of the image run at ``path``, checked against ``template``."""
   def build(record):
-    if record.get("task") != "images":
-      raise ValueError(f"`init_from` {path!r} is not an image run (expected a config.json "
-                       f"with task 'images', found {record.get('task', 'toy')!r})")
-    src = ImageTask(dataclasses.replace(config_from_dict(record), init_from=None),
-                    load_data=False)
-    return src, src.init_state(), src.cfg.max_to_keep
+    src = ImageTask(_source_config(path, record), load_data=False)
+    return src, src.template_state(), src.cfg.max_to_keep
 
   try:
     src, state, _ = ckpt.restore_run_state(path, build, what="`init_from`")
@@ -283,8 +315,7 @@ def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
   shapes = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
   if jax.tree.structure(state.params) != jax.tree.structure(template) or shapes(
       state.params) != shapes(template):
-    raise ValueError(f"`init_from` {path!r} trained another generator ({src.cfg.model} with "
-                     f"overrides {src.cfg.model_overrides}): its parameters do not fit")
+    raise _misfit(path, src.cfg)
   return state.params, state.ema_params
 
 
@@ -365,9 +396,23 @@ class ImageTask(Task):
   def total_steps(self) -> int:
     return self.warmup + self.cfg.num_steps
 
+  @classmethod
+  def check_start(cls, cfg: ImageConfig) -> None:
+    """``init_from`` is an image run of this generator (before the data and a feature table
+    load, which take minutes)."""
+    if cfg.init_from:
+      _check_init_from(cfg.init_from, presets.get_model(cfg.model, **dict(cfg.model_overrides)))
+
   def init_state(self) -> TrainState:
     """Fresh state at iteration 0 (one kernel-width state per stream; the memory bank
-    pre-filled from the data)."""
+    pre-filled from the data; the generator and its EMA from ``init_from``, if set)."""
+    return self._fresh_state(pretrained=True)
+
+  def template_state(self) -> TrainState:
+    """The fresh state without reading ``init_from`` (a checkpoint replaces it)."""
+    return self._fresh_state(pretrained=False)
+
+  def _fresh_state(self, *, pretrained: bool) -> TrainState:
     cfg, model, optimizer, names = self.cfg, self.model, self.optimizer, self.extractor.names
 
     def init(seed):
@@ -381,7 +426,7 @@ class ImageTask(Task):
     # One compiled program instead of hundreds of eagerly dispatched initialisation ops.
     state = self.cached("init", lambda: jax.jit(
         init, compiler_options=cfg.compiler_options or None))(cfg.seed)
-    if cfg.init_from:
+    if cfg.init_from and pretrained:
       params, ema = _pretrained(cfg.init_from, state.params)
       state = state.replace(params=params, ema_params=ema, opt_state=optimizer.init(params))
     if not cfg.memory_bank:
