@@ -115,6 +115,21 @@ def _last_loss(workdir: pathlib.Path) -> float:
   return float(losses[-1]) if losses else math.nan
 
 
+def train_sessions(workdir: pathlib.Path | str) -> int:
+  """How many training sessions wrote ``<workdir>/metrics.jsonl`` (a record whose
+  ``elapsed_s`` is below the previous one's starts a resumed session; 0 without such
+  records). A status's ``train_wall_s`` covers only the last session."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  n, prev = 0, None
+  for line in path.read_text().splitlines() if path.exists() else []:
+    e = json.loads(line).get("elapsed_s")
+    if e is None:
+      continue
+    n += prev is None or e < prev
+    prev = e
+  return n
+
+
 def evaluate_cached(workdir: pathlib.Path | str, name: str, **options: Any) -> dict[str, Any]:
   """:func:`drifting_jax.training.evaluate_run` of a run, cached in ``<workdir>/<name>.json``."""
   from drifting_jax.training import evaluate_run

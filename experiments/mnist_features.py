@@ -155,16 +155,19 @@ BUDGETS: dict[str, str] = {"pixels_same_budget": "feat_loc_ms_lr1e3",
                            "pixels_readout2_same_budget": "feat_patch_readout2"}
 
 
-def same_budget_steps(rows: Sequence[dict], baseline: str = "pixels_same_budget"
-                      ) -> int | None:
+def same_budget_steps(rows: Sequence[dict], baseline: str = "pixels_same_budget", *,
+                      runs_dir: pathlib.Path | None = None) -> int | None:
   """Steps of the pixel baseline ``baseline``: the wall clock of its :data:`BUDGETS` recipe's
   pipeline (its encoder's training, its pixel phase — the ``PIXEL_STEPS`` run, or its
   :data:`INIT_FROM` recipe's run — and the feature phase; each the fastest of its finished
-  runs) times the pixel phase's rate (its fastest run), so that the pixel baseline trains
-  as long as the whole feature recipe. ``None`` until all three ran.
+  runs trained in one session: with ``runs_dir``, a resumed run, whose ``train_wall_s`` is
+  its last session's, does not count) times the pixel phase's rate (its fastest run), so
+  that the pixel baseline trains as long as the whole feature recipe. ``None`` until all
+  three ran.
   """
   budget = BUDGETS[baseline]
-  ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s")]
+  ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s") and (
+      runs_dir is None or _sweep.train_sessions(runs_dir / r["name"]) <= 1)]
   enc_name = encoder_run(RECIPES[budget][0]).name
   enc = [r["train_wall_s"] for r in ok if r.get("name") == enc_name]
   prefix = f"{INIT_FROM.get(budget, PIXEL_RECIPE)}_s"
@@ -286,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for recipe in recipes:
       steps = None
       if recipe in BUDGETS:  # the wall clock of its budget recipe's whole pipeline
-        steps = same_budget_steps(ledger.rows(), recipe)
+        steps = same_budget_steps(ledger.rows(), recipe, runs_dir=runs_dir)
         if steps is None and not quick:
           print(f"{recipe}: waits for a finished {BUDGETS[recipe]} (its budget)", flush=True)
           continue

@@ -263,7 +263,7 @@ def test_mnist_features_paired_differences():
 
 
 @pytest.mark.parametrize("baseline", ["pixels_same_budget", "pixels_readout2_same_budget"])
-def test_mnist_features_same_budget_steps(baseline):
+def test_mnist_features_same_budget_steps(baseline, tmp_path):
   """A pixel baseline gets its budget recipe's encoder + pixel phase + feature phase wall
   clock (the fastest finished run of each) at the pixel phase's fastest rate; the pixel phase
   is the run the budget recipe starts from (another pixel recipe's runs do not count)."""
@@ -283,6 +283,16 @@ def test_mnist_features_same_budget_steps(baseline):
   assert mf.same_budget_steps(rows, baseline) == int((100.0 + 200.0 + 350.0) * 8.0)
   assert mf.same_budget_steps([r for r in rows if r.get("recipe") != budget], baseline) is None
   assert mf.same_budget_steps(rows[1:], baseline) is None  # its encoder has not run
+  # a resumed run's train_wall_s is its last session's: with the run directories it does
+  # not count (the fastest pixel run here was resumed: 0.5 s, then 200 s)
+  log = tmp_path / f"{src}_s1" / "metrics.jsonl"
+  log.parent.mkdir()
+  log.write_text("".join(json.dumps({"step": i, "elapsed_s": e}) + "\n"
+                         for i, e in enumerate((0.5, 1.0, 0.5, 150.0))))
+  assert _sweep.train_sessions(log.parent) == 2
+  assert _sweep.train_sessions(tmp_path / "nowhere") == 0
+  assert mf.same_budget_steps(rows, baseline, runs_dir=tmp_path) == int(
+      (100.0 + 300.0 + 350.0) * 5.0)
   # it trains the generator of its budget recipe's pixel phase
   cfg = mf.generator_run(baseline, 0, pathlib.Path("runs"), pixel_steps=123).config
   assert cfg.num_steps == 123
