@@ -298,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
       rows += _sweep.sweep(runs, runs_dir=runs_dir, ledger=ledger, on_row=log,
                            collect_only=args.table_only,
                            score=lambda run, wd, st: score(run, wd, st, n=n, quick=quick))
-  cells = _sweep.aggregate([r for r in rows if r.get("status") == "ok"], by=("recipe",),
+  # a resumed run's train_wall_s is its last session's: not in the wall-clock column
+  resumed = {r["name"] for r in rows if _sweep.train_sessions(runs_dir / r["name"]) > 1}
+  cells = _sweep.aggregate([dict(r, train_wall_s=None) if r["name"] in resumed else r
+                            for r in rows if r.get("status") == "ok"], by=("recipe",),
                            keys=("inception_fid", "inception_precision", "inception_recall",
                                  "inception_f1", "train_wall_s"))
   floor = next((r["inception_fid_real_vs_real"] for r in rows
@@ -310,8 +313,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _sweep.pm(c.get("inception_precision"), _spread(c, "inception_precision"), ".3f"),
         _sweep.pm(c.get("inception_recall"), _spread(c, "inception_recall"), ".3f"),
         _sweep.pm(c.get("inception_f1"), _spread(c, "inception_f1"), ".3f"),
-        f"{c.get('train_wall_s', math.nan) / 60:.1f}"] for c in cells])
+        f"{c['train_wall_s'] / 60:.1f}" if "train_wall_s" in c else "—"] for c in cells])
   md += f"\n\nreal vs real (Inception FID-{n}): {floor:.2f}\n"
+  if resumed:
+    md += (f"\ngenerator train (min): mean over the runs trained in one session (resumed: "
+           f"{', '.join(sorted(resumed))})\n")
   paired = paired_differences(rows)
   for p in paired:
     md += (f"\n{p['recipe']} − {p['control']} seed by seed (seeds "
