@@ -100,10 +100,11 @@ class ImageConfig(DriftRunConfig):
     samples_per_class: grid columns per class.
     sample_cfg_scale: CFG scale of the sample grids.
     cache_real_features: compute the frozen encoder's streams of every training image once
-      at start (a progress bar; memory: N × the streams' size, e.g. 1.3 GB for MNIST with
-      ``mnist_features_cpu``'s streams, twice that while it is built) and draw the real
-      samples' features from that table instead of encoding the positives every step (the
-      same values up to float round-off; not with ``memory_bank``).
+      at start (a progress bar; memory: N × the streams' size in float32, e.g. 3.2 GB for
+      MNIST's 60k images with ``mnist_features_cpu``'s streams, 13,520 numbers per image;
+      twice that while it is built) and draw the real samples' features from that table
+      instead of encoding the positives every step (the same values up to float round-off;
+      not with ``memory_bank``).
     init_from: an image run (directory or ``checkpoints/<it>``) with the same generator
       whose parameters and EMA initialize this run (its optimizer starts afresh): e.g.
       pixel-space pre-training followed by feature-space fine-tuning.
