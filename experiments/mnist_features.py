@@ -83,8 +83,7 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
         "pixel space, 6,000 steps, read-out 8 maps + hidden 3×3 conv (SiLU) + 3×3 conv"),
     # the lever "a feature phase that moves the generator": the pixel phase's learning rate
     "feat_loc_ms_lr1e3": ("mae", {"feature_kwargs": _LOC_MS, "learning_rate": 1e-3},
-                          "feat_loc_ms at the pixel phase's learning rate 1e-3 (not 3e-4): "
-                          "mnist_features_cpu as it stands"),
+                          "feat_loc_ms at the pixel phase's learning rate 1e-3 (not 3e-4)"),
     # Deng et al.'s feature-set ablation (their Table 5 in spirit), each + pixels, at the
     # learning rate that moves the generator (feat_loc_ms_lr1e3 is the loc + mean/std row)
     "feat_pixels_only": ("pixels", {"learning_rate": 1e-3},
@@ -104,7 +103,8 @@ RECIPES: dict[str, tuple[str | None, dict[str, Any], str]] = {
     # the two levers together: the patch recipe's feature phase on the two-layer read-out,
     # initialized from pixels_readout2 (INIT_FROM) instead of pixels_n6000
     "feat_patch_readout2": ("mae", {"feature_kwargs": _PATCH, "learning_rate": 1e-3},
-        "feat_loc_ms_patch's phase from pixels_readout2 (the two-layer read-out)"),
+        "feat_loc_ms_patch's phase from pixels_readout2 (the two-layer read-out): "
+        "mnist_features_cpu"),
     "feat_pixels_only_readout2": ("pixels", {"learning_rate": 1e-3},
         "its control: the same phase from pixels_readout2 on the pixels alone (no encoder)"),
     # and its same-wall-clock control: the read-out generator in pixel space for as long as
