@@ -370,10 +370,12 @@ def test_init_from_is_read_once(tmp_path, digits):
   out = train(fine, tmp_path / "fine", dataset=digits)  # resumes from its checkpoint
   assert int(out.state.step) == fine.norm_warmup + 4 and np.isfinite(out.metrics["loss"])
   # a fresh run from the missing source, or from a run of another generator
-  with pytest.raises(ValueError, match="init_from.*not an image run"):
+  with pytest.raises(ValueError, match="init_from.*does not exist"):
     train(fine, tmp_path / "fresh", dataset=_Boom())
-  with pytest.raises(ValueError, match="init_from.*not an image run"):
+  with pytest.raises(ValueError, match="init_from.*does not exist"):
     train(fine, tmp_path / "fine", dataset=_Boom(), force_new=True)
+  with pytest.raises(ValueError, match="init_from.*not an image run"):
+    train(dataclasses.replace(fine, init_from=str(tmp_path)), dataset=_Boom())
   assert os.listdir(tmp_path / "fine" / "checkpoints")  # nothing was moved aside
   train(tiny(num_steps=2, sample_every=0, model_overrides={"latent": 16, "num_upsamples": 0}),
         tmp_path / "small", dataset=digits)

@@ -286,6 +286,9 @@ def _check_init_from(path: str, model: Any) -> None:
   """``init_from`` is an image run whose config's generator has ``model``'s parameter
   shapes (cheap: no data, no checkpoint read; :func:`_pretrained` restores and checks the
   checkpoint itself)."""
+  if not os.path.exists(path):
+    raise ValueError(f"`init_from` {path!r} does not exist (expected the directory of a "
+                     f"finished image run)")
   try:
     _, _, run_dir = ckpt.resolve_checkpoint(path)
   except ValueError as e:
