@@ -84,9 +84,9 @@ def peaks(repeats: int) -> dict:
 def config(name: str):
   from drifting_jax.training import apply_overrides, load_config
   common = {"norm_warmup": 0, "progress": False, "dataset": "fake"}
-  if name == "pixels":
-    return apply_overrides(load_config(CONFIGS / "mnist_small_cpu.py"), common)
   small = load_config(CONFIGS / "mnist_small_cpu.py")
+  if name == "pixels":
+    return apply_overrides(small, common)
   return apply_overrides(load_config(CONFIGS / "mnist_features_cpu.py"),
                          {**common, "feature_encoder": "mae_random", "init_from": None,
                           "model_overrides": dict(small.model_overrides),

@@ -130,6 +130,16 @@ def train_sessions(workdir: pathlib.Path | str) -> int:
   return n
 
 
+def without_resumed_walls(rows: Iterable[Mapping[str, Any]], runs_dir: pathlib.Path | str
+                          ) -> list[dict[str, Any]]:
+  """``rows`` with ``train_wall_s = None`` for the runs in ``runs_dir`` that trained in more
+  than one session (:func:`train_sessions`: their ``train_wall_s`` is the last session's,
+  not the run's), so that wall-clock summaries and budgets skip them."""
+  return [dict(r, train_wall_s=None)
+          if r.get("name") and train_sessions(pathlib.Path(runs_dir) / r["name"]) > 1
+          else dict(r) for r in rows]
+
+
 def evaluate_cached(workdir: pathlib.Path | str, name: str, **options: Any) -> dict[str, Any]:
   """:func:`drifting_jax.training.evaluate_run` of a run, cached in ``<workdir>/<name>.json``."""
   from drifting_jax.training import evaluate_run

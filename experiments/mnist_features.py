@@ -155,19 +155,18 @@ BUDGETS: dict[str, str] = {"pixels_same_budget": "feat_loc_ms_lr1e3",
                            "pixels_readout2_same_budget": "feat_patch_readout2"}
 
 
-def same_budget_steps(rows: Sequence[dict], baseline: str = "pixels_same_budget", *,
-                      runs_dir: pathlib.Path | None = None) -> int | None:
+def same_budget_steps(rows: Sequence[dict], baseline: str = "pixels_same_budget"
+                      ) -> int | None:
   """Steps of the pixel baseline ``baseline``: the wall clock of its :data:`BUDGETS` recipe's
   pipeline (its encoder's training, its pixel phase — the ``PIXEL_STEPS`` run, or its
   :data:`INIT_FROM` recipe's run — and the feature phase; each the fastest of its finished
-  runs trained in one session: with ``runs_dir``, a resumed run, whose ``train_wall_s`` is
-  its last session's, does not count) times the pixel phase's rate (its fastest run), so
+  runs with a ``train_wall_s``: rows of resumed runs come without one,
+  :func:`_sweep.without_resumed_walls`) times the pixel phase's rate (its fastest run), so
   that the pixel baseline trains as long as the whole feature recipe. ``None`` until all
   three ran.
   """
   budget = BUDGETS[baseline]
-  ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s") and (
-      runs_dir is None or _sweep.train_sessions(runs_dir / r["name"]) <= 1)]
+  ok = [r for r in rows if r.get("status") == "ok" and r.get("train_wall_s")]
   enc_name = encoder_run(RECIPES[budget][0]).name
   enc = [r["train_wall_s"] for r in ok if r.get("name") == enc_name]
   prefix = f"{INIT_FROM.get(budget, PIXEL_RECIPE)}_s"
@@ -289,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for recipe in recipes:
       steps = None
       if recipe in BUDGETS:  # the wall clock of its budget recipe's whole pipeline
-        steps = same_budget_steps(ledger.rows(), recipe, runs_dir=runs_dir)
+        steps = same_budget_steps(_sweep.without_resumed_walls(ledger.rows(), runs_dir),
+                                  recipe)
         if steps is None and not quick:
           print(f"{recipe}: waits for a finished {BUDGETS[recipe]} (its budget)", flush=True)
           continue
@@ -299,9 +299,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                            collect_only=args.table_only,
                            score=lambda run, wd, st: score(run, wd, st, n=n, quick=quick))
   # a resumed run's train_wall_s is its last session's: not in the wall-clock column
-  resumed = {r["name"] for r in rows if _sweep.train_sessions(runs_dir / r["name"]) > 1}
-  cells = _sweep.aggregate([dict(r, train_wall_s=None) if r["name"] in resumed else r
-                            for r in rows if r.get("status") == "ok"], by=("recipe",),
+  walls = _sweep.without_resumed_walls(rows, runs_dir)
+  resumed = [r["name"] for r, w in zip(rows, walls)
+             if r.get("train_wall_s") != w.get("train_wall_s")]
+  cells = _sweep.aggregate([r for r in walls if r.get("status") == "ok"], by=("recipe",),
                            keys=("inception_fid", "inception_precision", "inception_recall",
                                  "inception_f1", "train_wall_s"))
   floor = next((r["inception_fid_real_vs_real"] for r in rows

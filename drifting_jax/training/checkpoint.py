@@ -25,8 +25,9 @@ from drifting_jax.data import memory_bank
 from drifting_jax.training import rundir
 from drifting_jax.training.state import TrainState
 
-__all__ = ["CHECKPOINT_DIR", "CheckpointWriteError", "make_manager", "resolve_checkpoint",
-           "restore", "restore_run_state", "restore_tree", "save", "save_tree", "state_tree"]
+__all__ = ["CHECKPOINT_DIR", "CheckpointWriteError", "has_checkpoint", "make_manager",
+           "resolve_checkpoint", "restore", "restore_run_state", "restore_tree", "save",
+           "save_tree", "state_tree"]
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -200,6 +201,15 @@ def restore(manager: ocp.CheckpointManager, template: TrainState, step: int | No
   return None if out is None else _from_tree(template, out[0])
 
 
+def _has_steps(directory: str) -> bool:
+  return os.path.isdir(directory) and any(d.isdigit() for d in os.listdir(directory))
+
+
+def has_checkpoint(workdir: str | os.PathLike) -> bool:
+  """Whether the run directory ``workdir`` holds a checkpoint step (restorable or not)."""
+  return _has_steps(os.path.join(os.fspath(workdir), CHECKPOINT_DIR))
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> tuple[str, int | None, str]:
   """Interprets a user path as ``(checkpoints_dir, step, run_dir)``.
 
@@ -216,7 +226,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[str, int | None, str]:
   if base.isdigit() and os.path.isdir(path):
     ckpt_dir = os.path.dirname(path)
     return ckpt_dir, int(base), os.path.dirname(ckpt_dir)
-  if os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path)):
+  if _has_steps(path):
     return path, None, os.path.dirname(path)
   raise ValueError(f"`checkpoint` {path!r} is not a run, checkpoints or step directory")
 

@@ -111,7 +111,7 @@ def train(config: Any = None, workdir: str | os.PathLike | None = None, *,
   if until is not None:
     until = _validation.check_int("until", until, minimum=0)
   task_type = get_task(cfg)
-  if force_new or not _has_checkpoint(workdir):  # fail before the data load, not after
+  if force_new or workdir is None or not ckpt.has_checkpoint(workdir):  # before the data load
     task_type.check_start(cfg)
   task = task_type(cfg, dataset=dataset, objective=objective)
   if workdir is None:
@@ -122,13 +122,6 @@ def train(config: Any = None, workdir: str | os.PathLike | None = None, *,
     if force_new:
       rundir.move_aside(workdir, task.all_run_files)
     return _train_session(task, workdir, hooks, until)
-
-
-def _has_checkpoint(workdir: str | os.PathLike | None) -> bool:
-  if workdir is None:
-    return False
-  d = os.path.join(os.fspath(workdir), ckpt.CHECKPOINT_DIR)
-  return os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d))
 
 
 def _normalizer(cfg: RunConfig) -> Callable[[dict], dict]:

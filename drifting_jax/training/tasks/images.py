@@ -273,9 +273,21 @@ def _source_config(path: str, record: dict) -> ImageConfig:
   return dataclasses.replace(config_from_dict(record), init_from=None)
 
 
-def _misfit(path: str, src: ImageConfig) -> ValueError:
-  return ValueError(f"`init_from` {path!r} trained another generator ({src.model} with "
-                    f"overrides {src.model_overrides}): its parameters do not fit")
+def _make_model(cfg: ImageConfig) -> Any:
+  """The generator of ``cfg`` (``model`` with ``model_overrides`` and ``dtype``)."""
+  overrides = dict(cfg.model_overrides)
+  if cfg.dtype == "bfloat16":
+    overrides["dtype"] = jnp.bfloat16
+  return presets.get_model(cfg.model, **overrides)
+
+
+def _check_fits(path: str, src: ImageConfig, params: Any, template: Any) -> None:
+  """``params`` (of the ``init_from`` run ``src``) have ``template``'s tree, shapes, dtypes."""
+  spec = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
+  if jax.tree.structure(params) != jax.tree.structure(template) or spec(params) != spec(
+      template):
+    raise ValueError(f"`init_from` {path!r} trained another generator ({src.model} with "
+                     f"overrides {src.model_overrides}): its parameters do not fit")
 
 
 def _param_shapes(model: Any) -> Any:
@@ -283,9 +295,9 @@ def _param_shapes(model: Any) -> Any:
 
 
 def _check_init_from(path: str, model: Any) -> None:
-  """``init_from`` is an image run whose config's generator has ``model``'s parameter
-  shapes (cheap: no data, no checkpoint read; :func:`_pretrained` restores and checks the
-  checkpoint itself)."""
+  """``init_from`` is an image run whose config's generator has ``model``'s parameters
+  (tree, shapes, dtypes; cheap: no data, no checkpoint read — :func:`_pretrained` restores
+  and checks the checkpoint itself)."""
   if not os.path.exists(path):
     raise ValueError(f"`init_from` {path!r} does not exist (expected the directory of a "
                      f"finished image run)")
@@ -297,11 +309,7 @@ def _check_init_from(path: str, model: Any) -> None:
   if record is None:
     raise ValueError(f"`init_from` {run_dir!r} has no config.json")
   src = _source_config(path, record)
-  other = presets.get_model(src.model, **dict(src.model_overrides))
-  shapes = lambda t: jax.tree.map(lambda x: x.shape, t)
-  a, b = _param_shapes(model), _param_shapes(other)
-  if jax.tree.structure(a) != jax.tree.structure(b) or shapes(a) != shapes(b):
-    raise _misfit(path, src)
+  _check_fits(path, src, _param_shapes(_make_model(src)), _param_shapes(model))
 
 
 def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
@@ -316,10 +324,7 @@ def _pretrained(path: str, template: Any) -> tuple[Any, Any]:
     msg = str(e).splitlines()[0]
     raise ValueError(msg if msg.startswith("`init_from`") else
                      f"`init_from` {path!r} is not an image run ({msg})") from None
-  shapes = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
-  if jax.tree.structure(state.params) != jax.tree.structure(template) or shapes(
-      state.params) != shapes(template):
-    raise _misfit(path, src.cfg)
+  _check_fits(path, src.cfg, state.params, template)
   return state.params, state.ema_params
 
 
@@ -357,10 +362,7 @@ class ImageTask(Task):
   def __init__(self, cfg: ImageConfig, *, dataset: image_data.Dataset | None = None,
                objective: Any = None, load_data: bool = True):
     super().__init__(cfg, objective=objective)
-    overrides = dict(cfg.model_overrides)
-    if cfg.dtype == "bfloat16":
-      overrides["dtype"] = jnp.bfloat16
-    model = presets.get_model(cfg.model, **overrides)
+    model = _make_model(cfg)
     if objective is None:
       image_step.make_group_loss(cfg)  # resolves (and validates) the objective and schedule
     if cfg.guidance and not getattr(model, "cfg_embed", False):
@@ -405,7 +407,7 @@ class ImageTask(Task):
     """``init_from`` is an image run of this generator (before the data and a feature table
     load, which take minutes)."""
     if cfg.init_from:
-      _check_init_from(cfg.init_from, presets.get_model(cfg.model, **dict(cfg.model_overrides)))
+      _check_init_from(cfg.init_from, _make_model(cfg))
 
   def init_state(self) -> TrainState:
     """Fresh state at iteration 0 (one kernel-width state per stream; the memory bank
